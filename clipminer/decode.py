@@ -1,0 +1,420 @@
+"""Streaming video decode with PyAV.
+
+One video stream is demuxed and decoded packet by packet; only the frames that the
+timestamp sampler keeps are converted to RGB and resized (inside libswscale), so
+memory stays bounded whatever the length of the video. Frames carry presentation
+timestamps in seconds relative to the start of the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import av
+import av.container
+import av.error
+import av.video.stream
+import numpy as np
+from av.codec.hwaccel import HWAccel
+
+from clipminer.errors import DecodeError
+from clipminer.sampling import TimestampSampler
+
+log = logging.getLogger(__name__)
+
+Interpolation = Literal["FAST_BILINEAR", "BILINEAR", "BICUBIC", "AREA"]
+
+# A stream that ends this much before its declared duration is reported as truncated.
+_TRUNCATION_SLACK_SECONDS = 0.5
+
+
+@dataclass(frozen=True, repr=False)
+class Frame:
+    """One decoded video frame."""
+
+    pixels: np.ndarray
+    """uint8 H×W×3 RGB, display orientation (rotation metadata applied)."""
+    pts_seconds: float
+    """Presentation time in seconds from the start of the stream."""
+    index: int
+    """0-based position of this frame among all frames decoded from the stream."""
+
+    def __post_init__(self) -> None:
+        if self.pixels.dtype != np.uint8 or self.pixels.ndim != 3 or self.pixels.shape[2] != 3:
+            raise ValueError(
+                f"Frame.pixels must be uint8 H×W×3, got {self.pixels.dtype} {self.pixels.shape}"
+            )
+
+    def __repr__(self) -> str:
+        h, w, _ = self.pixels.shape
+        return (
+            f"Frame(index={self.index}, pts_seconds={self.pts_seconds:.3f}, "
+            f"pixels=uint8[{h}×{w}×3])"
+        )
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` learns about a video file without decoding it all."""
+
+    path: Path
+    stream_index: int
+    """Index of the chosen video stream among all streams of the container."""
+    codec: str
+    width: int
+    """Display width in pixels, after rotation."""
+    height: int
+    """Display height in pixels, after rotation."""
+    rotation_degrees: int
+    """Clockwise rotation (0, 90, 180 or 270) applied to decoded pixels for display."""
+    average_fps: float | None
+    duration_seconds: float | None
+    num_frames: int | None
+    """Frame count from the container header, None when the header has none."""
+    start_seconds: float
+    """Stream start time in seconds; frame timestamps are relative to it."""
+    has_audio: bool
+
+
+@dataclass
+class DecodeStats:
+    """Counters of one decode pass, filled in while frames are yielded."""
+
+    frames_decoded: int = 0
+    frames_yielded: int = 0
+    corrupt_packets: int = 0
+    truncated: bool = False
+    hardware: bool = False
+    """Whether NVDEC (or another hardware decoder) was in use."""
+    last_pts_seconds: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def _parse_device(decode_device: str) -> tuple[str, str | None]:
+    if decode_device == "cpu":
+        return "cpu", None
+    kind, _, index = decode_device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"decode_device must be 'cpu', 'cuda' or 'cuda:N', got {decode_device!r}")
+    return "cuda", index or None
+
+
+def _open(path: Path, hwaccel: HWAccel | None = None) -> av.container.InputContainer:
+    """Open ``path`` for reading, mapping every failure to DecodeError."""
+    if not path.exists():
+        raise DecodeError(f"{path}: no such file")
+    if path.is_dir():
+        raise DecodeError(f"{path}: is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise DecodeError(f"{path}: empty file (0 bytes)")
+    try:
+        if hwaccel is None:
+            return av.open(str(path), mode="r")
+        return av.open(str(path), mode="r", hwaccel=hwaccel)
+    except PermissionError:
+        if hwaccel is not None:
+            raise  # the hardware device refused; the caller falls back to CPU
+        raise DecodeError(f"{path}: permission denied") from None
+    except av.error.FFmpegError as exc:
+        raise DecodeError(f"{path}: not a readable video container ({exc.strerror})") from exc
+
+
+def _video_stream(
+    container: av.container.InputContainer, path: Path, stream_index: int | None
+) -> av.video.stream.VideoStream:
+    videos = list(container.streams.video)
+    if not videos:
+        raise DecodeError(f"{path}: has no video stream")
+    if stream_index is None:
+        return videos[0]
+    for stream in videos:
+        if stream.index == stream_index:
+            return stream
+    raise DecodeError(
+        f"{path}: stream {stream_index} is not a video stream; "
+        f"video streams: {[s.index for s in videos]}"
+    )
+
+
+def _seconds(value: int | None, time_base: object) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)  # type: ignore[operator]
+
+
+def _rotation_clockwise(frame: av.VideoFrame) -> int:
+    # PyAV reports the display matrix angle counter-clockwise; display needs the inverse.
+    return round(-frame.rotation / 90.0) % 4 * 90
+
+
+def probe(path: str | os.PathLike[str], *, stream_index: int | None = None) -> VideoInfo:
+    """Read a video's metadata; decodes only the first frame (for rotation and a check).
+
+    Raises:
+        DecodeError: the file is missing, empty, not a video, or its first frame
+            cannot be decoded.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path, stream_index)
+        rotation = 0
+        try:
+            for frame in container.decode(stream):
+                rotation = _rotation_clockwise(frame)
+                break
+            else:
+                raise DecodeError(f"{path}: no decodable video frames")
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"{path}: cannot decode the first frame ({exc.strerror})") from exc
+        time_base = stream.time_base
+        start = _seconds(stream.start_time, time_base) or 0.0
+        duration = _seconds(stream.duration, time_base)
+        if duration is None and container.duration is not None:
+            duration = container.duration / 1_000_000 - start
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):
+            width, height = height, width
+        rate = stream.average_rate or stream.guessed_rate
+        return VideoInfo(
+            path=path,
+            stream_index=stream.index,
+            codec=stream.codec_context.name,
+            width=width,
+            height=height,
+            rotation_degrees=rotation,
+            average_fps=float(rate) if rate else None,
+            duration_seconds=duration,
+            num_frames=stream.frames or None,
+            start_seconds=start,
+            has_audio=bool(container.streams.audio),
+        )
+
+
+class VideoReader:
+    """Streams sampled frames of one video; a context manager and an iterable.
+
+    Iterating yields :class:`Frame` objects; :attr:`stats` counts what happened.
+    Corrupt packets in the middle of the stream are skipped and counted, and a
+    stream that ends early is flagged as truncated, unless ``strict`` is set, in
+    which case either raises :class:`DecodeError`.
+
+    Args:
+        path: the video file.
+        sample_fps: keep one frame per ``1/sample_fps`` seconds (by timestamp), or
+            every frame when None.
+        size: (height, width) of the yielded pixels, after rotation; None keeps the
+            display size.
+        stream_index: container stream index of the video stream; the first video
+            stream when None.
+        decode_device: "cpu", or "cuda"/"cuda:N" to decode with NVDEC, falling back
+            to the CPU with a warning when the hardware decoder cannot be opened.
+        threads: decoder threads; "auto" lets FFmpeg pick one per core.
+        strict: raise on corrupt packets and truncation instead of skipping them.
+        interpolation: libswscale scaler for resizing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sample_fps: float | None = None,
+        size: tuple[int, int] | None = None,
+        stream_index: int | None = None,
+        decode_device: str = "cpu",
+        threads: int | Literal["auto"] = "auto",
+        strict: bool = False,
+        interpolation: Interpolation = "FAST_BILINEAR",
+    ) -> None:
+        self.path = Path(path)
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"size must be (height, width) of positive ints, got {size!r}")
+        if threads != "auto" and (not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be 'auto' or a positive int, got {threads!r}")
+        self._sampler = TimestampSampler(sample_fps)
+        self._size = size
+        self._threads = threads
+        self._strict = strict
+        self._interpolation = interpolation
+        self.stats = DecodeStats()
+        self._container = self._open_with_device(decode_device)
+        try:
+            self._stream = _video_stream(self._container, self.path, stream_index)
+        except DecodeError:
+            self._container.close()
+            raise
+        self._started = False
+
+    def _open_with_device(self, decode_device: str) -> av.container.InputContainer:
+        kind, index = _parse_device(decode_device)
+        if kind == "cpu":
+            return _open(self.path)
+        hwaccel = HWAccel(device_type="cuda", device=index, allow_software_fallback=True)
+        try:
+            container = _open(self.path, hwaccel)
+        except (PermissionError, av.error.FFmpegError, RuntimeError) as exc:
+            log.warning(
+                "%s: hardware decoding on %s unavailable (%s); decoding on the CPU",
+                self.path,
+                decode_device,
+                exc,
+            )
+            return _open(self.path)
+        self.stats.hardware = True
+        return container
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the container; safe to call twice."""
+        self._container.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._started:
+            raise RuntimeError(f"{self.path}: a VideoReader can be iterated only once")
+        self._started = True
+        stream = self._stream
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = 0 if self._threads == "auto" else self._threads
+        time_base = stream.time_base
+        start = _seconds(stream.start_time, time_base) or 0.0
+        rate = stream.average_rate or stream.guessed_rate
+        step = 1.0 / float(rate) if rate else 0.0
+        declared = _seconds(stream.duration, time_base)
+        if declared is None and self._container.duration is not None:
+            declared = self._container.duration / 1_000_000 - start
+        declared_frames = stream.frames or None
+        try:
+            for frame in self._decoded(stream):
+                time = frame.time
+                if time is not None:
+                    pts = time - start
+                elif self.stats.last_pts_seconds is not None:
+                    pts = self.stats.last_pts_seconds + step
+                else:
+                    pts = 0.0
+                index = self.stats.frames_decoded
+                self.stats.frames_decoded += 1
+                self.stats.last_pts_seconds = pts
+                if not self._sampler.keep(pts):
+                    continue
+                self.stats.frames_yielded += 1
+                yield Frame(pixels=self._to_rgb(frame), pts_seconds=pts, index=index)
+        finally:
+            self.close()
+        if self.stats.frames_decoded == 0:
+            detail = f" ({self.stats.errors[-1]})" if self.stats.errors else ""
+            raise DecodeError(f"{self.path}: no decodable video frames{detail}")
+        self._check_truncation(declared, declared_frames)
+
+    def _decoded(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+        """Decode packet by packet so that one bad packet costs only itself."""
+        packets = self._container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as exc:
+                # The demuxer gave up: what is left of the file cannot be read.
+                self._damaged(f"demux failed after {self.stats.frames_decoded} frames", exc)
+                self.stats.truncated = True
+                yield from self._flush(stream)
+                return
+            try:
+                yield from packet.decode()
+            except av.error.FFmpegError as exc:
+                self._damaged(f"corrupt packet at byte {packet.pos}", exc)
+                self.stats.corrupt_packets += 1
+
+    def _flush(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+        try:
+            yield from stream.codec_context.decode(None)
+        except av.error.FFmpegError as exc:
+            self._damaged("flushing the decoder failed", exc)
+
+    def _damaged(self, what: str, exc: av.error.FFmpegError) -> None:
+        message = f"{what}: {exc.strerror}"
+        self.stats.errors.append(message)
+        if self._strict:
+            raise DecodeError(f"{self.path}: {message}") from exc
+        log.warning("%s: %s (skipped)", self.path, message)
+
+    def _check_truncation(self, declared: float | None, declared_frames: int | None) -> None:
+        """Flag a stream that ended well before the length its header declares."""
+        last = self.stats.last_pts_seconds
+        decoded = self.stats.frames_decoded
+        if (
+            declared is not None
+            and last is not None
+            and math.isfinite(declared)
+            and last + _TRUNCATION_SLACK_SECONDS < declared * 0.98
+        ):
+            self.stats.truncated = True
+        if declared_frames and decoded + max(2, 0.02 * declared_frames) < declared_frames:
+            self.stats.truncated = True
+        if self.stats.truncated:
+            declared_text = f"{declared_frames} frames" if declared_frames else f"{declared} s"
+            message = (
+                f"stream ends after {decoded} frames ({last or 0.0:.2f} s) "
+                f"of a declared {declared_text} (truncated)"
+            )
+            self.stats.errors.append(message)
+            if self._strict:
+                raise DecodeError(f"{self.path}: {message}")
+            log.warning("%s: %s", self.path, message)
+
+    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+        quarter_turns = _rotation_clockwise(frame) // 90
+        if self._size is None:
+            width, height = frame.width, frame.height
+        else:
+            height, width = self._size
+            if quarter_turns % 2:  # resize before rotating: swap the target sides
+                width, height = height, width
+        rgb: np.ndarray = frame.reformat(
+            width=width, height=height, format="rgb24", interpolation=self._interpolation
+        ).to_ndarray()
+        if quarter_turns:
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=-quarter_turns))
+        return rgb
+
+
+def iter_frames(
+    path: str | os.PathLike[str],
+    *,
+    sample_fps: float | None = None,
+    size: tuple[int, int] | None = None,
+    stream_index: int | None = None,
+    decode_device: str = "cpu",
+    threads: int | Literal["auto"] = "auto",
+    strict: bool = False,
+) -> Iterator[Frame]:
+    """Yield the sampled frames of a video in presentation order.
+
+    A shorthand for iterating a :class:`VideoReader`; see there for the arguments.
+    The file is closed when the generator finishes or is closed.
+
+    Raises:
+        DecodeError: the file cannot be opened or yields no frame; with ``strict``,
+            also on corrupt packets and truncation.
+    """
+    reader = VideoReader(
+        path,
+        sample_fps=sample_fps,
+        size=size,
+        stream_index=stream_index,
+        decode_device=decode_device,
+        threads=threads,
+        strict=strict,
+    )
+    yield from reader

@@ -1,0 +1,177 @@
+"""The clipminer checkpoint: one file, loadable with ``torch.load(weights_only=True)``.
+
+A bundle carries what inference needs besides the weights (labels, input size,
+mean and std, clip length and frame rate for video), so that preprocessing is
+rebuilt from the checkpoint and never from constants at the call site. On disk it
+is a dict of plain types and tensors:
+
+``format`` ("clipminer/1"), ``kind`` ("image" or "video"), ``arch``, ``labels``,
+``input`` (size, mean, std, clip_len, frame_rate), ``state_dict``, ``metrics``,
+``config``, ``clipminer_version``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from clipminer import __version__
+from clipminer.errors import BundleError
+from clipminer.fsutil import atomic_path
+
+FORMAT = "clipminer/1"
+Kind = Literal["image", "video"]
+_KEYS = ("format", "kind", "arch", "labels", "input", "state_dict", "metrics", "config")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a model's input must be prepared."""
+
+    size: tuple[int, int]
+    """(height, width) in pixels."""
+    mean: tuple[float, float, float]
+    """Per-channel RGB mean of pixels scaled to 0..1."""
+    std: tuple[float, float, float]
+    clip_len: int | None = None
+    """Frames per clip (video models only)."""
+    frame_rate: float | None = None
+    """Frames per second that clips are sampled at (video models only)."""
+
+    def __post_init__(self) -> None:
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise ValueError(f"size must be (height, width), got {self.size!r}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"mean and std need 3 values, std > 0: {self.mean!r}, {self.std!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "size": list(self.size),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "clip_len": self.clip_len,
+            "frame_rate": self.frame_rate,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InputSpec:
+        return cls(
+            size=(int(data["size"][0]), int(data["size"][1])),
+            mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
+            clip_len=None if data.get("clip_len") is None else int(data["clip_len"]),
+            frame_rate=None if data.get("frame_rate") is None else float(data["frame_rate"]),
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class Bundle:
+    """A trained model with everything inference needs."""
+
+    kind: Kind
+    arch: str
+    labels: tuple[str, ...]
+    input: InputSpec
+    state_dict: dict[str, torch.Tensor]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    clipminer_version: str = __version__
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("image", "video"):
+            raise ValueError(f"kind must be 'image' or 'video', got {self.kind!r}")
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be non-empty and unique, got {self.labels!r}")
+        if self.kind == "video" and not self.input.clip_len:
+            raise ValueError("a video bundle needs input.clip_len")
+
+    def __repr__(self) -> str:
+        params = sum(t.numel() for t in self.state_dict.values())
+        return (
+            f"Bundle(kind={self.kind!r}, arch={self.arch!r}, labels={len(self.labels)}, "
+            f"input={self.input}, tensors={len(self.state_dict)}, params={params:,}, "
+            f"version={self.clipminer_version!r})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "kind": self.kind,
+            "arch": self.arch,
+            "labels": list(self.labels),
+            "input": self.input.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
+            "metrics": self.metrics,
+            "config": self.config,
+            "clipminer_version": self.clipminer_version,
+        }
+
+
+def save_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
+    """Write ``bundle`` to ``path`` atomically and check that it loads back safely."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(bundle.to_dict(), tmp)
+        _load_dict(tmp, shown_as=path)  # refuse to publish what could not be loaded
+    return path
+
+
+def _load_dict(path: Path, *, shown_as: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise BundleError(f"{shown_as}: no such file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise BundleError(
+            f"{shown_as}: refused, it holds Python objects that only arbitrary unpickling "
+            f"could load ({str(exc).splitlines()[0][:200]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise BundleError(f"{shown_as}: not a PyTorch checkpoint ({exc})") from None
+    if not isinstance(data, dict):
+        raise BundleError(f"{shown_as}: not a clipminer bundle (holds {type(data).__name__})")
+    return data
+
+
+def load_bundle(path: str | os.PathLike[str], *, kind: Kind | None = None) -> Bundle:
+    """Load a bundle with ``torch.load(weights_only=True)``; tensors land on the CPU.
+
+    Args:
+        path: the checkpoint file.
+        kind: when given, refuse a bundle of the other kind.
+
+    Raises:
+        BundleError: the file is missing, not a checkpoint, needs arbitrary
+            unpickling, is not a clipminer bundle, or is of the wrong kind.
+    """
+    path = Path(path)
+    data = _load_dict(path, shown_as=path)
+    if data.get("format") != FORMAT:
+        found = data.get("format")
+        hint = "a plain state dict?" if found is None else f"format {found!r}"
+        raise BundleError(f"{path}: not a clipminer bundle ({hint}; expected {FORMAT!r})")
+    missing = [key for key in _KEYS if key not in data]
+    if missing:
+        raise BundleError(f"{path}: incomplete clipminer bundle, missing {missing}")
+    if kind is not None and data["kind"] != kind:
+        raise BundleError(f"{path}: is a {data['kind']} model, expected a {kind} model")
+    try:
+        return Bundle(
+            kind=data["kind"],
+            arch=str(data["arch"]),
+            labels=tuple(str(label) for label in data["labels"]),
+            input=InputSpec.from_dict(data["input"]),
+            state_dict=dict(data["state_dict"]),
+            metrics=dict(data["metrics"]),
+            config=dict(data["config"]),
+            clipminer_version=str(data.get("clipminer_version", "unknown")),
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise BundleError(f"{path}: malformed clipminer bundle ({exc})") from None
