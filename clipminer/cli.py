@@ -151,46 +151,67 @@ def probe(
     videos: Annotated[list[Path], typer.Argument(help="Video files to inspect.")],
     sample_fps: Annotated[
         float | None,
-        typer.Option(help="Also decode the whole file at this rate and count frames."),
+        typer.Option(min=0.001, help="Also decode the whole file, keeping this many frames/s."),
     ] = None,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per file instead of a table.")
+    ] = False,
 ) -> None:
-    """Print what clipminer reads from video files (size, rate, rotation, duration)."""
+    """Print what clipminer reads from video files (size, rate, rotation, duration).
+
+    A file that cannot be read gets a one-line error; the others are still shown,
+    and the exit code is 1 if any failed.
+    """
+    import dataclasses
+    import json
+
     from clipminer.decode import VideoReader
     from clipminer.decode import probe as probe_video
 
-    table = Table(
-        "file", "stream", "codec", "size", "rotation", "fps", "seconds", "frames", "audio"
-    )
-    if sample_fps:
-        table.add_column(f"sampled@{sample_fps:g}")
-        table.add_column("problems")
+    rows: list[dict[str, Any]] = []
     failed = 0
     for path in videos:
         try:
-            info = probe_video(path)
-            row = [
-                str(path),
-                str(info.stream_index),
-                info.codec,
-                f"{info.width}x{info.height}",
-                f"{info.rotation_degrees}",
-                f"{info.average_fps:.3f}" if info.average_fps else "?",
-                f"{info.duration_seconds:.2f}" if info.duration_seconds else "?",
-                str(info.num_frames or "?"),
-                "yes" if info.has_audio else "no",
-            ]
+            row = dataclasses.asdict(probe_video(path))
+            row["path"] = str(path)
             if sample_fps:
                 with VideoReader(path, sample_fps=sample_fps) as reader:
-                    kept = sum(1 for _ in reader)
-                stats = reader.stats
-                row += [str(kept), "; ".join(stats.errors) or "-"]
-            table.add_row(*row)
+                    row["sampled_frames"] = sum(1 for _ in reader)
+                row["problems"] = reader.stats.errors
+            rows.append(row)
         except ClipminerError as exc:
             failed += 1
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-    console.print(table)
+    if json_lines:
+        for row in rows:
+            typer.echo(json.dumps(row))
+    elif rows:
+        table = Table("file", "size", "rot", "fps", "seconds", "frames", "codec", "audio")
+        if sample_fps:
+            table.add_column("sampled")
+        for row in rows:
+            cells = [
+                Path(row["path"]).name,
+                f"{row['width']}x{row['height']}",
+                str(row["rotation_degrees"]),
+                _cell(row["average_fps"]),
+                _cell(row["duration_seconds"]),
+                _cell(row["num_frames"]),
+                f"{row['codec']}#{row['stream_index']}",
+                "yes" if row["has_audio"] else "no",
+            ]
+            if sample_fps:
+                cells.append(str(row["sampled_frames"]))
+            table.add_row(*cells)
+        console.print(table)
     if failed:
         raise typer.Exit(code=1)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "?" if value is None else str(value)
 
 
 @synth_app.command("images")

@@ -387,7 +387,7 @@ def plan_segments(
         length = float(rng.uniform(*action_seconds))
         if t + length > duration_seconds - 1.0:
             break
-        segments.append(TruthSegment(order.pop(), round(t, 3), round(t + length, 3)))
+        segments.append(TruthSegment(str(order.pop()), round(t, 3), round(t + length, 3)))
         t += length + float(rng.uniform(*gap_seconds))
     return tuple(segments)
 

@@ -123,16 +123,27 @@ def save_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _unpickler_detail(message: str) -> str:
+    """The one informative sentence of torch's long weights-only refusal."""
+    marker = "WeightsUnpickler error:"
+    if marker in message:
+        message = message.split(marker, 1)[1]
+    return message.strip().split(". ")[0].splitlines()[0][:200]
+
+
 def _load_dict(path: Path, *, shown_as: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BundleError(f"{shown_as}: no such file")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise BundleError(
-            f"{shown_as}: refused, it holds Python objects that only arbitrary unpickling "
-            f"could load ({str(exc).splitlines()[0][:200]})"
-        ) from None
+        detail = _unpickler_detail(str(exc))
+        if "global" in detail.lower():
+            raise BundleError(
+                f"{shown_as}: refused, it holds Python objects that only arbitrary "
+                f"unpickling could load ({detail})"
+            ) from None
+        raise BundleError(f"{shown_as}: not a PyTorch checkpoint ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise BundleError(f"{shown_as}: not a PyTorch checkpoint ({exc})") from None
     if not isinstance(data, dict):

@@ -1,0 +1,111 @@
+"""The checkpoint bundle: round trip, safe loading, refusals."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from clipminer.errors import BundleError
+from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
+
+
+def _bundle(kind: str = "image") -> Bundle:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    return Bundle(
+        kind=kind,  # type: ignore[arg-type]
+        arch="tiny",
+        labels=("a", "b", "c"),
+        input=InputSpec(
+            size=(32, 40),
+            mean=(0.4, 0.5, 0.6),
+            std=(0.2, 0.2, 0.2),
+            clip_len=8 if kind == "video" else None,
+            frame_rate=12.5 if kind == "video" else None,
+        ),  # fmt: skip
+        state_dict=model.state_dict(),
+        metrics={"top1": 0.9, "per_class": {"a": 1.0}},
+        config={"epochs": 3, "lr": 1e-3, "layers": [1, 2]},
+    )
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_round_trip(tmp_path: Path, kind: str) -> None:
+    original = _bundle(kind)
+    path = save_bundle(original, tmp_path / "m.pt")
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == "clipminer/1" and raw["kind"] == kind
+    loaded = load_bundle(path, kind=kind)  # type: ignore[arg-type]
+    assert loaded.labels == original.labels and loaded.input == original.input
+    assert loaded.metrics == original.metrics and loaded.config == original.config
+    assert loaded.state_dict.keys() == original.state_dict.keys()
+    for key, tensor in original.state_dict.items():
+        assert torch.equal(loaded.state_dict[key], tensor)
+    assert "params=" in repr(loaded) and "tensor(" not in repr(loaded)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_wrong_kind_is_refused(tmp_path: Path) -> None:
+    path = save_bundle(_bundle("image"), tmp_path / "m.pt")
+    with pytest.raises(BundleError, match="is a image model, expected a video model"):
+        load_bundle(path, kind="video")
+
+
+class Payload:
+    """Stands for anything that only full unpickling could rebuild."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_pickled_object_is_refused(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "evil.pt"
+    data = _bundle().to_dict()
+    data["config"] = {"hook": Payload()}
+    torch.save(data, path)
+    with pytest.raises(BundleError, match="evil.pt: refused, it holds Python objects"):
+        load_bundle(path)
+    assert "this must never run" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (lambda p: torch.save({"weight": torch.zeros(2)}, p), "not a clipminer bundle"),
+        (lambda p: torch.save([1, 2, 3], p), "holds list"),
+        (lambda p: p.write_bytes(b"not a checkpoint at all"), "not a PyTorch checkpoint"),
+        (
+            lambda p: p.write_bytes(pickle.dumps({"format": "clipminer/1"}, protocol=2)),
+            "not a PyTorch",
+        ),
+    ],
+)
+def test_non_bundles_are_refused(tmp_path: Path, content, message: str) -> None:
+    path = tmp_path / "x.pt"
+    content(path)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(path)
+
+
+def test_incomplete_bundle_names_missing_keys(tmp_path: Path) -> None:
+    data = _bundle().to_dict()
+    del data["labels"]
+    torch.save(data, tmp_path / "x.pt")
+    with pytest.raises(BundleError, match=r"missing \['labels'\]"):
+        load_bundle(tmp_path / "x.pt")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="nope.pt: no such file"):
+        load_bundle(tmp_path / "nope.pt")
+
+
+def test_validation() -> None:
+    with pytest.raises(ValueError, match="clip_len"):
+        Bundle(kind="video", arch="x", labels=("a",), input=InputSpec((8, 8), (0, 0, 0), (1, 1, 1)),
+               state_dict={})  # fmt: skip
+    with pytest.raises(ValueError, match="unique"):
+        Bundle(kind="image", arch="x", labels=("a", "a"),
+               input=InputSpec((8, 8), (0, 0, 0), (1, 1, 1)), state_dict={})  # fmt: skip
