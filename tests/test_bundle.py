@@ -24,7 +24,7 @@ def _bundle(kind: str = "image") -> Bundle:
             std=(0.2, 0.2, 0.2),
             clip_len=8 if kind == "video" else None,
             frame_rate=12.5 if kind == "video" else None,
-        ),  # fmt: skip
+        ),
         state_dict=model.state_dict(),
         metrics={"top1": 0.9, "per_class": {"a": 1.0}},
         config={"epochs": 3, "lr": 1e-3, "layers": [1, 2]},
@@ -65,7 +65,7 @@ def test_pickled_object_is_refused(tmp_path: Path, capsys) -> None:
     data = _bundle().to_dict()
     data["config"] = {"hook": Payload()}
     torch.save(data, path)
-    with pytest.raises(BundleError, match="evil.pt: refused, it holds Python objects"):
+    with pytest.raises(BundleError, match=r"evil\.pt: refused, it holds Python objects"):
         load_bundle(path)
     assert "this must never run" not in capsys.readouterr().out
 
@@ -98,14 +98,24 @@ def test_incomplete_bundle_names_missing_keys(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(BundleError, match="nope.pt: no such file"):
+    with pytest.raises(BundleError, match=r"nope\.pt: no such file"):
         load_bundle(tmp_path / "nope.pt")
 
 
 def test_validation() -> None:
     with pytest.raises(ValueError, match="clip_len"):
-        Bundle(kind="video", arch="x", labels=("a",), input=InputSpec((8, 8), (0, 0, 0), (1, 1, 1)),
-               state_dict={})  # fmt: skip
+        Bundle(
+            kind="video",
+            arch="x",
+            labels=("a",),
+            input=InputSpec((8, 8), (0, 0, 0), (1, 1, 1)),
+            state_dict={},
+        )
     with pytest.raises(ValueError, match="unique"):
-        Bundle(kind="image", arch="x", labels=("a", "a"),
-               input=InputSpec((8, 8), (0, 0, 0), (1, 1, 1)), state_dict={})  # fmt: skip
+        Bundle(
+            kind="image",
+            arch="x",
+            labels=("a", "a"),
+            input=InputSpec((8, 8), (0, 0, 0), (1, 1, 1)),
+            state_dict={},
+        )

@@ -70,16 +70,46 @@ def test_clipminer_errors_are_one_line_unless_debug(tmp_path: Path) -> None:
 
 
 def test_synth_commands(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["synth", "images", "--out", str(tmp_path / "img"),
-                                 "--per-class", "2", "--size", "32x32"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["synth", "images", "--out", str(tmp_path / "img"), "--per-class", "2", "--size", "32x32"],
+    )
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "img").rglob("*.jpg"))) == 12
-    result = runner.invoke(app, ["synth", "clips", "--out", str(tmp_path / "ucf"), "--per-class",
-                                 "2", "--seconds", "0.3", "--size", "32x48", "--layout", "ucf101"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "clips",
+            "--out",
+            str(tmp_path / "ucf"),
+            "--per-class",
+            "2",
+            "--seconds",
+            "0.3",
+            "--size",
+            "32x48",
+            "--layout",
+            "ucf101",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ucf" / "splits" / "classInd.txt").is_file()
-    result = runner.invoke(app, ["synth", "long", "--out", str(tmp_path / "long"), "--seconds",
-                                 "12", "--size", "32x48", "--fps", "10"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "long",
+            "--out",
+            str(tmp_path / "long"),
+            "--seconds",
+            "12",
+            "--size",
+            "32x48",
+            "--fps",
+            "10",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "long" / "long.truth.csv").is_file()
 
@@ -105,8 +135,9 @@ def test_entry_point_sets_omp_wait_policy(preset: str | None, expected: str) -> 
     if preset:
         env["OMP_WAIT_POLICY"] = preset
     code = "import os, clipminer.cli, sys; print(os.environ['OMP_WAIT_POLICY'])"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == expected
 
 
@@ -114,8 +145,9 @@ def test_console_script_exits_nonzero_on_bad_input(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("clipminer")
     if not exe.exists():
         pytest.skip("console script not installed in this environment")
-    out = subprocess.run([str(exe), "probe", str(tmp_path / "missing.mp4")],
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [str(exe), "probe", str(tmp_path / "missing.mp4")], capture_output=True, text=True
+    )
     assert out.returncode == 1
     assert "missing.mp4: no such file" in out.stderr
     assert "Traceback" not in out.stderr

@@ -50,8 +50,9 @@ def test_long_video_is_deterministic_and_matches_its_truth(tmp_path: Path) -> No
 
 
 def test_long_video_frames_follow_the_timeline(tmp_path: Path) -> None:
-    video = synth.make_long_video(tmp_path / "v.mp4", duration_seconds=20.0, size=(64, 96),
-                                  fps=10, seed=4)  # fmt: skip
+    video = synth.make_long_video(
+        tmp_path / "v.mp4", duration_seconds=20.0, size=(64, 96), fps=10, seed=4
+    )
     seg = video.segments[0]
     mid = (seg.time_start_seconds + seg.time_end_seconds) / 2
     want = synth.scene(seg.label, seed=4, index=30_001, size=(64, 96)).render(
