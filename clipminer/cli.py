@@ -316,6 +316,189 @@ def synth_long(
     )
 
 
+class TrainLayersChoice(str, Enum):
+    """Which layers train-image fine-tunes."""
+
+    all = "all"
+    last_block = "last-block"
+    head = "head"
+
+
+class ScheduleChoice(str, Enum):
+    """Learning-rate schedules."""
+
+    cosine = "cosine"
+    onecycle = "onecycle"
+
+
+DeviceOption = typer.Option(
+    help="Where the model runs: auto (CUDA when present), cpu, cuda, cuda:N."
+)
+WorkersOption = typer.Option(
+    min=0, help="DataLoader worker processes (0: load in the main process)."
+)
+
+
+class BarReporter:
+    """Draws a progress bar per epoch with the running loss and accuracy."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: Any = None
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        self._bar = Progress(
+            TextColumn(f"[bold]epoch {epoch}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.3f}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task("train", total=steps, loss=float("nan"), acc=0.0)
+
+    def step(self, loss: float, top1: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1, loss=loss, acc=top1)
+
+    def end_epoch(self, result: Any, best: bool) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        err_console.print(
+            f"epoch {result.epoch}: train loss {result.train_loss:.4f}, train top-1 "
+            f"{result.train_top1:.3f}, val top-1 {result.val_top1:.3f}, {result.seconds:.1f} s"
+            + ("  [green]best, saved[/green]" if best else "")
+        )
+
+
+def _print_metrics(title: str, metrics: Any) -> None:
+    table = Table("class", "accuracy", title=title)
+    for label, accuracy in metrics.per_class.items():
+        table.add_row(label, f"{accuracy:.3f}")
+    console.print(table)
+    console.print(
+        f"top-1 {metrics.top1:.3f}  top-5 {metrics.top5:.3f}  "
+        f"mean class accuracy {metrics.mean_class_accuracy:.3f}  ({metrics.samples} images)"
+    )
+
+
+@app.command("train-image")
+def train_image_command(
+    data_dir: Annotated[
+        Path, typer.Argument(help="Folder with one sub-folder of images per class.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model bundle to write (MODEL.pt).")],
+    arch: Annotated[
+        str,
+        typer.Option(
+            help="densenet121, densenet161, densenet169, densenet201, resnet18, resnet50 "
+            "or mobilenet_v3_large."
+        ),
+    ] = "densenet121",
+    weights: Annotated[
+        str,
+        typer.Option(
+            help="imagenet (torchvision weights: hub cache, or download), none (random "
+            "init), or a PATH to a torchvision state dict or a clipminer bundle."
+        ),
+    ] = "imagenet",
+    train_layers: Annotated[
+        TrainLayersChoice,
+        typer.Option(
+            help="Fine-tune all layers, only the last feature block and the head, or only the head."
+        ),
+    ] = TrainLayersChoice.all,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training images.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per step.")] = 32,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate of AdamW.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay.")] = 0.05,
+    schedule: Annotated[
+        ScheduleChoice, typer.Option(help="Learning-rate schedule, stepped per batch.")
+    ] = ScheduleChoice.cosine,
+    label_smoothing: Annotated[
+        float, typer.Option(min=0.0, max=0.99, help="Label smoothing of the cross-entropy loss.")
+    ] = 0.0,
+    image_size: Annotated[int, typer.Option(min=16, help="Square input size in pixels.")] = 224,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="Share of each class held out for validation, chosen by content hash "
+            "(stable across re-runs).",
+        ),
+    ] = 0.1,
+    val_dir: Annotated[
+        Path | None, typer.Option(help="Validate on this folder instead of a split.")
+    ] = None,
+    balanced: Annotated[
+        bool, typer.Option(help="Sample classes equally often (for imbalanced data).")
+    ] = False,
+    workers: Annotated[int, WorkersOption] = 2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, DeviceOption] = "auto",
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted run from MODEL.pt.train-state.")
+    ] = False,
+) -> None:
+    """Fine-tune a torchvision image classifier (DenseNet-121 by default) on an image folder.
+
+    Keeps the best epoch by validation top-1 in MODEL.pt (a clipminer bundle with the
+    labels and preprocessing), writes metrics.json, confusion.csv and confusion.png to
+    MODEL_report/, and the resumable state to MODEL.pt.train-state.
+    """
+    from clipminer.train import FitConfig
+    from clipminer.train_image import ImageTrainConfig, train_image
+
+    config = ImageTrainConfig(
+        arch=arch, weights=weights, train_layers=train_layers.value, image_size=image_size,
+        batch_size=batch_size, val_fraction=val_fraction, balanced=balanced, workers=workers,
+        device=device,
+        fit=FitConfig(epochs=epochs, lr=lr, weight_decay=weight_decay, schedule=schedule.value,
+                      label_smoothing=label_smoothing, seed=seed),
+    )  # fmt: skip
+    result = train_image(data_dir, out, config=config, val_dir=val_dir, resume=resume,
+                         reporter=BarReporter())  # fmt: skip
+    _print_metrics(f"validation, best epoch {result.fit.best_epoch}", result.metrics)
+    console.print(
+        f"{result.train_images} train / {result.val_images} validation images"
+        f"{f', {result.skipped} unreadable skipped' if result.skipped else ''}; "
+        f"model: {result.model_path}; report: {result.report_dir}"
+    )
+
+
+@app.command("eval-image")
+def eval_image_command(
+    model: Annotated[Path, typer.Argument(help="An image model bundle (MODEL.pt).")],
+    data_dir: Annotated[
+        Path, typer.Argument(help="Folder with one sub-folder of images per class.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Folder for metrics.json, confusion.csv, confusion.png."),
+    ],
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 32,
+    workers: Annotated[int, WorkersOption] = 2,
+    device: Annotated[str, DeviceOption] = "auto",
+) -> None:
+    """Evaluate an image model on a labelled folder.
+
+    Class folders the model does not know are reported and left out of the metrics.
+    """
+    from clipminer.train_image import eval_image
+
+    result = eval_image(model, data_dir, out, batch_size=batch_size, workers=workers, device=device)
+    _print_metrics(f"{model} on {data_dir}", result.metrics)
+    if result.unknown_labels:
+        err_console.print(
+            "[yellow]warning:[/yellow] not scored, unknown to the model: "
+            + ", ".join(f"{k} ({v} images)" for k, v in result.unknown_labels.items())
+        )
+    console.print(f"report: {result.out_dir}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, OutOption] = Path("demo-out"),

@@ -131,11 +131,19 @@ def _unpickler_detail(message: str) -> str:
     return message.strip().split(". ")[0].splitlines()[0][:200]
 
 
-def _load_dict(path: Path, *, shown_as: Path) -> dict[str, Any]:
+def safe_load(path: str | os.PathLike[str], *, shown_as: Path | None = None) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, every failure a BundleError.
+
+    Args:
+        path: the file to read.
+        shown_as: the name to use in messages (defaults to ``path``).
+    """
+    path = Path(path)
+    shown_as = shown_as or path
     if not path.is_file():
         raise BundleError(f"{shown_as}: no such file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = _unpickler_detail(str(exc))
         if "global" in detail.lower():
@@ -146,6 +154,10 @@ def _load_dict(path: Path, *, shown_as: Path) -> dict[str, Any]:
         raise BundleError(f"{shown_as}: not a PyTorch checkpoint ({detail})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise BundleError(f"{shown_as}: not a PyTorch checkpoint ({exc})") from None
+
+
+def _load_dict(path: Path, *, shown_as: Path) -> dict[str, Any]:
+    data = safe_load(path, shown_as=shown_as)
     if not isinstance(data, dict):
         raise BundleError(f"{shown_as}: not a clipminer bundle (holds {type(data).__name__})")
     return data

@@ -1,0 +1,1 @@
+"""Datasets: image folders, UCF-101 splits, folder-per-class videos."""

@@ -1,0 +1,359 @@
+"""Fit and evaluate loops shared by the image and the video models.
+
+AdamW with a cosine or one-cycle schedule stepped per optimiser step, label
+smoothing, gradient accumulation, channels-last memory, mixed precision and pinned
+memory on CUDA. After each epoch the model is evaluated; the caller saves the best.
+The full training state (weights, optimiser, scheduler, epoch, history) goes to a
+separate file after every epoch, so an interrupted run resumes where it stopped;
+that file holds only tensors and plain types and loads with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from clipminer.errors import ClipminerError
+from clipminer.fsutil import atomic_path
+from clipminer.metrics import ClassificationMetrics, classification_metrics
+from clipminer.models.bundle import safe_load
+
+log = logging.getLogger(__name__)
+
+Schedule = Literal["cosine", "onecycle"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Optimisation settings."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.0
+    schedule: Schedule = "cosine"
+    grad_accum_steps: int = 1
+    amp: bool = True
+    """Mixed precision (CUDA only; ignored on the CPU)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.schedule not in ("cosine", "onecycle"):
+            raise ValueError(f"schedule must be cosine or onecycle, got {self.schedule!r}")
+        if self.grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be at least 1, got {self.grad_accum_steps}")
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """What one epoch did."""
+
+    epoch: int
+    """1-based."""
+    train_loss: float
+    train_top1: float
+    val_top1: float
+    val_loss: float
+    seconds: float
+    lr: float
+
+
+class Reporter(Protocol):
+    """Receives progress from :func:`fit`; the CLI draws bars from it."""
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def step(self, loss: float, top1: float) -> None: ...
+    def end_epoch(self, result: EpochResult, best: bool) -> None: ...
+
+
+class LogReporter:
+    """Logs one line per epoch."""
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def step(self, loss: float, top1: float) -> None:
+        pass
+
+    def end_epoch(self, result: EpochResult, best: bool) -> None:
+        log.info(
+            "epoch %d: loss %.4f, train top-1 %.3f, val top-1 %.3f%s",
+            result.epoch, result.train_loss, result.train_top1, result.val_top1,
+            " (best)" if best else "",
+        )  # fmt: skip
+
+
+@dataclass
+class FitResult:
+    """History and the best epoch of a run."""
+
+    history: list[EpochResult] = field(default_factory=list)
+    best_epoch: int = 0
+    best_top1: float = -1.0
+    resumed_from: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def memory_format_for(model: nn.Module) -> torch.memory_format:
+    """channels_last for 2D CNNs, channels_last_3d for 3D CNNs."""
+    if any(isinstance(m, nn.Conv3d) for m in model.modules()):
+        return torch.channels_last_3d
+    return torch.channels_last
+
+
+def _to_device(batch: torch.Tensor, device: torch.device, fmt: torch.memory_format) -> torch.Tensor:
+    batch = batch.to(device, non_blocking=device.type == "cuda")
+    if batch.ndim in (4, 5) and (fmt == torch.channels_last) == (batch.ndim == 4):
+        batch = batch.contiguous(memory_format=fmt)
+    return batch
+
+
+def _autocast(device: torch.device, enabled: bool) -> torch.autocast:
+    dtype = torch.bfloat16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled and device.type == "cuda")
+
+
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, config: FitConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=max(1, total_steps)
+        )
+    warmup = max(1, min(100, total_steps // 20))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _freeze_frozen_batchnorm(model: nn.Module) -> None:
+    """Keep BatchNorm statistics fixed in layers whose parameters are frozen."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    *,
+    amp: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (float32 N×K) and targets (int N) over a loader."""
+    model.eval()
+    fmt = memory_format_for(model)
+    probs, targets = [], []
+    for inputs, labels in loader:
+        with _autocast(device, amp):
+            logits = model(_to_device(inputs, device, fmt))
+        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        targets.append(np.asarray(labels))
+    if not probs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(probs), np.concatenate(targets).astype(np.int64)
+
+
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    labels: tuple[str, ...],
+    *,
+    amp: bool = True,
+) -> ClassificationMetrics:
+    """Metrics of ``model`` over ``loader``."""
+    probs, targets = predict(model, loader, device, amp=amp)
+    if len(targets) == 0:
+        raise ClipminerError("evaluation set is empty")
+    return classification_metrics(probs, targets, labels)
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the resumable state atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    """Read a state written by :func:`save_training_state` (weights_only)."""
+    data = safe_load(path)
+    if not isinstance(data, dict) or "epoch" not in data:
+        raise ClipminerError(f"{path}: not a clipminer training state")
+    return data
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader[Any],
+    val_loader: DataLoader[Any],
+    *,
+    labels: tuple[str, ...],
+    config: FitConfig,
+    device: torch.device,
+    on_best: Callable[[nn.Module, EpochResult, ClassificationMetrics], None],
+    state_path: Path | None = None,
+    resume: bool = False,
+    identity: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+) -> FitResult:
+    """Train ``model`` and call ``on_best`` whenever validation top-1 improves.
+
+    Args:
+        model: its trainable parameters are those with ``requires_grad``.
+        train_loader: yields (inputs, label indices).
+        val_loader: the same for validation.
+        labels: class names, in index order.
+        config: optimisation settings.
+        device: where to train.
+        on_best: called with the model, the epoch and its validation metrics.
+        state_path: where the resumable training state goes after each epoch.
+        resume: continue from ``state_path``; its ``identity`` must match.
+        identity: what must not change across a resume (architecture, labels...).
+        reporter: progress sink; default logs a line per epoch.
+    """
+    reporter = reporter or LogReporter()
+    identity = identity or {}
+    seed_everything(config.seed)
+    fmt = memory_format_for(model)
+    model.to(device).to(memory_format=fmt)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ClipminerError("no trainable parameters (check --train-layers)")
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(train_loader) / config.grad_accum_steps))
+    scheduler = _make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
+    use_scaler = config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    result = FitResult()
+    start_epoch = 1
+    if resume:
+        if state_path is None or not state_path.exists():
+            raise ClipminerError(f"--resume: no training state at {state_path}")
+        state = load_training_state(state_path)
+        if state.get("identity") != identity:
+            raise ClipminerError(
+                f"{state_path}: was written for {state.get('identity')}, not {identity}; "
+                "start a new run without --resume"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        result.history = [EpochResult(**h) for h in state["history"]]
+        result.best_epoch, result.best_top1 = state["best_epoch"], state["best_top1"]
+        start_epoch = result.resumed_from = state["epoch"] + 1
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resuming at epoch %d of %d", start_epoch, config.epochs)
+    for epoch in range(start_epoch, config.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        _freeze_frozen_batchnorm(model)
+        reporter.start_epoch(epoch, config.epochs, len(train_loader))
+        total_loss, correct, seen = 0.0, 0, 0
+        optimizer.zero_grad(set_to_none=True)
+        for step, (inputs, targets) in enumerate(train_loader, start=1):
+            inputs = _to_device(inputs, device, fmt)
+            targets = targets.to(device, non_blocking=device.type == "cuda")
+            with _autocast(device, config.amp):
+                logits = model(inputs)
+                loss = criterion(logits.float(), targets)
+            scaler.scale(loss / config.grad_accum_steps).backward()
+            if step % config.grad_accum_steps == 0 or step == len(train_loader):
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+            batch = len(targets)
+            total_loss += float(loss.detach()) * batch
+            correct += int((logits.detach().argmax(1) == targets).sum())
+            seen += batch
+            reporter.step(total_loss / seen, correct / seen)
+        metrics_probs, metrics_targets = predict(model, val_loader, device, amp=config.amp)
+        if len(metrics_targets) == 0:
+            raise ClipminerError("validation set is empty")
+        val_loss = float(
+            nn.functional.nll_loss(
+                torch.log(torch.from_numpy(metrics_probs).clamp_min(1e-8)),
+                torch.from_numpy(metrics_targets),
+            )
+        )
+        metrics = classification_metrics(metrics_probs, metrics_targets, labels)
+        epoch_result = EpochResult(
+            epoch=epoch,
+            train_loss=total_loss / max(seen, 1),
+            train_top1=correct / max(seen, 1),
+            val_top1=metrics.top1,
+            val_loss=val_loss,
+            seconds=time.perf_counter() - started,
+            lr=float(optimizer.param_groups[0]["lr"]),
+        )
+        result.history.append(epoch_result)
+        best = metrics.top1 > result.best_top1
+        if best:
+            result.best_epoch, result.best_top1 = epoch, metrics.top1
+            on_best(model, epoch_result, metrics)
+        reporter.end_epoch(epoch_result, best)
+        if state_path is not None:
+            save_training_state(
+                state_path,
+                {
+                    "epoch": epoch,
+                    "identity": identity,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "history": [asdict(h) for h in result.history],
+                    "best_epoch": result.best_epoch,
+                    "best_top1": result.best_top1,
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
+    return result
+
+
+def loader_kwargs(workers: int, device: torch.device) -> dict[str, Any]:
+    """DataLoader settings: worker processes, pinned memory on CUDA."""
+    kwargs: dict[str, Any] = {"num_workers": workers, "pin_memory": device.type == "cuda"}
+    if workers > 0:
+        kwargs["persistent_workers"] = True
+        kwargs["prefetch_factor"] = 4
+        # Workers decode images or video; keep their OpenMP pools from spinning.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return kwargs

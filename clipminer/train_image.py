@@ -1,0 +1,270 @@
+"""``train-image`` and ``eval-image``: the image classifier on an ImageFolder tree."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from clipminer import __version__
+from clipminer.data.images import ImageDataset, ImageFolder, scan_image_folder, split_by_hash
+from clipminer.devices import resolve_device
+from clipminer.errors import UsageError
+from clipminer.metrics import ClassificationMetrics
+from clipminer.models import image as image_models
+from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
+from clipminer.report import write_classification_report
+from clipminer.train import (
+    EpochResult,
+    FitConfig,
+    FitResult,
+    Reporter,
+    evaluate,
+    fit,
+    loader_kwargs,
+)
+from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageTrainConfig:
+    """Everything ``train-image`` was asked to do (recorded in the bundle)."""
+
+    arch: str = "densenet121"
+    weights: str = "imagenet"
+    train_layers: image_models.TrainLayers = "all"
+    image_size: int = 224
+    batch_size: int = 32
+    val_fraction: float = 0.1
+    balanced: bool = False
+    workers: int = 2
+    device: str = "auto"
+    fit: FitConfig = field(default_factory=FitConfig)
+
+    def __post_init__(self) -> None:
+        if self.image_size < 16:
+            raise UsageError(f"--image-size must be at least 16, got {self.image_size}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise UsageError(f"--workers must be 0 or more, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class ImageTrainResult:
+    """Where the outputs went and how well the best epoch did."""
+
+    model_path: Path
+    report_dir: Path
+    metrics: ClassificationMetrics
+    fit: FitResult
+    train_images: int
+    val_images: int
+    skipped: int
+
+
+def _check_classes(folder: ImageFolder) -> None:
+    counts = folder.counts()
+    empty = [label for label, n in counts.items() if n == 0]
+    if empty:
+        raise UsageError(
+            f"{folder.root}: class folder(s) {empty} contain no readable images "
+            f"({len(folder.skipped)} unreadable files skipped)"
+        )
+    if len(folder.labels) < 2:
+        raise UsageError(
+            f"{folder.root}: found only the class {list(folder.labels)}; a classifier needs at "
+            "least 2 class folders"
+        )
+
+
+def report_dir_for(model_path: Path) -> Path:
+    """Reports of a training run go beside the model: ``<stem>_report/``."""
+    return model_path.with_name(f"{model_path.stem}_report")
+
+
+def state_path_for(model_path: Path) -> Path:
+    """The resumable training state beside the model: ``<name>.train-state``."""
+    return model_path.with_name(f"{model_path.name}.train-state")
+
+
+def train_image(
+    data_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    config: ImageTrainConfig,
+    val_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+) -> ImageTrainResult:
+    """Train an image classifier on a folder-per-class tree and write its bundle.
+
+    Writes ``out`` (the best epoch's bundle), ``<stem>_report/`` with
+    ``metrics.json``, ``confusion.csv``, ``confusion.png``, and the resumable
+    training state ``<out>.train-state``.
+    """
+    out = Path(out)
+    device = resolve_device(config.device)
+    folder = scan_image_folder(data_dir)
+    _check_classes(folder)
+    labels = folder.labels
+    if val_dir is None:
+        train_items, val_items = split_by_hash(folder.items, config.val_fraction)
+        if not val_items:
+            raise UsageError("--val-fraction 0 leaves no validation images; give --val-dir")
+    else:
+        val_folder = scan_image_folder(val_dir, labels=labels)
+        if val_folder.unknown:
+            raise UsageError(f"{val_dir}: classes not in {data_dir}: {sorted(val_folder.unknown)}")
+        train_items, val_items = folder.items, val_folder.items
+    size = (config.image_size, config.image_size)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    train_set = ImageDataset(
+        train_items, train_transform(size, mean, std), size_hint=2 * config.image_size
+    )
+    val_set = ImageDataset(
+        val_items, eval_transform(size, mean, std), size_hint=2 * config.image_size
+    )
+    sampler = None
+    if config.balanced:
+        counts = Counter(item.label for item in train_items)
+        weights = [1.0 / counts[item.label] for item in train_items]
+        sampler = WeightedRandomSampler(weights, num_samples=len(train_items), replacement=True)
+    common = loader_kwargs(config.workers, device)
+    generator = torch.Generator().manual_seed(config.fit.seed)
+    train_loader = DataLoader(
+        train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+        drop_last=len(train_set) > config.batch_size, generator=generator, **common,
+    )  # fmt: skip
+    val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, **common)
+    model = image_models.build(config.arch, num_classes=len(labels), weights=config.weights)
+    trainable = image_models.set_trainable(model, config.arch, config.train_layers)
+    log.info(
+        "%s: %d classes, %d train / %d val images, %d skipped; %s with %d trainable parameters",
+        data_dir, len(labels), len(train_items), len(val_items), len(folder.skipped),
+        config.arch, trainable,
+    )  # fmt: skip
+    record: dict[str, Any] = {"config": _config_dict(config, data_dir, val_dir)}
+    best: dict[str, ClassificationMetrics] = {}
+
+    def save_best(net: nn.Module, epoch: EpochResult, metrics: ClassificationMetrics) -> None:
+        best["metrics"] = metrics
+        bundle = Bundle(
+            kind="image",
+            arch=config.arch,
+            labels=labels,
+            input=InputSpec(size=size, mean=mean, std=std),
+            state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+            metrics=metrics.to_dict() | {"epoch": epoch.epoch, "val_loss": epoch.val_loss},
+            config=record["config"],
+        )
+        save_bundle(bundle, out)
+
+    result = fit(
+        model, train_loader, val_loader, labels=labels, config=config.fit, device=device,
+        on_best=save_best, state_path=state_path_for(out), resume=resume,
+        identity={"arch": config.arch, "labels": list(labels), "image_size": config.image_size},
+        reporter=reporter,
+    )  # fmt: skip
+    metrics = best.get("metrics")
+    if metrics is None:  # resumed after the last epoch: report the saved best
+        bundle = load_bundle(out, kind="image")
+        metrics = evaluate(
+            image_models.model_from_bundle(bundle).to(device), val_loader, device, labels
+        )
+    report_dir = report_dir_for(out)
+    write_classification_report(
+        report_dir,
+        metrics,
+        extra={
+            "model": str(out),
+            "best_epoch": result.best_epoch,
+            "history": [asdict(h) for h in result.history],
+            "skipped_images": [f"{p}: {why}" for p, why in folder.skipped],
+            "clipminer_version": __version__,
+        },
+    )
+    return ImageTrainResult(
+        model_path=out,
+        report_dir=report_dir,
+        metrics=metrics,
+        fit=result,
+        train_images=len(train_items),
+        val_images=len(val_items),
+        skipped=len(folder.skipped),
+    )
+
+
+def _config_dict(config: ImageTrainConfig, data_dir: object, val_dir: object) -> dict[str, Any]:
+    data = asdict(config)
+    data["data_dir"] = str(data_dir)
+    data["val_dir"] = None if val_dir is None else str(val_dir)
+    return data
+
+
+@dataclass(frozen=True)
+class ImageEvalResult:
+    """Metrics of a model on a labelled folder, and what could not be scored."""
+
+    metrics: ClassificationMetrics
+    unknown_labels: dict[str, int]
+    """Class folders the model does not know, with their image counts (not scored)."""
+    skipped: int
+    out_dir: Path
+
+
+def eval_image(
+    model_path: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    batch_size: int = 32,
+    workers: int = 2,
+    device: str = "auto",
+) -> ImageEvalResult:
+    """Evaluate an image bundle on any labelled folder; write the metrics files.
+
+    Class folders whose label the model does not know are reported in
+    ``metrics.json`` (``unknown_labels``) and left out of the metrics.
+    """
+    bundle = load_bundle(model_path, kind="image")
+    torch_device = resolve_device(device)
+    folder = scan_image_folder(data_dir, labels=bundle.labels)
+    if not folder.items:
+        raise UsageError(
+            f"{data_dir}: no readable images of the model's classes "
+            f"(model knows {list(bundle.labels)[:10]}{'...' if len(bundle.labels) > 10 else ''})"
+        )
+    if folder.unknown:
+        log.warning("%s: classes the model does not know, not scored: %s", data_dir, folder.unknown)
+    dataset = ImageDataset(
+        folder.items,
+        eval_transform(bundle.input.size, bundle.input.mean, bundle.input.std),
+        size_hint=2 * max(bundle.input.size),
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, **loader_kwargs(workers, torch_device))
+    model = image_models.model_from_bundle(bundle).to(torch_device)
+    metrics = evaluate(model, loader, torch_device, bundle.labels)
+    out_dir = Path(out_dir)
+    write_classification_report(
+        out_dir,
+        metrics,
+        extra={
+            "model": str(model_path),
+            "data_dir": str(data_dir),
+            "unknown_labels": folder.unknown,
+            "skipped_images": [f"{p}: {why}" for p, why in folder.skipped],
+            "clipminer_version": __version__,
+        },
+    )
+    return ImageEvalResult(metrics=metrics, unknown_labels=folder.unknown,
+                           skipped=len(folder.skipped), out_dir=out_dir)  # fmt: skip
