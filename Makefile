@@ -45,6 +45,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/train_image.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
