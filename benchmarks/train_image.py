@@ -19,14 +19,14 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
+import torch
+from torch.utils.data import DataLoader
 
-from clipminer import synth  # noqa: E402
-from clipminer.data.images import ImageDataset, scan_image_folder  # noqa: E402
-from clipminer.models import image  # noqa: E402
-from clipminer.train import loader_kwargs, memory_format_for  # noqa: E402
-from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform  # noqa: E402
+from clipminer import synth
+from clipminer.data.images import ImageDataset, scan_image_folder
+from clipminer.models import image
+from clipminer.train import loader_kwargs, memory_format_for
+from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
 
 
 def main() -> None:

@@ -453,14 +453,27 @@ def train_image_command(
     from clipminer.train_image import ImageTrainConfig, train_image
 
     config = ImageTrainConfig(
-        arch=arch, weights=weights, train_layers=train_layers.value, image_size=image_size,
-        batch_size=batch_size, val_fraction=val_fraction, balanced=balanced, workers=workers,
+        arch=arch,
+        weights=weights,
+        train_layers=train_layers.value,
+        image_size=image_size,
+        batch_size=batch_size,
+        val_fraction=val_fraction,
+        balanced=balanced,
+        workers=workers,
         device=device,
-        fit=FitConfig(epochs=epochs, lr=lr, weight_decay=weight_decay, schedule=schedule.value,
-                      label_smoothing=label_smoothing, seed=seed),
-    )  # fmt: skip
-    result = train_image(data_dir, out, config=config, val_dir=val_dir, resume=resume,
-                         reporter=BarReporter())  # fmt: skip
+        fit=FitConfig(
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            schedule=schedule.value,
+            label_smoothing=label_smoothing,
+            seed=seed,
+        ),
+    )
+    result = train_image(
+        data_dir, out, config=config, val_dir=val_dir, resume=resume, reporter=BarReporter()
+    )
     _print_metrics(f"validation, best epoch {result.fit.best_epoch}", result.metrics)
     console.print(
         f"{result.train_images} train / {result.val_images} validation images"

@@ -96,9 +96,12 @@ class LogReporter:
     def end_epoch(self, result: EpochResult, best: bool) -> None:
         log.info(
             "epoch %d: loss %.4f, train top-1 %.3f, val top-1 %.3f%s",
-            result.epoch, result.train_loss, result.train_top1, result.val_top1,
+            result.epoch,
+            result.train_loss,
+            result.train_top1,
+            result.val_top1,
             " (best)" if best else "",
-        )  # fmt: skip
+        )
 
 
 @dataclass

@@ -142,17 +142,27 @@ def train_image(
     common = loader_kwargs(config.workers, device)
     generator = torch.Generator().manual_seed(config.fit.seed)
     train_loader = DataLoader(
-        train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
-        drop_last=len(train_set) > config.batch_size, generator=generator, **common,
-    )  # fmt: skip
+        train_set,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=len(train_set) > config.batch_size,
+        generator=generator,
+        **common,
+    )
     val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, **common)
     model = image_models.build(config.arch, num_classes=len(labels), weights=config.weights)
     trainable = image_models.set_trainable(model, config.arch, config.train_layers)
     log.info(
         "%s: %d classes, %d train / %d val images, %d skipped; %s with %d trainable parameters",
-        data_dir, len(labels), len(train_items), len(val_items), len(folder.skipped),
-        config.arch, trainable,
-    )  # fmt: skip
+        data_dir,
+        len(labels),
+        len(train_items),
+        len(val_items),
+        len(folder.skipped),
+        config.arch,
+        trainable,
+    )
     record: dict[str, Any] = {"config": _config_dict(config, data_dir, val_dir)}
     best: dict[str, ClassificationMetrics] = {}
 
@@ -170,11 +180,18 @@ def train_image(
         save_bundle(bundle, out)
 
     result = fit(
-        model, train_loader, val_loader, labels=labels, config=config.fit, device=device,
-        on_best=save_best, state_path=state_path_for(out), resume=resume,
+        model,
+        train_loader,
+        val_loader,
+        labels=labels,
+        config=config.fit,
+        device=device,
+        on_best=save_best,
+        state_path=state_path_for(out),
+        resume=resume,
         identity={"arch": config.arch, "labels": list(labels), "image_size": config.image_size},
         reporter=reporter,
-    )  # fmt: skip
+    )
     metrics = best.get("metrics")
     if metrics is None:  # resumed after the last epoch: report the saved best
         bundle = load_bundle(out, kind="image")
@@ -266,5 +283,6 @@ def eval_image(
             "clipminer_version": __version__,
         },
     )
-    return ImageEvalResult(metrics=metrics, unknown_labels=folder.unknown,
-                           skipped=len(folder.skipped), out_dir=out_dir)  # fmt: skip
+    return ImageEvalResult(
+        metrics=metrics, unknown_labels=folder.unknown, skipped=len(folder.skipped), out_dir=out_dir
+    )

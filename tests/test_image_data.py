@@ -15,8 +15,9 @@ from clipminer.errors import UsageError
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     root = tmp_path / "images"
-    synth.make_images(root, per_class=20, size=(32, 32), seed=1,
-                      labels=("bouncing", "spinning", "background"))  # fmt: skip
+    synth.make_images(
+        root, per_class=20, size=(32, 32), seed=1, labels=("bouncing", "spinning", "background")
+    )
     return root
 
 
@@ -29,8 +30,7 @@ def test_split_is_deterministic_stratified_and_stable(folder: Path, tmp_path: Pa
     assert all(1 <= n <= 10 for n in per_class.values()), per_class
     assert len(train) + len(val) == 60
     # Adding images keeps every old file where it was.
-    synth.make_images(tmp_path / "more", per_class=30, size=(32, 32), seed=2,
-                      labels=("bouncing",))  # fmt: skip
+    synth.make_images(tmp_path / "more", per_class=30, size=(32, 32), seed=2, labels=("bouncing",))
     for path in (tmp_path / "more" / "bouncing").iterdir():
         shutil.copy(path, folder / "bouncing" / f"new_{path.name}")
     bigger = scan_image_folder(folder)

@@ -85,9 +85,13 @@ def test_unknown_arch_and_too_few_classes() -> None:
 def test_scorer_matches_the_model_it_was_saved_from(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = image.build("resnet18", num_classes=3).eval()
-    bundle = Bundle(kind="image", arch="resnet18", labels=("a", "b", "c"),
-                    input=InputSpec((48, 48), IMAGENET_MEAN, IMAGENET_STD),
-                    state_dict=model.state_dict())  # fmt: skip
+    bundle = Bundle(
+        kind="image",
+        arch="resnet18",
+        labels=("a", "b", "c"),
+        input=InputSpec((48, 48), IMAGENET_MEAN, IMAGENET_STD),
+        state_dict=model.state_dict(),
+    )
     path = save_bundle(bundle, tmp_path / "m.pt")
     frames = np.random.default_rng(0).integers(0, 256, (4, 60, 80, 3), dtype=np.uint8)
     scorer = image.ImageScorer(path, device="cpu")
@@ -111,9 +115,13 @@ def test_scorer_matches_the_model_it_was_saved_from(tmp_path: Path) -> None:
 @pytest.mark.needs_cuda
 def test_scorer_on_cuda_matches_cpu(tmp_path: Path) -> None:
     model = image.build("resnet18", num_classes=3).eval()
-    bundle = Bundle(kind="image", arch="resnet18", labels=("a", "b", "c"),
-                    input=InputSpec((64, 64), IMAGENET_MEAN, IMAGENET_STD),
-                    state_dict=model.state_dict())  # fmt: skip
+    bundle = Bundle(
+        kind="image",
+        arch="resnet18",
+        labels=("a", "b", "c"),
+        input=InputSpec((64, 64), IMAGENET_MEAN, IMAGENET_STD),
+        state_dict=model.state_dict(),
+    )
     frames = np.random.default_rng(1).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
     cpu = image.ImageScorer(bundle, device="cpu")(frames)
     gpu = image.ImageScorer(bundle, device="cuda")(frames)

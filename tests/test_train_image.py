@@ -36,9 +36,16 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def trained(images: Path, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("model") / "image.pt"
-    config = ImageTrainConfig(arch="densenet121", weights="none", image_size=64, batch_size=16,
-                              val_fraction=0.25, workers=2, device="cpu",
-                              fit=FitConfig(epochs=3, lr=1e-3, seed=0))  # fmt: skip
+    config = ImageTrainConfig(
+        arch="densenet121",
+        weights="none",
+        image_size=64,
+        batch_size=16,
+        val_fraction=0.25,
+        workers=2,
+        device="cpu",
+        fit=FitConfig(epochs=3, lr=1e-3, seed=0),
+    )
     return train_image(images, out, config=config)
 
 
@@ -82,13 +89,21 @@ def test_bundle_predicts_like_validation(trained, images: Path) -> None:
 
 
 def test_resume_continues_where_it_stopped(images: Path, tmp_path: Path) -> None:
-    config = dict(arch="resnet18", weights="none", image_size=32, batch_size=32,
-                  val_fraction=0.25, workers=0, device="cpu")  # fmt: skip
+    config = dict(
+        arch="resnet18",
+        weights="none",
+        image_size=32,
+        batch_size=32,
+        val_fraction=0.25,
+        workers=0,
+        device="cpu",
+    )
     out = tmp_path / "r.pt"
     first = train_image(images, out, config=ImageTrainConfig(**config, fit=FitConfig(epochs=1)))
     assert len(first.fit.history) == 1
-    second = train_image(images, out, resume=True,
-                         config=ImageTrainConfig(**config, fit=FitConfig(epochs=2)))  # fmt: skip
+    second = train_image(
+        images, out, resume=True, config=ImageTrainConfig(**config, fit=FitConfig(epochs=2))
+    )
     assert second.fit.resumed_from == 2
     assert [h.epoch for h in second.fit.history] == [1, 2]
     assert second.fit.history[0] == first.fit.history[0]
@@ -96,17 +111,37 @@ def test_resume_continues_where_it_stopped(images: Path, tmp_path: Path) -> None
 
 def test_cli_train_and_eval(images: Path, tmp_path: Path) -> None:
     model = tmp_path / "m.pt"
-    result = runner.invoke(app, ["train-image", str(images), "--out", str(model), "--arch",
-                                 "resnet18", "--weights", "none", "--epochs", "1",
-                                 "--image-size", "32", "--workers", "0", "--device", "cpu"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train-image",
+            str(images),
+            "--out",
+            str(model),
+            "--arch",
+            "resnet18",
+            "--weights",
+            "none",
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "top-1" in result.output and model.is_file()
     # Evaluate on a folder with a class the model does not know.
     other = tmp_path / "eval"
     shutil.copytree(images / "spinning", other / "spinning")
     shutil.copytree(images / "bouncing", other / "juggling")
-    result = runner.invoke(app, ["eval-image", str(model), str(other), "--out",
-                                 str(tmp_path / "report"), "--workers", "0"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["eval-image", str(model), str(other), "--out", str(tmp_path / "report"), "--workers", "0"],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["unknown_labels"] == {"juggling": 40}
@@ -127,12 +162,24 @@ def test_cli_bad_data(tmp_path: Path, layout: dict[str, int], message: str) -> N
     for label, count in layout.items():
         (root / label).mkdir(parents=True)
         if count:
-            synth.make_images(tmp_path / "src", per_class=count, size=(32, 32),
-                              labels=("bouncing",))  # fmt: skip
+            synth.make_images(
+                tmp_path / "src", per_class=count, size=(32, 32), labels=("bouncing",)
+            )
             for path in (tmp_path / "src" / "bouncing").iterdir():
                 shutil.copy(path, root / label / path.name)
-    result = runner.invoke(app, ["train-image", str(root), "--out", str(tmp_path / "m.pt"),
-                                 "--weights", "none", "--workers", "0"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train-image",
+            str(root),
+            "--out",
+            str(tmp_path / "m.pt"),
+            "--weights",
+            "none",
+            "--workers",
+            "0",
+        ],
+    )
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
