@@ -210,6 +210,8 @@ class VideoReader:
             every frame when None.
         size: (height, width) of the yielded pixels, after rotation; None keeps the
             display size.
+        short_side: instead of ``size``, scale so the shorter display side has this
+            many pixels, keeping the aspect ratio (sides rounded to even numbers).
         stream_index: container stream index of the video stream; the first video
             stream when None.
         decode_device: "cpu", or "cuda"/"cuda:N" to decode with NVDEC, falling back
@@ -225,6 +227,7 @@ class VideoReader:
         *,
         sample_fps: float | None = None,
         size: tuple[int, int] | None = None,
+        short_side: int | None = None,
         stream_index: int | None = None,
         decode_device: str = "cpu",
         threads: int | Literal["auto"] = "auto",
@@ -234,6 +237,9 @@ class VideoReader:
         self.path = Path(path)
         if size is not None and (len(size) != 2 or min(size) < 1):
             raise ValueError(f"size must be (height, width) of positive ints, got {size!r}")
+        if short_side is not None and (size is not None or short_side < 2):
+            raise ValueError(f"short_side must be >= 2 and excludes size, got {short_side!r}")
+        self._short_side = short_side
         if threads != "auto" and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be 'auto' or a positive int, got {threads!r}")
         self._sampler = TimestampSampler(sample_fps)
@@ -375,7 +381,11 @@ class VideoReader:
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         quarter_turns = _rotation_clockwise(frame) // 90
-        if self._size is None:
+        if self._short_side is not None:
+            scale = self._short_side / min(frame.width, frame.height)
+            width = max(2, round(frame.width * scale / 2) * 2)
+            height = max(2, round(frame.height * scale / 2) * 2)
+        elif self._size is None:
             width, height = frame.width, frame.height
         else:
             height, width = self._size
@@ -394,6 +404,7 @@ def iter_frames(
     *,
     sample_fps: float | None = None,
     size: tuple[int, int] | None = None,
+    short_side: int | None = None,
     stream_index: int | None = None,
     decode_device: str = "cpu",
     threads: int | Literal["auto"] = "auto",
@@ -412,6 +423,7 @@ def iter_frames(
         path,
         sample_fps=sample_fps,
         size=size,
+        short_side=short_side,
         stream_index=stream_index,
         decode_device=decode_device,
         threads=threads,

@@ -109,7 +109,7 @@ class Scene:
         self._hz = rng.uniform(0.8, 1.5)
         self._radius = rng.uniform(0.08, 0.12) * short
         self._half_side = rng.uniform(0.07, 0.1) * short
-        self._speed = rng.uniform(0.35, 0.55) * width
+        self._speed = rng.uniform(0.6, 0.9) * width
         self._spin = rng.choice([-1.0, 1.0]) * rng.uniform(2.0, 4.0)
         self._object_colour = np.clip(
             np.array(

@@ -128,10 +128,13 @@ def memory_format_for(model: nn.Module) -> torch.memory_format:
     return torch.channels_last
 
 
-def _to_device(batch: torch.Tensor, device: torch.device, fmt: torch.memory_format) -> torch.Tensor:
+def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy to ``device`` (asynchronously from pinned memory) in channels-last layout."""
     batch = batch.to(device, non_blocking=device.type == "cuda")
-    if batch.ndim in (4, 5) and (fmt == torch.channels_last) == (batch.ndim == 4):
-        batch = batch.contiguous(memory_format=fmt)
+    if batch.ndim == 4:
+        return batch.contiguous(memory_format=torch.channels_last)
+    if batch.ndim == 5:
+        return batch.contiguous(memory_format=torch.channels_last_3d)
     return batch
 
 
@@ -170,25 +173,49 @@ def _freeze_frozen_batchnorm(model: nn.Module) -> None:
 
 
 @torch.inference_mode()
+def predict_clips(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    *,
+    amp: bool = True,
+    input_ndim: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities of every clip (float32 N×K×C) and targets (int N).
+
+    Items are single inputs (K = 1) or stacks of K clips or crops of one sample
+    (``input_ndim + 1`` dimensions per batch), scored in one batch.
+
+    Args:
+        input_ndim: dimensions of a batch the model takes (4 images, 5 videos).
+    """
+    model.eval()
+    probs, targets = [], []
+    for inputs, labels in loader:
+        stacked = inputs.ndim == input_ndim + 1
+        batch, clips = inputs.shape[0], inputs.shape[1] if stacked else 1
+        flat = inputs.flatten(0, 1) if stacked else inputs
+        with _autocast(device, amp):
+            logits = model(_to_device(flat, device))
+        p = torch.softmax(logits.float(), dim=1).view(batch, clips, -1)
+        probs.append(p.cpu().numpy())
+        targets.append(np.asarray(labels))
+    if not probs:
+        return np.zeros((0, 1, 0), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(probs), np.concatenate(targets).astype(np.int64)
+
+
 def predict(
     model: nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     *,
     amp: bool = True,
+    input_ndim: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities (float32 N×K) and targets (int N) over a loader."""
-    model.eval()
-    fmt = memory_format_for(model)
-    probs, targets = [], []
-    for inputs, labels in loader:
-        with _autocast(device, amp):
-            logits = model(_to_device(inputs, device, fmt))
-        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        targets.append(np.asarray(labels))
-    if not probs:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    return np.concatenate(probs), np.concatenate(targets).astype(np.int64)
+    """Probabilities per sample (float32 N×C, clips averaged) and targets (int N)."""
+    clip_probs, targets = predict_clips(model, loader, device, amp=amp, input_ndim=input_ndim)
+    return clip_probs.mean(axis=1), targets
 
 
 def evaluate(
@@ -198,9 +225,10 @@ def evaluate(
     labels: tuple[str, ...],
     *,
     amp: bool = True,
+    input_ndim: int = 4,
 ) -> ClassificationMetrics:
     """Metrics of ``model`` over ``loader``."""
-    probs, targets = predict(model, loader, device, amp=amp)
+    probs, targets = predict(model, loader, device, amp=amp, input_ndim=input_ndim)
     if len(targets) == 0:
         raise ClipminerError("evaluation set is empty")
     return classification_metrics(probs, targets, labels)
@@ -233,6 +261,7 @@ def fit(
     resume: bool = False,
     identity: dict[str, Any] | None = None,
     reporter: Reporter | None = None,
+    input_ndim: int = 4,
 ) -> FitResult:
     """Train ``model`` and call ``on_best`` whenever validation top-1 improves.
 
@@ -248,12 +277,13 @@ def fit(
         resume: continue from ``state_path``; its ``identity`` must match.
         identity: what must not change across a resume (architecture, labels...).
         reporter: progress sink; default logs a line per epoch.
+        input_ndim: dimensions of a training batch (4 images, 5 videos); validation
+            items may stack several clips (one more dimension), averaged per item.
     """
     reporter = reporter or LogReporter()
     identity = identity or {}
     seed_everything(config.seed)
-    fmt = memory_format_for(model)
-    model.to(device).to(memory_format=fmt)
+    model.to(device).to(memory_format=memory_format_for(model))
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ClipminerError("no trainable parameters (check --train-layers)")
@@ -291,7 +321,7 @@ def fit(
         total_loss, correct, seen = 0.0, 0, 0
         optimizer.zero_grad(set_to_none=True)
         for step, (inputs, targets) in enumerate(train_loader, start=1):
-            inputs = _to_device(inputs, device, fmt)
+            inputs = _to_device(inputs, device)
             targets = targets.to(device, non_blocking=device.type == "cuda")
             with _autocast(device, config.amp):
                 logits = model(inputs)
@@ -307,7 +337,9 @@ def fit(
             correct += int((logits.detach().argmax(1) == targets).sum())
             seen += batch
             reporter.step(total_loss / seen, correct / seen)
-        metrics_probs, metrics_targets = predict(model, val_loader, device, amp=config.amp)
+        metrics_probs, metrics_targets = predict(
+            model, val_loader, device, amp=config.amp, input_ndim=input_ndim
+        )
         if len(metrics_targets) == 0:
             raise ClipminerError("validation set is empty")
         val_loss = float(
@@ -349,6 +381,16 @@ def fit(
                 },
             )
     return result
+
+
+def report_dir_for(model_path: Path) -> Path:
+    """Reports of a training run go beside the model: ``<stem>_report/``."""
+    return model_path.with_name(f"{model_path.stem}_report")
+
+
+def state_path_for(model_path: Path) -> Path:
+    """The resumable training state beside the model: ``<name>.train-state``."""
+    return model_path.with_name(f"{model_path.name}.train-state")
 
 
 def loader_kwargs(workers: int, device: torch.device) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from clipminer.train import (
     evaluate,
     fit,
     loader_kwargs,
+    report_dir_for,
+    state_path_for,
 )
 from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
@@ -85,16 +87,6 @@ def _check_classes(folder: ImageFolder) -> None:
             f"{folder.root}: found only the class {list(folder.labels)}; a classifier needs at "
             "least 2 class folders"
         )
-
-
-def report_dir_for(model_path: Path) -> Path:
-    """Reports of a training run go beside the model: ``<stem>_report/``."""
-    return model_path.with_name(f"{model_path.stem}_report")
-
-
-def state_path_for(model_path: Path) -> Path:
-    """The resumable training state beside the model: ``<name>.train-state``."""
-    return model_path.with_name(f"{model_path.name}.train-state")
 
 
 def train_image(

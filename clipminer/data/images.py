@@ -101,9 +101,10 @@ def scan_image_folder(
     result = ImageFolder(root=root, labels=labels, items=[])
     for name, folder in folders.items():
         files = sorted(
-            p for p in folder.iterdir()
+            p
+            for p in folder.iterdir()
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-        )  # fmt: skip
+        )
         if name not in labels:
             result.unknown[name] = len(files)
             continue

@@ -42,20 +42,39 @@ class ImageArch:
 
 
 ARCHS: dict[str, ImageArch] = {
-    "densenet121": ImageArch(tvm.densenet121, tvm.DenseNet121_Weights.IMAGENET1K_V1,
-                             "classifier", ("features.denseblock4", "features.norm5")),
-    "densenet161": ImageArch(tvm.densenet161, tvm.DenseNet161_Weights.IMAGENET1K_V1,
-                             "classifier", ("features.denseblock4", "features.norm5")),
-    "densenet169": ImageArch(tvm.densenet169, tvm.DenseNet169_Weights.IMAGENET1K_V1,
-                             "classifier", ("features.denseblock4", "features.norm5")),
-    "densenet201": ImageArch(tvm.densenet201, tvm.DenseNet201_Weights.IMAGENET1K_V1,
-                             "classifier", ("features.denseblock4", "features.norm5")),
+    "densenet121": ImageArch(
+        tvm.densenet121,
+        tvm.DenseNet121_Weights.IMAGENET1K_V1,
+        "classifier",
+        ("features.denseblock4", "features.norm5"),
+    ),
+    "densenet161": ImageArch(
+        tvm.densenet161,
+        tvm.DenseNet161_Weights.IMAGENET1K_V1,
+        "classifier",
+        ("features.denseblock4", "features.norm5"),
+    ),
+    "densenet169": ImageArch(
+        tvm.densenet169,
+        tvm.DenseNet169_Weights.IMAGENET1K_V1,
+        "classifier",
+        ("features.denseblock4", "features.norm5"),
+    ),
+    "densenet201": ImageArch(
+        tvm.densenet201,
+        tvm.DenseNet201_Weights.IMAGENET1K_V1,
+        "classifier",
+        ("features.denseblock4", "features.norm5"),
+    ),
     "resnet18": ImageArch(tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1, "fc", ("layer4",)),
     "resnet50": ImageArch(tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2, "fc", ("layer4",)),
-    "mobilenet_v3_large": ImageArch(tvm.mobilenet_v3_large,
-                                    tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
-                                    "classifier.3", ("features.16",)),
-}  # fmt: skip
+    "mobilenet_v3_large": ImageArch(
+        tvm.mobilenet_v3_large,
+        tvm.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
+        "classifier.3",
+        ("features.16",),
+    ),
+}
 
 
 def _replace_head(model: nn.Module, head: str, num_classes: int) -> None:
@@ -91,7 +110,9 @@ def build(arch: str, *, num_classes: int, weights: str = "none") -> nn.Module:
         model = spec.build(weights=None)
         _replace_head(model, spec.head, num_classes)
         state, source = read_state_dict(weights)
-        load_matching(model, state, source=f"{weights} ({source})", head_prefixes=(spec.head,))
+        load_matching(
+            model, state, source=f"{weights} ({source})", head_prefixes=(f"{spec.head}.",)
+        )
     return model
 
 

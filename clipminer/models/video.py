@@ -1,0 +1,387 @@
+"""Video classifiers: keyword-only builders in one plain dict.
+
+Every model takes float input (B, C, T, H, W) and returns logits (B, num_classes).
+Variation is passed as classes (``block=Bottleneck``, ``conv_makers=[...]``), as in
+torchvision's ``VideoResNet``, which four of them reuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torchvision.models as tvm
+import torchvision.models.video as tvv
+from torch import Tensor, nn
+from torchvision.models import WeightsEnum
+from torchvision.models.video.resnet import Bottleneck, Conv3DSimple, VideoResNet
+
+from clipminer.errors import UsageError
+from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
+
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+# -- C3D (Tran et al. 2015) -------------------------------------------------------------
+
+
+class C3D(nn.Module):
+    """C3D: 8 conv3d layers (3×3×3), 5 pools, fc6/fc7 of 4096, for 3×16×112×112 clips.
+
+    Layer names follow the Sports-1M weights' usual port (conv1 .. conv5b, fc6 .. fc8),
+    so those state dicts load directly. An adaptive pool before fc6 (identity at
+    16×112×112) lets smaller clips run too.
+    """
+
+    def __init__(self, *, num_classes: int, dropout: float = 0.5) -> None:
+        super().__init__()
+
+        def conv(cin: int, cout: int) -> nn.Conv3d:
+            return nn.Conv3d(cin, cout, kernel_size=3, padding=1)
+
+        self.conv1, self.conv2 = conv(3, 64), conv(64, 128)
+        self.conv3a, self.conv3b = conv(128, 256), conv(256, 256)
+        self.conv4a, self.conv4b = conv(256, 512), conv(512, 512)
+        self.conv5a, self.conv5b = conv(512, 512), conv(512, 512)
+        self.pool1 = nn.MaxPool3d((1, 2, 2), (1, 2, 2))
+        self.pool = nn.MaxPool3d((2, 2, 2), (2, 2, 2), ceil_mode=True)
+        self.pool5 = nn.MaxPool3d((2, 2, 2), (2, 2, 2), padding=(0, 1, 1), ceil_mode=True)
+        self.fit = nn.AdaptiveAvgPool3d((1, 4, 4))
+        self.fc6, self.fc7 = nn.Linear(8192, 4096), nn.Linear(4096, 4096)
+        self.fc8 = nn.Linear(4096, num_classes)
+        self.relu, self.dropout = nn.ReLU(inplace=True), nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        r = self.relu
+        x = self.pool1(r(self.conv1(x)))
+        x = self.pool(r(self.conv2(x)))
+        x = self.pool(r(self.conv3b(r(self.conv3a(x)))))
+        x = self.pool(r(self.conv4b(r(self.conv4a(x)))))
+        x = self.pool5(r(self.conv5b(r(self.conv5a(x)))))
+        x = self.fit(x).flatten(1)
+        x = self.dropout(r(self.fc6(x)))
+        x = self.dropout(r(self.fc7(x)))
+        return self.fc8(x)
+
+
+# -- the small lecture 3D-CNN ------------------------------------------------------------
+
+
+class Small3D(nn.Module):
+    """Three conv3d-BN-ReLU-pool blocks (32, 64, 128 channels), global pool, linear head."""
+
+    def __init__(self, *, num_classes: int, width: int = 32, dropout: float = 0.3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for k, cout in enumerate((width, 2 * width, 4 * width)):
+            layers += [
+                nn.Conv3d(cin, cout, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm3d(cout),
+                nn.ReLU(inplace=True),
+                nn.MaxPool3d((1, 2, 2) if k == 0 else (2, 2, 2), ceil_mode=True),
+            ]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.dropout(self.pool(self.features(x)).flatten(1)))
+
+
+# -- 3D-ResNet-50 (Hara et al. 2018) -----------------------------------------------------
+
+
+class HaraStem(nn.Sequential):
+    """7×7×7 convolution, stride (1, 2, 2), then a 3×3×3 max pool of stride 2."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv3d(3, 64, kernel_size=7, stride=(1, 2, 2), padding=3, bias=False),
+            nn.BatchNorm3d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool3d(kernel_size=3, stride=2, padding=1),
+        )
+
+
+def r3d_50(*, num_classes: int) -> nn.Module:
+    """3D ResNet-50: bottleneck blocks [3, 4, 6, 3], projection shortcuts (type B)."""
+    return VideoResNet(
+        block=Bottleneck,
+        conv_makers=[Conv3DSimple] * 4,
+        layers=[3, 4, 6, 3],
+        stem=HaraStem,
+        num_classes=num_classes,
+    )
+
+
+# -- SlowFast on 3D ResNet-18 ------------------------------------------------------------
+
+
+class _Block(nn.Module):
+    """A 3D residual block whose first convolution has temporal extent ``kt``."""
+
+    def __init__(self, cin: int, cout: int, *, kt: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(
+            cin, cout, (kt, 3, 3), (1, stride, stride), (kt // 2, 1, 1), bias=False
+        )
+        self.bn1 = nn.BatchNorm3d(cout)
+        self.conv2 = nn.Conv3d(cout, cout, (1, 3, 3), 1, (0, 1, 1), bias=False)
+        self.bn2 = nn.BatchNorm3d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv3d(cin, cout, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(cout)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class SlowFast(nn.Module):
+    """SlowFast (Feichtenhofer et al. 2019) on a ResNet-18 layout.
+
+    The slow pathway sees every ``alpha``-th frame with full width; the fast pathway
+    sees every frame with ``beta`` of the width; time-strided convolutions carry the
+    fast features into the slow pathway after the stem and after each stage. The slow
+    pathway is temporally 1×1 until the third stage, as in the paper.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        alpha: int = 4,
+        beta: float = 1 / 8,
+        depths: tuple[int, ...] = (2, 2, 2, 2),
+    ) -> None:
+        super().__init__()
+        self.alpha = alpha
+        slow_w = [64, 64, 128, 256, 512]
+        fast_w = [max(4, int(w * beta)) for w in slow_w]
+        self.slow_stem = self._stem(slow_w[0], kt=1)
+        self.fast_stem = self._stem(fast_w[0], kt=5)
+        self.laterals = nn.ModuleList(
+            nn.Conv3d(f, 2 * f, (5, 1, 1), (alpha, 1, 1), (2, 0, 0), bias=False) for f in fast_w[:4]
+        )
+        self.slow_stages = nn.ModuleList()
+        self.fast_stages = nn.ModuleList()
+        for i, depth in enumerate(depths):
+            stride = 1 if i == 0 else 2
+            slow_in = slow_w[i] + 2 * fast_w[i]
+            self.slow_stages.append(
+                self._stage(slow_in, slow_w[i + 1], depth, stride, kt=1 if i < 2 else 3)
+            )
+            self.fast_stages.append(self._stage(fast_w[i], fast_w[i + 1], depth, stride, kt=3))
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.dropout = nn.Dropout(0.5)
+        self.fc = nn.Linear(slow_w[-1] + fast_w[-1], num_classes)
+
+    @staticmethod
+    def _stem(width: int, *, kt: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv3d(3, width, (kt, 7, 7), (1, 2, 2), (kt // 2, 3, 3), bias=False),
+            nn.BatchNorm3d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        )
+
+    @staticmethod
+    def _stage(cin: int, cout: int, depth: int, stride: int, *, kt: int) -> nn.Sequential:
+        blocks = [_Block(cin, cout, kt=kt, stride=stride)]
+        blocks += [_Block(cout, cout, kt=kt, stride=1) for _ in range(depth - 1)]
+        return nn.Sequential(*blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        slow = self.slow_stem(x[:, :, :: self.alpha])
+        fast = self.fast_stem(x)
+        for lateral, slow_stage, fast_stage in zip(
+            self.laterals, self.slow_stages, self.fast_stages, strict=True
+        ):
+            side = lateral(fast)
+            if side.shape[2] != slow.shape[2]:  # clip lengths not divisible by alpha
+                side = nn.functional.adaptive_avg_pool3d(side, (slow.shape[2], *side.shape[3:]))
+            slow = slow_stage(torch.cat([slow, side], dim=1))
+            fast = fast_stage(fast)
+        features = torch.cat([self.pool(slow).flatten(1), self.pool(fast).flatten(1)], dim=1)
+        return self.fc(self.dropout(features))
+
+
+# -- LRCN (Donahue et al. 2015) -----------------------------------------------------------
+
+
+class LRCN(nn.Module):
+    """A 2D CNN (ResNet-18 trunk) on every frame, an LSTM over time, a linear head."""
+
+    def __init__(self, *, num_classes: int, hidden: int = 256) -> None:
+        super().__init__()
+        trunk = tvm.resnet18(weights=None)
+        trunk.fc = nn.Identity()
+        self.cnn = trunk
+        self.lstm = nn.LSTM(512, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, t, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(b * t, c, h, w)
+        features = self.cnn(frames).view(b, t, -1)
+        outputs, _ = self.lstm(features)
+        return self.fc(outputs.mean(dim=1))
+
+
+# -- FstCN (Sun et al. 2015) --------------------------------------------------------------
+
+
+class FstCN(nn.Module):
+    """Factorised spatio-temporal CNN: shared spatial (1×3×3) convolutions on every
+    frame, then temporal (3×1×1) convolutions across frames, fused with a spatial
+    branch on the middle frame's features."""
+
+    def __init__(self, *, num_classes: int, width: int = 64) -> None:
+        super().__init__()
+
+        def spatial(cin: int, cout: int) -> list[nn.Module]:
+            return [
+                nn.Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1), bias=False),
+                nn.BatchNorm3d(cout),
+                nn.ReLU(inplace=True),
+                nn.MaxPool3d((1, 2, 2)),
+            ]
+
+        self.spatial = nn.Sequential(
+            *spatial(3, width), *spatial(width, 2 * width), *spatial(2 * width, 4 * width)
+        )
+        c = 4 * width
+        self.temporal = nn.Sequential(
+            nn.Conv3d(c, c, (3, 1, 1), padding=(1, 0, 0), bias=False),
+            nn.BatchNorm3d(c),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(c, c, (3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0), bias=False),
+            nn.BatchNorm3d(c),
+            nn.ReLU(inplace=True),
+        )
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.dropout = nn.Dropout(0.5)
+        self.fc = nn.Linear(2 * c, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = self.spatial(x)
+        middle = features[:, :, features.shape[2] // 2 : features.shape[2] // 2 + 1]
+        fused = torch.cat(
+            [self.pool(self.temporal(features)).flatten(1), self.pool(middle).flatten(1)], dim=1
+        )
+        return self.fc(self.dropout(fused))
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def _torchvision(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def build(*, num_classes: int) -> nn.Module:
+        return builder(weights=None, num_classes=num_classes)
+
+    build.__doc__ = f"torchvision's {builder.__name__}."
+    return build
+
+
+def c3d(*, num_classes: int) -> nn.Module:
+    """C3D (Tran et al. 2015)."""
+    return C3D(num_classes=num_classes)
+
+
+def small3d(*, num_classes: int) -> nn.Module:
+    """The small lecture 3D-CNN, for small data and small inputs."""
+    return Small3D(num_classes=num_classes)
+
+
+def slowfast_r18(*, num_classes: int) -> nn.Module:
+    """SlowFast with ResNet-18 pathways (alpha 4, beta 1/8)."""
+    return SlowFast(num_classes=num_classes)
+
+
+def lrcn(*, num_classes: int) -> nn.Module:
+    """LRCN: ResNet-18 frame features and an LSTM."""
+    return LRCN(num_classes=num_classes)
+
+
+def fstcn(*, num_classes: int) -> nn.Module:
+    """FstCN: factorised spatial and temporal convolutions."""
+    return FstCN(num_classes=num_classes)
+
+
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "c3d": c3d,
+    "small3d": small3d,
+    "r3d_18": _torchvision(tvv.r3d_18),
+    "mc3_18": _torchvision(tvv.mc3_18),
+    "r2plus1d_18": _torchvision(tvv.r2plus1d_18),
+    "r3d_50": r3d_50,
+    "slowfast_r18": slowfast_r18,
+    "lrcn": lrcn,
+    "fstcn": fstcn,
+}
+"""Keyword-only builders by name: ``BUILDERS["r2plus1d_18"](num_classes=101)``."""
+
+
+@dataclass(frozen=True)
+class _Pretrained:
+    build: Callable[..., nn.Module]
+    weights: WeightsEnum
+
+
+KINETICS400: dict[str, _Pretrained] = {
+    "r3d_18": _Pretrained(tvv.r3d_18, tvv.R3D_18_Weights.KINETICS400_V1),
+    "mc3_18": _Pretrained(tvv.mc3_18, tvv.MC3_18_Weights.KINETICS400_V1),
+    "r2plus1d_18": _Pretrained(tvv.r2plus1d_18, tvv.R2Plus1D_18_Weights.KINETICS400_V1),
+}
+
+HEADS: dict[str, str] = {"c3d": "fc8"}
+"""Name of the final Linear layer where it is not ``fc``."""
+
+
+def head_name(arch: str) -> str:
+    """Attribute of the classifier layer of ``arch``."""
+    return HEADS.get(arch, "fc")
+
+
+def build(arch: str, *, num_classes: int, weights: str = "none") -> nn.Module:
+    """Build ``arch`` with a ``num_classes`` head.
+
+    Args:
+        arch: a key of :data:`BUILDERS`.
+        num_classes: size of the head.
+        weights: "none", "kinetics400" (torchvision weights for r3d_18, mc3_18,
+            r2plus1d_18: hub cache, or a download when online), or a PATH to a
+            torchvision state dict, a C3D Sports-1M state dict (conv1 .. fc8) or a
+            clipminer bundle; the head is re-initialised when its class count differs.
+    """
+    if arch not in BUILDERS:
+        raise UsageError(f"unknown video architecture {arch!r}; choose from {sorted(BUILDERS)}")
+    if num_classes < 2:
+        raise UsageError(f"a video classifier needs at least 2 classes, got {num_classes}")
+    head = head_name(arch)
+    if weights == "kinetics400":
+        if arch not in KINETICS400:
+            raise UsageError(
+                f"--weights kinetics400 exists for {sorted(KINETICS400)}, not {arch}; "
+                "use --weights none or a PATH"
+            )
+        spec = KINETICS400[arch]
+        model = build_pretrained(spec.build, spec.weights, option="kinetics400", arch=arch)
+        old = model.get_submodule(head)
+        assert isinstance(old, nn.Linear)
+        model.register_module(head, nn.Linear(old.in_features, num_classes))
+        return model
+    model = BUILDERS[arch](num_classes=num_classes)
+    if weights != "none":
+        state, source = read_state_dict(weights)
+        load_matching(model, state, source=f"{weights} ({source})", head_prefixes=(f"{head}.",))
+    return model

@@ -1,0 +1,444 @@
+"""``train-video``, ``eval-video`` and ``prepare-videos``: 3D-CNN video classifiers."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from clipminer import __version__
+from clipminer.data.videos import (
+    ClipDataset,
+    ClipSpec,
+    VideoCache,
+    VideoSet,
+    check_readable,
+    read_ucf101,
+    scan_video_folder,
+    split_by_name,
+)
+from clipminer.devices import resolve_device
+from clipminer.errors import UsageError
+from clipminer.fsutil import atomic_path
+from clipminer.metrics import (
+    ClassificationMetrics,
+    classification_metrics,
+    most_confused_pairs,
+    topk_accuracy,
+)
+from clipminer.models import video as video_models
+from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
+from clipminer.report import write_classification_report
+from clipminer.train import (
+    EpochResult,
+    FitConfig,
+    FitResult,
+    Reporter,
+    fit,
+    loader_kwargs,
+    predict_clips,
+    report_dir_for,
+    state_path_for,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """Where labelled videos come from: UCF-101 official splits or a folder tree."""
+
+    ucf101: Path | None = None
+    splits: Path | None = None
+    split: int = 1
+    videos: Path | None = None
+    val_dir: Path | None = None
+    val_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        if (self.ucf101 is None) == (self.videos is None):
+            raise UsageError("give either --ucf101 ROOT --splits DIR or --videos DIR")
+        if self.ucf101 is not None and self.splits is None:
+            raise UsageError(
+                "--ucf101 needs --splits DIR (classInd.txt, trainlistNN.txt, testlistNN.txt)"
+            )
+
+    def load(self, *, labels: tuple[str, ...] | None = None) -> VideoSet:
+        """Read the lists, probe every video, drop and record unreadable ones."""
+        if self.ucf101 is not None:
+            assert self.splits is not None
+            videos = read_ucf101(self.ucf101, self.splits, self.split)
+        else:
+            assert self.videos is not None
+            found, items, unknown = scan_video_folder(self.videos, labels=labels)
+            if unknown and labels is not None:
+                log.warning(
+                    "%s: classes the model does not know, not used: %s", self.videos, unknown
+                )
+            if self.val_dir is not None:
+                _, val, _ = scan_video_folder(self.val_dir, labels=found)
+                videos = VideoSet(labels=found, train=items, val=val)
+            else:
+                train, val = split_by_name(items, self.val_fraction)
+                videos = VideoSet(labels=found, train=train, val=val)
+        videos.train = check_readable(videos.train, videos.unreadable)
+        videos.val = check_readable(videos.val, videos.unreadable)
+        return videos
+
+
+@dataclass(frozen=True)
+class VideoTrainConfig:
+    """Everything ``train-video`` was asked to do (recorded in the bundle)."""
+
+    arch: str = "r2plus1d_18"
+    weights: str = "none"
+    clip: ClipSpec = field(default_factory=ClipSpec)
+    batch_size: int = 8
+    val_clips_per_video: int = 3
+    hflip: bool = False
+    workers: int = 2
+    device: str = "auto"
+    cache: Path | None = None
+    fit: FitConfig = field(default_factory=FitConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.val_clips_per_video < 1 or self.workers < 0:
+            raise UsageError(f"bad batch size, clips per video or workers in {self}")
+
+
+@dataclass(frozen=True)
+class VideoTrainResult:
+    """Where the outputs went and how well the best epoch did (video level)."""
+
+    model_path: Path
+    report_dir: Path
+    metrics: ClassificationMetrics
+    fit: FitResult
+    train_videos: int
+    val_videos: int
+    unreadable: int
+    missing: int
+
+
+def _check_set(videos: VideoSet) -> None:
+    if not videos.train:
+        raise UsageError("no readable training videos")
+    if not videos.val:
+        raise UsageError("no readable validation videos")
+    present = {item.label for item in videos.train}
+    if len(present) < 2:
+        raise UsageError(f"training videos cover only {len(present)} class; need at least 2")
+
+
+def train_video(
+    source: VideoSource,
+    out: str | os.PathLike[str],
+    *,
+    config: VideoTrainConfig,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+) -> VideoTrainResult:
+    """Train a video classifier; write its bundle, report and training state.
+
+    The best epoch by video-level validation top-1 (``val_clips_per_video`` clips
+    averaged per video) is kept in ``out``.
+    """
+    out = Path(out)
+    device = resolve_device(config.device)
+    videos = source.load()
+    _check_set(videos)
+    labels, spec = videos.labels, config.clip
+    cache = VideoCache.open(config.cache, spec) if config.cache else None
+    train_set = ClipDataset(
+        videos.train, spec, hflip=config.hflip, cache=cache, seed=config.fit.seed
+    )
+    val_set = ClipDataset(videos.val, spec, clips_per_video=config.val_clips_per_video, cache=cache)
+    common = loader_kwargs(config.workers, device)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(train_set) > config.batch_size,
+        generator=torch.Generator().manual_seed(config.fit.seed),
+        **common,
+    )
+    val_loader = DataLoader(val_set, batch_size=max(1, config.batch_size // 2), **common)
+    model = video_models.build(config.arch, num_classes=len(labels), weights=config.weights)
+    log.info(
+        "%d classes, %d train / %d validation videos (%d unreadable, %d missing); %s",
+        len(labels),
+        len(videos.train),
+        len(videos.val),
+        len(videos.unreadable),
+        len(videos.missing),
+        config.arch,
+    )
+    record = _config_dict(config, source)
+    best: dict[str, ClassificationMetrics] = {}
+
+    def save_best(net: nn.Module, epoch: EpochResult, metrics: ClassificationMetrics) -> None:
+        best["metrics"] = metrics
+        save_bundle(
+            Bundle(
+                kind="video",
+                arch=config.arch,
+                labels=labels,
+                input=InputSpec(
+                    size=(spec.size, spec.size),
+                    mean=spec.mean,
+                    std=spec.std,
+                    clip_len=spec.clip_len,
+                    frame_rate=spec.frame_rate,
+                ),
+                state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                metrics=metrics.to_dict() | {"epoch": epoch.epoch, "level": "video"},
+                config=record,
+            ),
+            out,
+        )
+
+    result = fit(
+        model,
+        train_loader,
+        val_loader,
+        labels=labels,
+        config=config.fit,
+        device=device,
+        on_best=save_best,
+        state_path=state_path_for(out),
+        resume=resume,
+        reporter=reporter,
+        identity={"arch": config.arch, "labels": list(labels), "clip": asdict(spec)},
+        input_ndim=5,
+    )
+    metrics = best.get("metrics")
+    if metrics is None:  # resumed after the last epoch
+        evaluation = evaluate_video_bundle(
+            load_bundle(out, kind="video"),
+            videos,
+            device=device,
+            clips_per_video=config.val_clips_per_video,
+            workers=config.workers,
+            cache=cache,
+        )
+        metrics = evaluation.video
+    report_dir = report_dir_for(out)
+    write_classification_report(
+        report_dir,
+        metrics,
+        extra={
+            "level": "video",
+            "model": str(out),
+            "best_epoch": result.best_epoch,
+            "history": [asdict(h) for h in result.history],
+            "unreadable_videos": [f"{p}: {why}" for p, why in videos.unreadable],
+            "missing_videos": [str(p) for p in videos.missing],
+            "clipminer_version": __version__,
+        },
+    )
+    return VideoTrainResult(
+        model_path=out,
+        report_dir=report_dir,
+        metrics=metrics,
+        fit=result,
+        train_videos=len(videos.train),
+        val_videos=len(videos.val),
+        unreadable=len(videos.unreadable),
+        missing=len(videos.missing),
+    )
+
+
+def _config_dict(config: VideoTrainConfig, source: VideoSource) -> dict[str, Any]:
+    data = asdict(config)
+    data["cache"] = None if config.cache is None else str(config.cache)
+    data["source"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(source).items()}
+    return data
+
+
+# -- evaluation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoEvaluation:
+    """Clip-level and video-level results of one model (or a fusion)."""
+
+    clip_top1: float
+    video: ClassificationMetrics
+    probs: np.ndarray
+    """float N×C video-level probabilities."""
+    targets: np.ndarray
+
+    def summary(self) -> dict[str, Any]:
+        m = self.video
+        return {
+            "clip_top1": self.clip_top1,
+            "video_top1": m.top1,
+            "video_top5": m.top5,
+            "video_top10": topk_accuracy(self.probs, self.targets, 10),
+            "mean_class_accuracy": m.mean_class_accuracy,
+            "videos": m.samples,
+        }
+
+
+def evaluate_video_bundle(
+    bundle: Bundle,
+    videos: VideoSet,
+    *,
+    device: torch.device,
+    clips_per_video: int,
+    workers: int,
+    cache: VideoCache | None = None,
+    batch_size: int = 4,
+) -> VideoEvaluation:
+    """Score the validation videos of ``videos`` with a video bundle."""
+    spec = ClipSpec.from_input(bundle.input)
+    model = video_models.BUILDERS[bundle.arch](num_classes=len(bundle.labels))
+    model.load_state_dict(bundle.state_dict)
+    model.to(device)
+    dataset = ClipDataset(videos.val, spec, clips_per_video=clips_per_video, cache=cache)
+    loader = DataLoader(dataset, batch_size=batch_size, **loader_kwargs(workers, device))
+    clip_probs, targets = predict_clips(model, loader, device, input_ndim=5)
+    clip_correct = clip_probs.argmax(axis=2) == targets[:, None]
+    probs = clip_probs.mean(axis=1)
+    return VideoEvaluation(
+        clip_top1=float(clip_correct.mean()),
+        video=classification_metrics(probs, targets, bundle.labels),
+        probs=probs,
+        targets=targets,
+    )
+
+
+def image_model_video_probs(
+    image_model: Bundle,
+    videos: VideoSet,
+    labels: tuple[str, ...],
+    *,
+    device: str,
+    sample_fps: float = 2.0,
+) -> np.ndarray:
+    """The single-frame model's probabilities averaged over each video's frames.
+
+    Image labels are matched to the video labels by name; video classes the image
+    model does not know get probability 0.
+    """
+    from clipminer.decode import iter_frames
+    from clipminer.models.image import ImageScorer
+    from clipminer.transforms import eval_resize_shape
+
+    scorer = ImageScorer(image_model, device=device)
+    shared = [label for label in labels if label in scorer.labels]
+    if not shared:
+        raise UsageError(
+            f"the image model's labels {list(scorer.labels)[:5]} share none with the video labels"
+        )
+    columns = [scorer.labels.index(label) for label in shared]
+    targets = [labels.index(label) for label in shared]
+    short = min(eval_resize_shape((1000, 1000), scorer.size))
+    out = np.zeros((len(videos.val), len(labels)), np.float32)
+    for row, item in enumerate(videos.val):
+        frames = np.stack(
+            [f.pixels for f in iter_frames(item.path, sample_fps=sample_fps, short_side=short)]
+        )
+        mean = scorer(frames).mean(axis=0)
+        out[row, targets] = mean[columns]
+        total = out[row].sum()
+        if total > 0:
+            out[row] /= total
+    return out
+
+
+def write_class_rankings(out_dir: Path, metrics: ClassificationMetrics) -> None:
+    """``best_classes.csv``, ``worst_classes.csv`` (10 each) and ``confused_pairs.csv``."""
+    ranked = sorted(metrics.per_class.items(), key=lambda kv: (-kv[1], kv[0]))
+    for name, rows in (("best_classes.csv", ranked[:10]), ("worst_classes.csv", ranked[::-1][:10])):
+        with atomic_path(out_dir / name) as tmp, tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["label", "accuracy"])
+            writer.writerows((label, f"{acc:.4f}") for label, acc in rows)
+    with atomic_path(out_dir / "confused_pairs.csv") as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["true", "predicted", "count"])
+        writer.writerows(most_confused_pairs(metrics.confusion, metrics.labels, 10))
+
+
+def eval_video(
+    model_path: str | os.PathLike[str],
+    source: VideoSource,
+    out_dir: str | os.PathLike[str],
+    *,
+    clips_per_video: int = 10,
+    fuse_image_model: str | os.PathLike[str] | None = None,
+    workers: int = 2,
+    device: str = "auto",
+    cache: str | os.PathLike[str] | None = None,
+) -> dict[str, VideoEvaluation]:
+    """Evaluate a video bundle on the test split (UCF-101) or validation part (folders).
+
+    Writes ``metrics.json`` (clip_top1, video_top1/5/10, mean_class_accuracy, per
+    class), ``confusion.csv``/``.png``, ``best_classes.csv``, ``worst_classes.csv``
+    and ``confused_pairs.csv``. With ``fuse_image_model``, ``metrics.json`` also has
+    the single-frame model alone and the average of both models' probabilities.
+    """
+    bundle = load_bundle(model_path, kind="video")
+    torch_device = resolve_device(device)
+    videos = source.load(labels=bundle.labels if source.videos is not None else None)
+    if videos.labels != bundle.labels:
+        raise UsageError(
+            f"{model_path}: labels differ from the dataset's ({len(bundle.labels)} vs "
+            f"{len(videos.labels)} classes)"
+        )
+    if not videos.val:
+        raise UsageError("no readable evaluation videos")
+    spec = ClipSpec.from_input(bundle.input)
+    video_cache = VideoCache.open(cache, spec) if cache else None
+    results = {
+        "video_model": evaluate_video_bundle(
+            bundle,
+            videos,
+            device=torch_device,
+            clips_per_video=clips_per_video,
+            workers=workers,
+            cache=video_cache,
+        )
+    }
+    main = results["video_model"]
+    if fuse_image_model is not None:
+        image_bundle = load_bundle(fuse_image_model, kind="image")
+        image_probs = image_model_video_probs(image_bundle, videos, bundle.labels, device=device)
+        for name, probs in (
+            ("image_model", image_probs),
+            ("fused", (image_probs + main.probs) / 2),
+        ):
+            results[name] = VideoEvaluation(
+                clip_top1=float("nan"),
+                video=classification_metrics(probs, main.targets, bundle.labels),
+                probs=probs,
+                targets=main.targets,
+            )
+    out = Path(out_dir)
+    write_classification_report(
+        out,
+        main.video,
+        extra={
+            **main.summary(),
+            "model": str(model_path),
+            "clips_per_video": clips_per_video,
+            "by_model": {
+                name: r.summary() | {"per_class_accuracy": r.video.per_class}
+                for name, r in results.items()
+            },
+            "unreadable_videos": [f"{p}: {why}" for p, why in videos.unreadable],
+            "missing_videos": [str(p) for p in videos.missing],
+            "clipminer_version": __version__,
+        },
+    )
+    write_class_rankings(out, main.video)
+    return results
