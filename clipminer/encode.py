@@ -22,7 +22,8 @@ from clipminer.fsutil import partial_path
 
 Codec = Literal["h264", "lossless"]
 
-# Exact for the usual rates (24, 25, 30, 60 and the NTSC x/1.001 ones).
+# Exact for the usual rates (24, 25, 30, 60 and the NTSC x/1.001 ones). AVI has no
+# timestamps, only frame numbers: there the time base is one frame.
 _TIME_BASE = Fraction(1, 90_000)
 
 
@@ -72,7 +73,8 @@ class VideoWriter:
             raise EncodeError(f"{self.path}: cannot open for writing ({exc.strerror})") from exc
         stream.width, stream.height = width, height
         stream.pix_fmt = "rgb24" if codec == "lossless" else "yuv420p"
-        stream.codec_context.time_base = _TIME_BASE
+        self._time_base = 1 / self.fps if self.path.suffix.lower() == ".avi" else _TIME_BASE
+        stream.codec_context.time_base = self._time_base
         stream.thread_count = threads
         stream.options = (
             {"crf": "0", "preset": "ultrafast"}
@@ -90,11 +92,11 @@ class VideoWriter:
             )
         if pts_seconds is None:
             pts_seconds = float(self._frames / self.fps)
-        pts = round(pts_seconds / _TIME_BASE)
+        pts = round(pts_seconds / self._time_base)
         if pts <= self._last_pts:
             raise ValueError(f"{self.path}: timestamps must increase, got {pts_seconds} s")
         frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-        frame.pts, frame.time_base = pts, _TIME_BASE
+        frame.pts, frame.time_base = pts, self._time_base
         self._last_pts = pts
         self._frames += 1
         self._mux(frame)

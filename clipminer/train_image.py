@@ -30,6 +30,7 @@ from clipminer.train import (
     fit,
     loader_kwargs,
     report_dir_for,
+    seed_everything,
     state_path_for,
 )
 from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
@@ -143,6 +144,7 @@ def train_image(
         **common,
     )
     val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, **common)
+    seed_everything(config.fit.seed)  # the head and random inits must not depend on history
     model = image_models.build(config.arch, num_classes=len(labels), weights=config.weights)
     trainable = image_models.set_trainable(model, config.arch, config.train_layers)
     log.info(

@@ -46,6 +46,7 @@ from clipminer.train import (
     loader_kwargs,
     predict_clips,
     report_dir_for,
+    seed_everything,
     state_path_for,
 )
 
@@ -171,6 +172,7 @@ def train_video(
         **common,
     )
     val_loader = DataLoader(val_set, batch_size=max(1, config.batch_size // 2), **common)
+    seed_everything(config.fit.seed)  # the head and random inits must not depend on history
     model = video_models.build(config.arch, num_classes=len(labels), weights=config.weights)
     log.info(
         "%d classes, %d train / %d validation videos (%d unreadable, %d missing); %s",
@@ -316,6 +318,11 @@ def evaluate_video_bundle(
     )
 
 
+def label_key(label: str) -> str:
+    """Labels match across naming styles: "SlidingLeft", "sliding_left", "sliding left"."""
+    return "".join(ch for ch in label.lower() if ch.isalnum())
+
+
 def image_model_video_probs(
     image_model: Bundle,
     videos: VideoSet,
@@ -334,13 +341,18 @@ def image_model_video_probs(
     from clipminer.transforms import eval_resize_shape
 
     scorer = ImageScorer(image_model, device=device)
-    shared = [label for label in labels if label in scorer.labels]
-    if not shared:
+    image_index = {label_key(label): k for k, label in enumerate(scorer.labels)}
+    pairs = [
+        (image_index[label_key(label)], k)
+        for k, label in enumerate(labels)
+        if label_key(label) in image_index
+    ]
+    if not pairs:
         raise UsageError(
             f"the image model's labels {list(scorer.labels)[:5]} share none with the video labels"
         )
-    columns = [scorer.labels.index(label) for label in shared]
-    targets = [labels.index(label) for label in shared]
+    columns = [image_col for image_col, _ in pairs]
+    targets = [video_col for _, video_col in pairs]
     short = min(eval_resize_shape((1000, 1000), scorer.size))
     out = np.zeros((len(videos.val), len(labels)), np.float32)
     for row, item in enumerate(videos.val):
