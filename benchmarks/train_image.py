@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from clipminer import synth
 from clipminer.data.images import ImageDataset, scan_image_folder
 from clipminer.models import image
-from clipminer.train import loader_kwargs, memory_format_for
+from clipminer.train import loader_kwargs, to_channels_last
 from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD, train_transform
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     loader_rate = (batches * 2 - 1) * args.batch_size / (time.perf_counter() - started)
 
     model = image.build(args.arch, num_classes=6)
-    model.train().to(memory_format=memory_format_for(model))
+    to_channels_last(model.train())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     inputs = torch.randn(args.batch_size, 3, *size).contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, 6, (args.batch_size,))

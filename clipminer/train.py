@@ -121,11 +121,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def memory_format_for(model: nn.Module) -> torch.memory_format:
-    """channels_last for 2D CNNs, channels_last_3d for 3D CNNs."""
-    if any(isinstance(m, nn.Conv3d) for m in model.modules()):
-        return torch.channels_last_3d
-    return torch.channels_last
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Channels-last weights: 4-D ones for 2D convolutions, 5-D ones for 3D convolutions.
+
+    Works for models that mix both (LRCN runs a 2D CNN on video input).
+    """
+    for param in model.parameters():
+        if param.ndim == 4:
+            param.data = param.data.contiguous(memory_format=torch.channels_last)
+        elif param.ndim == 5:
+            param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
+    return model
 
 
 def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -283,7 +289,7 @@ def fit(
     reporter = reporter or LogReporter()
     identity = identity or {}
     seed_everything(config.seed)
-    model.to(device).to(memory_format=memory_format_for(model))
+    to_channels_last(model.to(device))
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ClipminerError("no trainable parameters (check --train-layers)")

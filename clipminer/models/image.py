@@ -24,6 +24,7 @@ from clipminer.devices import resolve_device
 from clipminer.errors import UsageError
 from clipminer.models.bundle import Bundle, load_bundle
 from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
+from clipminer.train import to_channels_last
 from clipminer.transforms import normalize, resize_center_crop
 
 TrainLayers = Literal["all", "last-block", "head"]
@@ -174,8 +175,7 @@ class ImageScorer:
         self.size = self.bundle.input.size
         self.device = resolve_device(device)
         self.amp = self.device.type == "cuda" if amp is None else amp
-        model = model_from_bundle(self.bundle).to(self.device)
-        self.model = model.to(memory_format=torch.channels_last)
+        self.model = to_channels_last(model_from_bundle(self.bundle).to(self.device))
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
