@@ -8,10 +8,12 @@ timestamps in seconds relative to the start of the stream.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
+from collections import deque
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -82,6 +84,29 @@ class VideoInfo:
     has_audio: bool
 
 
+@dataclass(frozen=True)
+class Tap:
+    """One output of a decode pass: which frames to keep, and at what size.
+
+    Several taps share one decode (find-clips takes 2 fps frames for the image model
+    and 15 fps small frames for the video model from the same pass).
+    """
+
+    sample_fps: float | None = None
+    """Keep one frame per ``1/sample_fps`` seconds (by timestamp); None keeps all."""
+    size: tuple[int, int] | None = None
+    """(height, width) after rotation; None keeps the display size."""
+    short_side: int | None = None
+    """Instead of ``size``: scale the shorter display side to this, keeping the aspect."""
+
+    def __post_init__(self) -> None:
+        if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):
+            raise ValueError(f"size must be (height, width) of positive ints, got {self.size!r}")
+        if self.short_side is not None and (self.size is not None or self.short_side < 2):
+            raise ValueError(f"short_side must be >= 2 and excludes size, got {self.short_side!r}")
+        TimestampSampler(self.sample_fps)  # validates the rate
+
+
 @dataclass
 class DecodeStats:
     """Counters of one decode pass, filled in while frames are yielded."""
@@ -94,6 +119,34 @@ class DecodeStats:
     """Whether NVDEC (or another hardware decoder) was in use."""
     last_pts_seconds: float | None = None
     errors: list[str] = field(default_factory=list)
+
+
+def presentation_times(
+    frames: Iterable[av.VideoFrame], step_seconds: float, depth: int = 4
+) -> Iterator[tuple[av.VideoFrame, float]]:
+    """Pair decoded frames (already in display order) with increasing timestamps.
+
+    Some files carry timestamps in decode order: AVI has none of its own, so packed
+    B-frames (as in UCF-101's XviD files) come out as 0.04, 0.08, 0.16, 0.12, ...
+    The decoder's output order is the display order; the timestamps of a small
+    window are sorted and handed out in that order, which changes nothing for files
+    whose timestamps already increase. Frames without a timestamp get the previous
+    one plus ``step_seconds``.
+    """
+    pending: deque[av.VideoFrame] = deque()
+    times: list[float] = []
+    last: float | None = None
+    for frame in frames:
+        time = frame.time
+        if time is None:
+            time = (last + step_seconds) if last is not None else 0.0
+        last = time if last is None else max(last, time)
+        pending.append(frame)
+        heapq.heappush(times, time)
+        if len(pending) > depth:
+            yield pending.popleft(), heapq.heappop(times)
+    while pending:
+        yield pending.popleft(), heapq.heappop(times)
 
 
 def _parse_device(decode_device: str) -> tuple[str, str | None]:
@@ -219,6 +272,11 @@ class VideoReader:
         threads: decoder threads; "auto" lets FFmpeg pick one per core.
         strict: raise on corrupt packets and truncation instead of skipping them.
         interpolation: libswscale scaler for resizing.
+        start_seconds: seek here first (to the keyframe before, decoding on from it)
+            and yield frames from this time on.
+        end_seconds: stop before the first frame at or after this time.
+        taps: several outputs of one decode instead of ``sample_fps``/``size``/
+            ``short_side``; iterate :meth:`iter_taps` to get ``(tap index, Frame)``.
     """
 
     def __init__(
@@ -233,17 +291,23 @@ class VideoReader:
         threads: int | Literal["auto"] = "auto",
         strict: bool = False,
         interpolation: Interpolation = "FAST_BILINEAR",
+        start_seconds: float | None = None,
+        end_seconds: float | None = None,
+        taps: list[Tap] | None = None,
     ) -> None:
         self.path = Path(path)
-        if size is not None and (len(size) != 2 or min(size) < 1):
-            raise ValueError(f"size must be (height, width) of positive ints, got {size!r}")
-        if short_side is not None and (size is not None or short_side < 2):
-            raise ValueError(f"short_side must be >= 2 and excludes size, got {short_side!r}")
-        self._short_side = short_side
+        self.taps = taps or [Tap(sample_fps=sample_fps, size=size, short_side=short_side)]
+        if taps and (sample_fps is not None or size is not None or short_side is not None):
+            raise ValueError("give either taps or sample_fps/size/short_side")
         if threads != "auto" and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads must be 'auto' or a positive int, got {threads!r}")
-        self._sampler = TimestampSampler(sample_fps)
-        self._size = size
+        if start_seconds is not None and end_seconds is not None and end_seconds <= start_seconds:
+            raise ValueError(
+                f"end_seconds {end_seconds} must be after start_seconds {start_seconds}"
+            )
+        self._samplers = [TimestampSampler(tap.sample_fps) for tap in self.taps]
+        self._start_seconds = start_seconds
+        self._end_seconds = end_seconds
         self._threads = threads
         self._strict = strict
         self._interpolation = interpolation
@@ -285,6 +349,13 @@ class VideoReader:
         self._container.close()
 
     def __iter__(self) -> Iterator[Frame]:
+        if len(self.taps) != 1:
+            raise RuntimeError("a VideoReader with several taps is read with iter_taps()")
+        for _, frame in self.iter_taps():
+            yield frame
+
+    def iter_taps(self) -> Iterator[tuple[int, Frame]]:
+        """Yield ``(tap index, Frame)`` for every tap that keeps each decoded frame."""
         if self._started:
             raise RuntimeError(f"{self.path}: a VideoReader can be iterated only once")
         self._started = True
@@ -299,28 +370,39 @@ class VideoReader:
         if declared is None and self._container.duration is not None:
             declared = self._container.duration / 1_000_000 - start
         declared_frames = stream.frames or None
+        ranged = self._start_seconds is not None or self._end_seconds is not None
+        if self._start_seconds is not None and self._start_seconds > 0:
+            target = int((self._start_seconds + start) / time_base) if time_base else 0
+            try:
+                self._container.seek(target, stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError as exc:
+                raise DecodeError(
+                    f"{self.path}: cannot seek to {self._start_seconds:.3f} s ({exc.strerror})"
+                ) from exc
         try:
-            for frame in self._decoded(stream):
-                time = frame.time
-                if time is not None:
-                    pts = time - start
-                elif self.stats.last_pts_seconds is not None:
-                    pts = self.stats.last_pts_seconds + step
-                else:
-                    pts = 0.0
+            for frame, time in presentation_times(self._decoded(stream), step):
+                pts = time - start
                 index = self.stats.frames_decoded
                 self.stats.frames_decoded += 1
                 self.stats.last_pts_seconds = pts
-                if not self._sampler.keep(pts):
+                if self._start_seconds is not None and pts < self._start_seconds - 1e-6:
                     continue
-                self.stats.frames_yielded += 1
-                yield Frame(pixels=self._to_rgb(frame), pts_seconds=pts, index=index)
+                if self._end_seconds is not None and pts >= self._end_seconds - 1e-6:
+                    break
+                for k, (tap, sampler) in enumerate(zip(self.taps, self._samplers, strict=True)):
+                    if sampler.keep(pts):
+                        self.stats.frames_yielded += 1
+                        yield (
+                            k,
+                            Frame(pixels=self._to_rgb(frame, tap), pts_seconds=pts, index=index),
+                        )
         finally:
             self.close()
         if self.stats.frames_decoded == 0:
             detail = f" ({self.stats.errors[-1]})" if self.stats.errors else ""
             raise DecodeError(f"{self.path}: no decodable video frames{detail}")
-        self._check_truncation(declared, declared_frames)
+        if not ranged:
+            self._check_truncation(declared, declared_frames)
 
     def _decoded(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
         """Decode packet by packet so that one bad packet costs only itself."""
@@ -379,16 +461,16 @@ class VideoReader:
                 raise DecodeError(f"{self.path}: {message}")
             log.warning("%s: %s", self.path, message)
 
-    def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
+    def _to_rgb(self, frame: av.VideoFrame, tap: Tap) -> np.ndarray:
         quarter_turns = _rotation_clockwise(frame) // 90
-        if self._short_side is not None:
-            scale = self._short_side / min(frame.width, frame.height)
+        if tap.short_side is not None:
+            scale = tap.short_side / min(frame.width, frame.height)
             width = max(2, round(frame.width * scale / 2) * 2)
             height = max(2, round(frame.height * scale / 2) * 2)
-        elif self._size is None:
+        elif tap.size is None:
             width, height = frame.width, frame.height
         else:
-            height, width = self._size
+            height, width = tap.size
             if quarter_turns % 2:  # resize before rotating: swap the target sides
                 width, height = height, width
         rgb: np.ndarray = frame.reformat(
