@@ -16,10 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import av
+import av.audio.stream
+import av.container
 import av.error
+import av.video.stream
 import numpy as np
 
 from clipminer.decode import _rotation_clockwise, presentation_times, probe
@@ -44,7 +47,9 @@ class CutResult:
     has_audio: bool
 
 
-def _streams(container: av.container.InputContainer, path: Path, stream_index: int | None):
+def _streams(
+    container: av.container.InputContainer, path: Path, stream_index: int | None
+) -> tuple[av.video.stream.VideoStream, av.audio.stream.AudioStream | None]:
     videos = list(container.streams.video)
     if not videos:
         raise DecodeError(f"{path}: has no video stream")
@@ -113,7 +118,7 @@ def _seek(container: av.container.InputContainer, stream: av.stream.Stream, seco
 
 
 def _reencode(
-    container,
+    container: av.container.InputContainer,
     source: Path,
     dest: Path,
     start: float,
@@ -126,6 +131,7 @@ def _reencode(
     video.thread_type = "AUTO"
     v_origin = _seconds(video.start_time, video.time_base)
     rate = video.average_rate or video.guessed_rate or Fraction(30)
+    time_base = video.time_base or Fraction(1, 90_000)
     _seek(container, video, start)
     # Video first, then audio (each with its own seek): the muxer interleaves the two.
     out = av.open(str(dest), "w")
@@ -136,7 +142,7 @@ def _reencode(
             info.width - info.width % 2,
             info.height - info.height % 2,
         )
-        out_video.codec_context.time_base = video.time_base
+        out_video.codec_context.time_base = time_base
         out_video.options = {"crf": str(crf), "preset": "veryfast"}
         out_audio = None
         if audio is not None:
@@ -160,8 +166,8 @@ def _reencode(
                 out_frame = out_frame.reformat(
                     width=out_video.width, height=out_video.height, format="yuv420p"
                 )
-            out_frame.pts = round((t - start) / video.time_base)
-            out_frame.time_base = video.time_base
+            out_frame.pts = round((t - start) / time_base)
+            out_frame.time_base = time_base
             first = t if first is None else first
             last = t
             frames += 1
@@ -186,7 +192,8 @@ def _reencode(
 
 def _decode(
     container: av.container.InputContainer, stream: av.stream.Stream, source: Path
-) -> Iterator[av.VideoFrame]:
+) -> Iterator[Any]:
+    """Frames of ``stream`` from the current position; corrupt packets are skipped."""
     for packet in container.demux(stream):
         try:
             yield from packet.decode()
@@ -232,8 +239,8 @@ def _display_frame(frame: av.VideoFrame) -> av.VideoFrame:
     turns = _rotation_clockwise(frame) // 90
     if not turns:
         return frame
-    rgb = np.rot90(frame.to_ndarray(format="rgb24"), k=-turns)
-    return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    rgb: Any = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), k=-turns))
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24")
 
 
 def _slice_audio(frame: av.AudioFrame, lo: int, hi: int) -> av.AudioFrame:
@@ -246,15 +253,21 @@ def _slice_audio(frame: av.AudioFrame, lo: int, hi: int) -> av.AudioFrame:
         if planar
         else data[:, lo * len(frame.layout.channels) : hi * len(frame.layout.channels)]
     )
+    contiguous: Any = np.ascontiguousarray(part)
     piece = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(part), format=frame.format.name, layout=frame.layout.name
+        contiguous, format=frame.format.name, layout=frame.layout.name
     )
     piece.sample_rate = frame.sample_rate
     return piece
 
 
 def _copy(
-    container, source: Path, dest: Path, start: float, end: float, stream_index: int | None
+    container: av.container.InputContainer,
+    source: Path,
+    dest: Path,
+    start: float,
+    end: float,
+    stream_index: int | None,
 ) -> CutResult:
     video, audio = _streams(container, source, stream_index)
     v_origin = _seconds(video.start_time, video.time_base)
@@ -278,7 +291,7 @@ def _copy(
                     actual_start = t
                 if t >= end - _EPS:
                     break
-                target = out_video
+                target: Any = out_video
                 last = t if last is None else max(last, t)
                 frames += 1
             else:
