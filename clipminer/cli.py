@@ -14,6 +14,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import contextlib
+import time
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
@@ -753,6 +754,207 @@ def prepare_videos_command(
         f"cache {out}: {written} written, {kept} already there, {len(failed)} failed, "
         f"{len(videos_set.unreadable)} unreadable skipped"
     )
+    if failed:
+        raise typer.Exit(code=1)
+
+
+class SegmentOn(str, Enum):
+    """What the segmenter thresholds."""
+
+    klass = "class"
+    action = "action"
+
+
+class CutChoice(str, Enum):
+    """How clips are written."""
+
+    reencode = "reencode"
+    copy = "copy"
+    none = "none"
+
+
+@app.command("find-clips")
+def find_clips_command(
+    videos: Annotated[list[Path], typer.Argument(help="Long videos to mine.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output folder: OUT/<video-stem>/ per video, OUT/kinetics.csv."
+        ),
+    ],
+    image_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Image model bundle that scores sampled frames (required unless --rescore)."
+        ),
+    ] = None,
+    video_model: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Video model bundle(s) that re-label each candidate; repeat for several (averaged)."
+        ),
+    ] = None,
+    sample_fps: Annotated[
+        float,
+        typer.Option(min=0.01, help="Frames per second scored by the image model (by timestamp)."),
+    ] = 2.0,
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Smoothed class score that opens a segment.")
+    ] = 0.5,
+    threshold_low: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Score below which an open segment closes (default 0.7 x threshold).",
+        ),
+    ] = None,
+    smooth_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Moving-average window over the score curves.")
+    ] = 1.0,
+    min_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Shorter segments are dropped.")
+    ] = 2.0,
+    max_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Longer segments are split into consecutive pieces of this length (Kinetics: 10 s); a last piece shorter than --min-seconds is dropped.",
+        ),
+    ] = 10.0,
+    merge_gap_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Segments of one class this close are merged.")
+    ] = 1.0,
+    pad_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Added before and after each segment (never overlapping the previous one of its class).",
+        ),
+    ] = 0.0,
+    classes: Annotated[
+        list[str] | None, typer.Option(help="Mine only these labels (repeat the option).")
+    ] = None,
+    background_labels: Annotated[
+        list[str] | None, typer.Option(help="Labels never emitted (repeat; default: background).")
+    ] = None,
+    segment_on: Annotated[
+        SegmentOn,
+        typer.Option(
+            help="class: a score curve per label; action: one curve, the summed action scores (1 - background), each segment labelled by its most likely action. Use action when single frames cannot tell some classes apart and a video model re-labels."
+        ),
+    ] = SegmentOn.klass,
+    max_clips_per_video: Annotated[
+        int | None, typer.Option(min=1, help="Keep only the best-scoring segments of each video.")
+    ] = None,
+    cut: Annotated[
+        CutChoice,
+        typer.Option(
+            help="reencode: frame-exact, source frame rate and audio kept; copy: stream copy from the keyframe at or before the start (fast, actual start recorded); none: manifests only."
+        ),
+    ] = CutChoice.reencode,
+    rescore: Annotated[
+        Path | None,
+        typer.Option(
+            help="Re-run segmentation, re-labelling and cutting from this scores.parquet of an earlier run (one VIDEO), without scoring again."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Frames per image-model batch.")] = 16,
+    image_size: Annotated[
+        int | None,
+        typer.Option(
+            min=16, help="Run the image model at this square size instead of its trained size."
+        ),
+    ] = None,
+    device: Annotated[str, DeviceOption] = "auto",
+    decode_device: Annotated[
+        str,
+        typer.Option(
+            help="cpu, or cuda/cuda:N for NVDEC (falls back to the CPU when unavailable)."
+        ),
+    ] = "cpu",
+) -> None:
+    """Mine candidate action clips from long videos in one streaming pass.
+
+    Each video is decoded once: sampled frames are scored by the image model, score
+    curves become segments (smoothing, hysteresis, merge, split), each segment is
+    re-labelled by the video model(s) from a ring buffer of recent frames, and clips
+    are cut. Writes OUT/<stem>/segments.csv, scores.parquet, timeline.png,
+    clips/<label>/*.mp4, and OUT/kinetics.csv. A video that fails gets a one-line
+    error and the others go on; the exit code is 1 if any failed.
+    """
+    from clipminer.findclips import ClipMiner, FindClipsConfig, VideoResult, find_clips
+    from clipminer.segments import SegmentConfig
+
+    if image_model is None and rescore is None:
+        raise typer.BadParameter("--image-model is required (unless --rescore)")
+    try:
+        segment = SegmentConfig(
+            threshold=threshold,
+            threshold_low=threshold_low,
+            smooth_seconds=smooth_seconds,
+            min_seconds=min_seconds,
+            max_seconds=max_seconds,
+            merge_gap_seconds=merge_gap_seconds,
+            pad_seconds=pad_seconds,
+            classes=tuple(classes) if classes else None,
+            background_labels=tuple(background_labels or ["background"]),
+            segment_on=segment_on.value,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    config = FindClipsConfig(
+        sample_fps=sample_fps,
+        segment=segment,
+        max_clips_per_video=max_clips_per_video,
+        cut=cut.value,
+        batch_size=batch_size,
+        device=device,
+        decode_device=decode_device,
+        image_size=image_size,
+    )
+    miner = ClipMiner(image_model, video_model or [], config=config)
+    failed = 0
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[where]}"),
+        TextColumn("{task.fields[speed]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    ) as bar:
+
+        def progress_for(video: Path) -> Any:
+            task = bar.add_task(video.name, total=None, speed="", where="")
+            started = time.perf_counter()
+
+            def update(done: float, total: float) -> None:
+                elapsed = max(time.perf_counter() - started, 1e-6)
+                bar.update(
+                    task,
+                    completed=done,
+                    total=total or None,
+                    speed=f"{done / elapsed:.1f}x realtime",
+                    where=f"{done:.0f}/{total:.0f} s",
+                )
+
+            return update
+
+        def report(video: Path, outcome: Any) -> None:
+            nonlocal failed
+            if isinstance(outcome, VideoResult):
+                labels = sorted({c.final_label for c in outcome.candidates})
+                bar.console.print(
+                    f"{video}: {len(outcome.candidates)} clips ({', '.join(labels) or 'none'}) "
+                    f"in {outcome.seconds:.1f} s -> {outcome.out_dir}"
+                )
+            else:
+                failed += 1
+                bar.console.print(f"[red]error:[/red] {outcome}", highlight=False)
+
+        find_clips(miner, videos, out, rescore=rescore, progress_for=progress_for, on_result=report)
+    console.print(f"manifest: {out / 'kinetics.csv'}")
     if failed:
         raise typer.Exit(code=1)
 

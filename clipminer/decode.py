@@ -11,8 +11,8 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from collections import deque
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -5,8 +5,10 @@ pandas and matplotlib live here so that the rest of the library stays light.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +91,120 @@ def write_classification_report(
         "confusion_csv": write_confusion_csv(out_dir / "confusion.csv", metrics),
         "confusion_png": write_confusion_png(out_dir / "confusion.png", metrics),
     }
+
+
+# -- find-clips outputs ----------------------------------------------------------------
+
+SEGMENT_COLUMNS = (
+    "video",
+    "clip_id",
+    "label",
+    "score",
+    "time_start",
+    "time_end",
+    "video_label",
+    "video_score",
+    "clip_path",
+)
+"""The contract's columns, in order; extra columns follow them."""
+EXTRA_SEGMENT_COLUMNS = ("video_top5", "clip_start", "clip_end")
+KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
+
+
+def write_scores_parquet(
+    path: Path, times: np.ndarray, scores: np.ndarray, labels: Sequence[str]
+) -> Path:
+    """One row per scored frame: ``time`` then one float32 column per class."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        np.asarray(scores, np.float32).reshape(len(times), len(labels)), columns=list(labels)
+    )
+    frame.insert(0, "time", np.asarray(times, np.float64))
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return path
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def write_segments_csv(path: Path, video: Path, candidates: Sequence[Any]) -> Path:
+    """``segments.csv``: the contract's columns, then top-5 and the clip's actual range."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*SEGMENT_COLUMNS, *EXTRA_SEGMENT_COLUMNS])
+        for c in candidates:
+            seg = c.segment
+            writer.writerow([
+                str(video), c.clip_id, seg.label, f"{seg.score:.4f}", _fmt(seg.time_start_seconds),
+                _fmt(seg.time_end_seconds), c.video_label or "", _fmt(c.video_score, 4),
+                c.clip_path or "", ";".join(f"{label}:{p:.4f}" for label, p in c.video_top5),
+                _fmt(c.clip_start_seconds), _fmt(c.clip_end_seconds),
+            ])  # fmt: skip
+    return path
+
+
+def write_kinetics_csv(path: Path, rows: Sequence[tuple[str, str, float, float]]) -> Path:
+    """``label,youtube_id,time_start,time_end,split`` (split is ``train``: mined clips)."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(KINETICS_COLUMNS)
+        for label, youtube_id, start, end in rows:
+            writer.writerow([label, youtube_id, f"{start:.3f}", f"{end:.3f}", "train"])
+    return path
+
+
+def write_timeline_png(
+    path: Path,
+    times: np.ndarray,
+    scores: np.ndarray,
+    labels: Sequence[str],
+    candidates: Sequence[Any],
+    *,
+    background: Sequence[str] = ("background",),
+    title: str = "",
+) -> Path:
+    """Class score curves over time, candidate segments shaded in their class colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(14, 4))
+    colours = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    colour_of = {label: colours(k % colours.N) for k, label in enumerate(labels)}
+    for k, label in enumerate(labels):
+        if len(times):
+            style = ":" if label in background else "-"
+            ax.plot(times, scores[:, k], style, color=colour_of[label], lw=1.2, label=label)
+    for c in candidates:
+        seg = c.segment
+        ax.axvspan(
+            seg.time_start_seconds,
+            seg.time_end_seconds,
+            color=colour_of.get(seg.label, "grey"),
+            alpha=0.18,
+            lw=0,
+        )
+        ax.text(
+            (seg.time_start_seconds + seg.time_end_seconds) / 2,
+            1.02,
+            c.final_label,
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            rotation=30,
+        )
+    ax.set_ylim(0, 1.12)
+    ax.set_xlim(0, max(float(times[-1]) if len(times) else 1.0, 1.0))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("image-model score")
+    ax.set_title(title, loc="left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path

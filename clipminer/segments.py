@@ -5,7 +5,8 @@ out as soon as they can no longer change, so that find-clips re-labels them whil
 their frames are still in its ring buffer. :func:`segment_series` runs the same
 code over a whole series (``--rescore`` and the tests).
 
-Per class, in order:
+Per class (or, with ``segment_on="action"``, on the summed score of all actions), in
+order:
 1. moving-average smoothing over ``smooth_seconds`` (centred);
 2. hysteresis: a segment opens where the smoothed score reaches ``threshold`` and
    closes where it falls below ``threshold_low``;
@@ -25,6 +26,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -63,8 +65,16 @@ class SegmentConfig:
     classes: tuple[str, ...] | None = None
     """Mine only these labels (default: all but the background labels)."""
     background_labels: tuple[str, ...] = ("background",)
+    segment_on: Literal["class", "action"] = "class"
+    """``class``: one score series per label. ``action``: one series, the summed
+    scores of the labels that may be emitted (1 - background), each segment labelled
+    with the action of highest mean score over it. ``action`` finds actions whose
+    classes a single frame cannot tell apart (the image model splits its score
+    between them), and leaves the label to the video model's re-labelling."""
 
     def __post_init__(self) -> None:
+        if self.segment_on not in ("class", "action"):
+            raise ValueError(f"segment_on must be class or action, got {self.segment_on!r}")
         low = self.low
         if not 0 < self.threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
@@ -97,6 +107,8 @@ class _Open:
     end: float
     total: float
     count: int
+    sums: np.ndarray
+    """Sum of the smoothed class scores (labels the segment in ``action`` mode)."""
 
 
 @dataclass
@@ -127,6 +139,8 @@ class OnlineSegmenter:
     _next: int = field(default=0, init=False)
     """Index (within the window) of the next sample to smooth."""
     _last_time: float = field(default=-math.inf, init=False)
+    _emitted: list[int] = field(default_factory=list, init=False)
+    """Indices of the labels that may be emitted."""
 
     def __post_init__(self) -> None:
         if self.sample_period_seconds <= 0:
@@ -140,12 +154,15 @@ class OnlineSegmenter:
                 raise ValueError(
                     f"classes {unknown} are not labels of the model: {list(self.labels)}"
                 )
-        for k, label in enumerate(self.labels):
-            if label in self.config.background_labels:
-                continue
-            if wanted is not None and label not in wanted:
-                continue
-            self._states[k] = _ClassState(label)
+        self._emitted = [
+            k for k, label in enumerate(self.labels)
+            if label not in self.config.background_labels and (wanted is None or label in wanted)
+        ]  # fmt: skip
+        if self.config.segment_on == "action":
+            self._states[-1] = _ClassState("action")  # one series: the summed action scores
+        else:
+            for k in self._emitted:
+                self._states[k] = _ClassState(self.labels[k])
 
     def push(self, time_seconds: float, probs: np.ndarray) -> list[Segment]:
         """Add one scored frame; return the segments that closed for good."""
@@ -192,7 +209,7 @@ class OnlineSegmenter:
         half_period = self.sample_period_seconds / 2
         out: list[Segment] = []
         for k, state in self._states.items():
-            score = float(smoothed[k])
+            score = float(smoothed[k]) if k >= 0 else float(smoothed[self._emitted].sum())
             current = state.open
             if current is None:
                 if score < cfg.threshold:
@@ -203,11 +220,17 @@ class OnlineSegmenter:
                     continue
                 pending = state.pending
                 if pending is not None and t - pending.end <= cfg.merge_gap_seconds + 1e-9:
-                    state.open = _Open(pending.start, t, pending.total + score, pending.count + 1)
+                    state.open = _Open(
+                        pending.start,
+                        t,
+                        pending.total + score,
+                        pending.count + 1,
+                        pending.sums + smoothed,
+                    )
                 else:
                     if pending is not None:
                         out += self._emit(state, pending, half_period)
-                    state.open = _Open(t, t, score, 1)
+                    state.open = _Open(t, t, score, 1, smoothed.copy())
                 state.pending = None
             elif score >= cfg.low:
                 current.end, current.total, current.count = (
@@ -215,6 +238,7 @@ class OnlineSegmenter:
                     current.total + score,
                     current.count + 1,
                 )
+                current.sums = current.sums + smoothed
             else:
                 state.pending, state.open = current, None
                 continue
@@ -227,7 +251,7 @@ class OnlineSegmenter:
                 out += self._emit(state, current, half_period, end=cut)
                 state.open = None
                 if current.end + half_period > cut + 1e-9:
-                    state.open = _Open(cut + half_period, current.end, score, 1)
+                    state.open = _Open(cut + half_period, current.end, score, 1, smoothed.copy())
         return out
 
     def _emit(
@@ -243,9 +267,10 @@ class OnlineSegmenter:
         if stop <= start:
             return []
         state.last_end = stop
-        return [
-            Segment(state.label, round(seg.total / seg.count, 6), round(start, 6), round(stop, 6))
-        ]
+        label = state.label
+        if self.config.segment_on == "action":  # the most likely action over the segment
+            label = self.labels[self._emitted[int(np.argmax(seg.sums[self._emitted]))]]
+        return [Segment(label, round(seg.total / seg.count, 6), round(start, 6), round(stop, 6))]
 
 
 def segment_series(

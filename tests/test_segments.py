@@ -141,3 +141,23 @@ def test_clamp_and_top() -> None:
     assert clamp(seg, 4.0) is None and clamp(seg, None) is seg
     segs = [Segment("a", 0.5, 0, 1), Segment("b", 0.9, 2, 3), Segment("c", 0.7, 4, 5)]
     assert [s.label for s in top_segments(segs, 2)] == ["b", "c"]
+
+
+def test_action_mode_finds_what_a_single_frame_splits_between_classes() -> None:
+    # An image model that cannot tell jump from run gives each about half.
+    split = np.array([[0.05, 0.05, 0.9]] * 3 + [[0.48, 0.44, 0.08]] * 6 + [[0.05, 0.05, 0.9]] * 3)
+    times = np.arange(len(split)) / 2.0
+    by_class = SegmentConfig(smooth_seconds=0, min_seconds=0)
+    assert segment_series(times, split, LABELS, by_class) == []
+    by_action = SegmentConfig(smooth_seconds=0, min_seconds=0, segment_on="action")
+    [seg] = segment_series(times, split, LABELS, by_action)
+    assert (seg.label, seg.time_start_seconds, seg.time_end_seconds) == ("jump", 1.25, 4.25)
+    assert seg.score == pytest.approx(0.92)
+
+
+def test_action_mode_respects_classes() -> None:
+    times, probs = curve("..jjjj..rrrr..")
+    cfg = SegmentConfig(smooth_seconds=0, min_seconds=0, segment_on="action", classes=("run",))
+    assert [(s.label, s.time_start_seconds) for s in segment_series(times, probs, LABELS, cfg)] == [
+        ("run", 3.75)
+    ]

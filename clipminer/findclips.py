@@ -1,0 +1,586 @@
+"""The one-pass streaming miner: decode -> score -> segment -> re-label -> cut.
+
+A decode thread feeds a bounded queue with two kinds of frames from one pass: the
+image model's (``sample_fps``, at its input size) and the video models' (their frame
+rate, at their short side). The image model scores batches on the device; the
+online segmenter turns the scores into segments as soon as they can no longer
+change; each segment is re-labelled by the video models from a ring buffer of the
+last seconds of small frames, so the video is decoded once. Memory does not grow
+with the video's length (the scores, a few floats per sampled frame, are kept for
+``scores.parquet``). Clips are cut at the end, re-reading only their ranges.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from clipminer.cut import CutMode, cut_clip
+from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
+from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
+from clipminer.devices import resolve_device
+from clipminer.errors import ClipminerError, UsageError
+from clipminer.models import video as video_models
+from clipminer.models.bundle import Bundle, load_bundle
+from clipminer.models.image import ImageScorer
+from clipminer.sampling import uniform_window_starts, window_indices
+from clipminer.segments import OnlineSegmenter, Segment, SegmentConfig, clamp, top_segments
+from clipminer.train import to_channels_last
+from clipminer.transforms import eval_resize_shape
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, float], None]
+"""Called with (seconds of video done, total seconds or 0 when unknown)."""
+
+
+@dataclass(frozen=True)
+class FindClipsConfig:
+    """Everything find-clips was asked to do."""
+
+    sample_fps: float = 2.0
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    max_clips_per_video: int | None = None
+    cut: CutMode = "reencode"
+    batch_size: int = 16
+    device: str = "auto"
+    decode_device: str = "cpu"
+    image_size: int | None = None
+    """Run the image model at this square size instead of its trained size."""
+    relabel_windows: int = 4
+    """Most windows of the video model's clip length spread over a segment."""
+
+    def __post_init__(self) -> None:
+        if not self.sample_fps > 0:
+            raise UsageError(f"--sample-fps must be positive, got {self.sample_fps}")
+        if self.cut not in ("reencode", "copy", "none"):
+            raise UsageError(f"--cut must be reencode, copy or none, got {self.cut!r}")
+        if self.max_clips_per_video is not None and self.max_clips_per_video < 1:
+            raise UsageError("--max-clips-per-video must be at least 1")
+        if self.batch_size < 1 or self.relabel_windows < 1:
+            raise UsageError("batch size and relabel windows must be at least 1")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One row of ``segments.csv``: a segment, its re-label, and its clip."""
+
+    clip_id: int
+    segment: Segment
+    video_label: str | None = None
+    video_score: float | None = None
+    video_top5: tuple[tuple[str, float], ...] = ()
+    clip_path: str | None = None
+    """Relative to the output root."""
+    clip_start_seconds: float | None = None
+    """Where the clip actually starts in the source (the keyframe for --cut copy)."""
+    clip_end_seconds: float | None = None
+
+    @property
+    def final_label(self) -> str:
+        """The video model's label when there is one, else the image model's."""
+        return self.video_label or self.segment.label
+
+
+@dataclass
+class VideoResult:
+    """What find-clips did with one video."""
+
+    video: Path
+    out_dir: Path
+    info: VideoInfo
+    candidates: list[Candidate]
+    frames_scored: int
+    seconds: float
+    """Wall time of the pass."""
+    times: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    scores: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+
+
+# -- re-labelling ---------------------------------------------------------------------
+
+
+def label_key(label: str) -> str:
+    """Labels match across naming styles: "SlidingLeft", "sliding_left", "sliding left"."""
+    return "".join(ch for ch in label.lower() if ch.isalnum())
+
+
+class VideoRelabeler:
+    """Classifies a segment with one or more video bundles (windows and models averaged).
+
+    Args:
+        bundles: video model bundles; their labels are matched by :func:`label_key`
+            and the union is scored (a model that lacks a label gives it 0).
+        device: torch device.
+        windows: most windows of each model's clip length spread over a segment.
+    """
+
+    def __init__(
+        self, bundles: Sequence[Bundle], *, device: torch.device, windows: int = 4
+    ) -> None:
+        self.device = device
+        self.windows = windows
+        self.models: list[tuple[torch.nn.Module, ClipSpec, list[int]]] = []
+        self.labels: list[str] = []
+        keys: dict[str, int] = {}
+        for bundle in bundles:
+            if bundle.kind != "video":
+                raise UsageError(
+                    f"--video-model: expected a video model, got a {bundle.kind} model"
+                )
+            columns = []
+            for label in bundle.labels:
+                key = label_key(label)
+                if key not in keys:
+                    keys[key] = len(self.labels)
+                    self.labels.append(label)
+                columns.append(keys[key])
+            model = video_models.BUILDERS[bundle.arch](num_classes=len(bundle.labels))
+            model.load_state_dict(bundle.state_dict)
+            self.models.append(
+                (
+                    to_channels_last(model.to(device).eval()),
+                    ClipSpec.from_input(bundle.input),
+                    columns,
+                )
+            )
+
+    def taps(self) -> list[Tap]:
+        """One decode output per distinct (frame rate, short side) of the models."""
+        return sorted(
+            {_tap(spec) for _, spec, _ in self.models}, key=lambda t: (t.sample_fps, t.short_side)
+        )
+
+    @torch.inference_mode()
+    def __call__(
+        self, frames_by_tap: dict[Tap, list[Frame]]
+    ) -> tuple[str, float, tuple[tuple[str, float], ...]]:
+        """(label, probability, top-5) for a segment given its frames at each tap."""
+        total = np.zeros(len(self.labels), np.float64)
+        for model, spec, columns in self.models:
+            frames = frames_by_tap.get(_tap(spec)) or []
+            if not frames:
+                raise ClipminerError("no frames to re-label the segment with")
+            pixels = center_crop(np.stack([f.pixels for f in frames]), spec.size)
+            starts = uniform_window_starts(
+                len(pixels), spec.clip_len, min(self.windows, max(1, len(pixels) // spec.clip_len))
+            )
+            clips = torch.stack(
+                [
+                    to_clip_tensor(pixels[window_indices(len(pixels), spec.clip_len, s)], spec)
+                    for s in starts
+                ]
+            ).to(self.device)
+            clips = clips.contiguous(memory_format=torch.channels_last_3d)
+            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+                logits = model(clips)
+            probs = torch.softmax(logits.float(), dim=1).mean(0).cpu().numpy()
+            total[columns] += probs
+        total /= len(self.models)
+        order = np.argsort(-total, kind="stable")
+        top5 = tuple((self.labels[i], round(float(total[i]), 6)) for i in order[:5])
+        return top5[0][0], top5[0][1], top5
+
+
+def _tap(spec: ClipSpec) -> Tap:
+    return Tap(sample_fps=spec.frame_rate, short_side=spec.short_side)
+
+
+# -- the pass -----------------------------------------------------------------------------
+
+_DONE = object()
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+def _produce(reader: VideoReader, out: queue.Queue[Any], stop: threading.Event) -> None:
+    """Decode thread: put (tap index, Frame) items, then _DONE or _Failed."""
+    try:
+        for item in reader.iter_taps():
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                return
+        out.put(_DONE)
+    except BaseException as exc:  # handed to the consumer, which re-raises it
+        out.put(_Failed(exc))
+
+
+class ClipMiner:
+    """Loads the models once and mines any number of videos.
+
+    Args:
+        image_model: an image bundle or its path (None only for :meth:`rescore`).
+        video_models: video bundles or paths for re-labelling (may be empty).
+        config: find-clips settings.
+    """
+
+    def __init__(
+        self,
+        image_model: Bundle | str | os.PathLike[str] | None,
+        video_models: Sequence[Bundle | str | os.PathLike[str]] = (),
+        *,
+        config: FindClipsConfig,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.scorer: ImageScorer | None = None
+        if image_model is not None:
+            self.scorer = ImageScorer(image_model, device=config.device)
+            if config.image_size:
+                self.scorer.size = (config.image_size, config.image_size)
+        bundles = [
+            b if isinstance(b, Bundle) else load_bundle(b, kind="video") for b in video_models
+        ]
+        self.relabeler = (
+            VideoRelabeler(bundles, device=self.device, windows=config.relabel_windows)
+            if bundles
+            else None
+        )
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        if self.scorer is None:
+            raise UsageError("an image model is needed to score frames")
+        return self.scorer.labels
+
+    def run(
+        self,
+        video: str | os.PathLike[str],
+        out_root: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> VideoResult:
+        """Mine one video into ``out_root/<stem>/``."""
+        video, out_root = Path(video), Path(out_root)
+        info = probe(video)
+        started = time.perf_counter()
+        times, scores, segments = self._scan(video, info, progress)
+        candidates = self._finish(video, info, segments, out_root)
+        result = VideoResult(
+            video,
+            out_root / video.stem,
+            info,
+            candidates,
+            len(times),
+            time.perf_counter() - started,
+            times,
+            scores,
+        )
+        return self._write(result, out_root)
+
+    def rescore(
+        self,
+        video: str | os.PathLike[str],
+        scores_path: str | os.PathLike[str],
+        out_root: str | os.PathLike[str],
+    ) -> VideoResult:
+        """Segment, re-label and cut again from a saved ``scores.parquet``."""
+        import pandas as pd
+
+        video, out_root = Path(video), Path(out_root)
+        info = probe(video)
+        started = time.perf_counter()
+        table = pd.read_parquet(scores_path)
+        if table.columns[0] != "time" or len(table.columns) < 3:
+            raise UsageError(f"{scores_path}: expected columns time, then one per class")
+        labels = tuple(str(c) for c in table.columns[1:])
+        times = table["time"].to_numpy(np.float64)
+        scores = table[list(labels)].to_numpy(np.float32)
+        segmenter = self._segmenter(labels)
+        segments: list[Segment] = []
+        for t, p in zip(times, scores, strict=True):
+            segments += segmenter.push(float(t), p)
+        segments += segmenter.finish()
+        candidates = self._finish(video, info, segments, out_root, rescore=True)
+        result = VideoResult(
+            video,
+            out_root / video.stem,
+            info,
+            candidates,
+            len(times),
+            time.perf_counter() - started,
+            times,
+            scores,
+        )
+        return self._write(result, out_root, labels=labels)
+
+    def _segmenter(self, labels: Sequence[str]) -> OnlineSegmenter:
+        try:
+            return OnlineSegmenter(labels, self.config.segment, 1.0 / self.config.sample_fps)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _image_tap(self, info: VideoInfo) -> Tap:
+        assert self.scorer is not None
+        hw = eval_resize_shape((info.height, info.width), self.scorer.size)
+        return Tap(sample_fps=self.config.sample_fps, size=hw)
+
+    def _scan(
+        self, video: Path, info: VideoInfo, progress: Progress | None
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[Segment, Any]]]:
+        """The single pass: times, scores, and the segments with their re-labels."""
+        scorer = self.scorer
+        if scorer is None:
+            raise UsageError("find-clips needs --image-model to score frames")
+        cfg = self.config
+        video_taps = self.relabeler.taps() if self.relabeler else []
+        taps = [self._image_tap(info), *video_taps]
+        reader = VideoReader(video, taps=taps, decode_device=cfg.decode_device)
+        segmenter = self._segmenter(scorer.labels)
+        # The ring must cover a segment from its padded start until it closes, plus
+        # what batching and the queue hold back.
+        keep_seconds = (
+            cfg.segment.latency_seconds(1 / cfg.sample_fps) + cfg.batch_size / cfg.sample_fps + 4.0
+        )
+        rings: dict[Tap, deque[Frame]] = {tap: deque() for tap in video_taps}
+        items: queue.Queue[Any] = queue.Queue(maxsize=64)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=_produce, args=(reader, items, stop), daemon=True, name=f"decode {video.name}"
+        )
+        thread.start()
+        times: list[float] = []
+        scores: list[np.ndarray] = []
+        batch: list[Frame] = []
+        segments: list[tuple[Segment, Any]] = []
+        duration = info.duration_seconds or 0.0
+
+        def relabel(closed: list[Segment]) -> None:
+            for seg in closed:
+                label = None
+                if self.relabeler is not None:
+                    frames = {
+                        tap: [
+                            f
+                            for f in ring
+                            if seg.time_start_seconds - 1e-6 <= f.pts_seconds < seg.time_end_seconds
+                        ]
+                        for tap, ring in rings.items()
+                    }
+                    label = self.relabeler(frames) if all(frames.values()) else None
+                segments.append((seg, label))
+
+        def flush() -> None:
+            if not batch:
+                return
+            probs = scorer(np.stack([f.pixels for f in batch]))
+            for frame, p in zip(batch, probs, strict=True):
+                times.append(frame.pts_seconds)
+                scores.append(p)
+                relabel(segmenter.push(frame.pts_seconds, p))
+            if progress:
+                progress(batch[-1].pts_seconds, duration)
+            batch.clear()
+
+        try:
+            while True:
+                item = items.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, _Failed):
+                    raise item.error
+                tap_index, frame = item
+                if tap_index == 0:
+                    batch.append(frame)
+                    if len(batch) >= cfg.batch_size:
+                        flush()
+                else:
+                    ring = rings[taps[tap_index]]
+                    ring.append(frame)
+                    while ring and ring[0].pts_seconds < frame.pts_seconds - keep_seconds:
+                        ring.popleft()
+            flush()
+            relabel(segmenter.finish())
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+        if progress:
+            progress(duration, duration)
+        label_dim = len(scorer.labels)
+        score_array = (
+            np.stack(scores).astype(np.float32) if scores else np.zeros((0, label_dim), np.float32)
+        )
+        return np.asarray(times, np.float64), score_array, segments
+
+    def _finish(
+        self,
+        video: Path,
+        info: VideoInfo,
+        segments: Sequence[Any],
+        out_root: Path,
+        *,
+        rescore: bool = False,
+    ) -> list[Candidate]:
+        """Clamp, pick the best, re-label (rescore: by decoding the ranges) and cut."""
+        chosen = []
+        for item in segments:
+            seg, label = item if isinstance(item, tuple) else (item, None)
+            clamped = clamp(seg, info.duration_seconds)
+            if clamped is not None:
+                chosen.append((clamped, label))
+        kept = {
+            id(s) for s in top_segments([s for s, _ in chosen], self.config.max_clips_per_video)
+        }
+        chosen = [(s, label) for s, label in chosen if id(s) in kept]
+        stage = out_root / f".{video.stem}.partial"
+        if stage.exists():
+            shutil.rmtree(stage)
+        candidates = []
+        for clip_id, (seg, label) in enumerate(chosen):
+            if rescore and self.relabeler is not None:
+                label = self._relabel_by_decoding(video, seg)
+            candidate = Candidate(clip_id, seg)
+            if label is not None:
+                candidate = replace(
+                    candidate, video_label=label[0], video_score=label[1], video_top5=label[2]
+                )
+            if self.config.cut != "none":
+                candidate = self._cut(video, candidate, stage)
+            candidates.append(candidate)
+        return candidates
+
+    def _relabel_by_decoding(self, video: Path, seg: Segment) -> Any:
+        assert self.relabeler is not None
+        taps = self.relabeler.taps()
+        frames: dict[Tap, list[Frame]] = {tap: [] for tap in taps}
+        reader = VideoReader(
+            video, taps=taps, start_seconds=seg.time_start_seconds, end_seconds=seg.time_end_seconds
+        )
+        for index, frame in reader.iter_taps():
+            frames[taps[index]].append(frame)
+        return self.relabeler(frames) if all(frames.values()) else None
+
+    def _cut(self, video: Path, candidate: Candidate, stage: Path) -> Candidate:
+        seg = candidate.segment
+        label_dir = _safe_name(candidate.final_label)
+        name = f"{video.stem}_{seg.time_start_seconds:08.2f}_{seg.time_end_seconds:08.2f}.mp4"
+        relative = Path(video.stem) / "clips" / label_dir / name
+        mode: Literal["reencode", "copy"] = "copy" if self.config.cut == "copy" else "reencode"
+        result = cut_clip(
+            video,
+            stage / "clips" / label_dir / name,
+            seg.time_start_seconds,
+            seg.time_end_seconds,
+            mode=mode,
+        )
+        return replace(
+            candidate,
+            clip_path=relative.as_posix(),
+            clip_start_seconds=result.time_start_seconds,
+            clip_end_seconds=result.time_end_seconds,
+        )
+
+    def _write(
+        self, result: VideoResult, out_root: Path, labels: Sequence[str] | None = None
+    ) -> VideoResult:
+        """Write the per-video outputs into a staging folder, then swap it in."""
+        from clipminer import report
+
+        stem = result.video.stem
+        stage = out_root / f".{stem}.partial"
+        stage.mkdir(parents=True, exist_ok=True)
+        labels = tuple(labels or self.labels)
+        report.write_scores_parquet(stage / "scores.parquet", result.times, result.scores, labels)
+        report.write_segments_csv(stage / "segments.csv", result.video, result.candidates)
+        report.write_timeline_png(
+            stage / "timeline.png",
+            result.times,
+            result.scores,
+            labels,
+            result.candidates,
+            background=self.config.segment.background_labels,
+            title=result.video.name,
+        )
+        final = out_root / stem
+        old = out_root / f".{stem}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            final.rename(old)
+        stage.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+        return result
+
+
+def _safe_name(label: str) -> str:
+    """A folder name for a label: no separators or dot-only names; unicode kept."""
+    cleaned = "".join("_" if ch in '/\\:*?"<>|\0' or ord(ch) < 32 else ch for ch in label).strip()
+    cleaned = cleaned.strip(".") or "unnamed"
+    return cleaned
+
+
+def find_clips(
+    miner: ClipMiner,
+    videos: Sequence[str | os.PathLike[str]],
+    out_root: str | os.PathLike[str],
+    *,
+    rescore: Path | None = None,
+    progress_for: Callable[[Path], Progress | None] | None = None,
+    on_result: Callable[[Path, VideoResult | ClipminerError], None] | None = None,
+) -> list[tuple[Path, VideoResult | ClipminerError]]:
+    """Mine several videos into ``out_root``; one failing video never stops the others.
+
+    With ``rescore`` (the ``scores.parquet`` of an earlier run; one video only), the
+    scores are read instead of computed. Writes ``out_root/kinetics.csv`` for the videos of
+    this call.
+    """
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    results: list[tuple[Path, VideoResult | ClipminerError]] = []
+    stems: dict[str, Path] = {}
+    for raw in videos:
+        video = Path(raw)
+        outcome: VideoResult | ClipminerError
+        if video.stem in stems:
+            outcome = UsageError(
+                f"{video}: same file name as {stems[video.stem]}; outputs would collide "
+                "in OUT/<stem>/ (rename one, or use `clipminer batch`)"
+            )
+        else:
+            stems[video.stem] = video
+            try:
+                if rescore is not None:
+                    if len(videos) != 1:
+                        raise UsageError("--rescore takes the scores of one video; give one VIDEO")
+                    if not rescore.is_file():
+                        raise UsageError(f"{rescore}: no such scores file")
+                    outcome = miner.rescore(video, rescore, out_root)
+                else:
+                    outcome = miner.run(
+                        video, out_root, progress=progress_for(video) if progress_for else None
+                    )
+            except ClipminerError as exc:
+                outcome = exc
+        results.append((video, outcome))
+        if on_result:
+            on_result(video, outcome)
+    from clipminer.report import write_kinetics_csv
+
+    rows = [
+        (c.final_label, r.video.stem, c.segment.time_start_seconds, c.segment.time_end_seconds)
+        for _, r in results
+        if isinstance(r, VideoResult)
+        for c in r.candidates
+    ]
+    write_kinetics_csv(out_root / "kinetics.csv", rows)
+    return results
