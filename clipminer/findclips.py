@@ -445,11 +445,21 @@ class ClipMiner:
         stage = out_root / f".{video.stem}.partial"
         if stage.exists():
             shutil.rmtree(stage)
-        candidates = []
-        for clip_id, (seg, label) in enumerate(chosen):
+        candidates: list[Candidate] = []
+        background = self.config.segment.background_labels
+        for seg, label in chosen:
             if rescore and self.relabeler is not None:
                 label = self._relabel_by_decoding(video, seg)
-            candidate = Candidate(clip_id, seg)
+            if label is not None and label[0] in background:
+                log.info(
+                    "%s: %.2f-%.2f s dropped, the video model says %s",
+                    video,
+                    seg.time_start_seconds,
+                    seg.time_end_seconds,
+                    label[0],
+                )
+                continue
+            candidate = Candidate(len(candidates), seg)
             if label is not None:
                 candidate = replace(
                     candidate, video_label=label[0], video_score=label[1], video_top5=label[2]

@@ -113,3 +113,53 @@ def classification_metrics(
         confusion=confusion,
         samples=len(targets),
     )
+
+
+def temporal_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Intersection over union of two time intervals (start, end)."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class DetectionScore:
+    """Precision, recall and F1 of predicted segments against ground truth."""
+
+    precision: float
+    recall: float
+    f1: float
+    matched: int
+    predicted: int
+    truth: int
+
+
+def segment_detection(
+    predicted: Sequence[tuple[str, float, float]],
+    truth: Sequence[tuple[str, float, float]],
+    *,
+    min_tiou: float = 0.5,
+) -> DetectionScore:
+    """Match (label, start, end) predictions to ground truth one-to-one.
+
+    A prediction counts when it has the same label and a temporal IoU of at least
+    ``min_tiou`` with a ground-truth segment not matched yet (greedy, best IoU first).
+    """
+    pairs = sorted(
+        ((temporal_iou(p[1:], t[1:]), i, j) for i, p in enumerate(predicted)
+         for j, t in enumerate(truth) if p[0] == t[0]),
+        reverse=True,
+    )  # fmt: skip
+    used_p: set[int] = set()
+    used_t: set[int] = set()
+    for iou, i, j in pairs:
+        if iou < min_tiou:
+            break
+        if i not in used_p and j not in used_t:
+            used_p.add(i)
+            used_t.add(j)
+    matched = len(used_p)
+    precision = matched / len(predicted) if predicted else 0.0
+    recall = matched / len(truth) if truth else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return DetectionScore(precision, recall, f1, matched, len(predicted), len(truth))

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 
 from clipminer.metrics import (
+    segment_detection,
+    temporal_iou,
     classification_metrics,
     confusion_matrix,
     most_confused_pairs,
@@ -41,3 +43,16 @@ def test_classes_without_samples_are_left_out_of_the_mean() -> None:
 def test_shape_mismatch_is_refused() -> None:
     with pytest.raises(ValueError, match="N×2"):
         classification_metrics(np.zeros((3, 3)), np.zeros(3, int), ["a", "b"])
+
+
+def test_temporal_iou_and_detection() -> None:
+    assert temporal_iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
+    assert temporal_iou((0, 1), (2, 3)) == 0
+    truth = [("a", 0, 10), ("b", 20, 30), ("a", 40, 50)]
+    predicted = [("a", 1, 10), ("b", 21, 29), ("a", 44, 60), ("b", 0, 10)]
+    score = segment_detection(predicted, truth)
+    # (a 44-60 vs 40-50: IoU 6/20 < 0.5; b 0-10 has no b truth there)
+    assert (score.matched, score.precision, score.recall) == (2, 0.5, 2 / 3)
+    assert score.f1 == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    # One truth segment cannot be matched twice.
+    assert segment_detection([("a", 0, 10), ("a", 0, 9)], [("a", 0, 10)]).matched == 1
