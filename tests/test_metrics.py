@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from clipminer.metrics import (
-    segment_detection,
-    temporal_iou,
     classification_metrics,
     confusion_matrix,
     most_confused_pairs,
+    segment_detection,
+    temporal_iou,
     topk_accuracy,
 )
 

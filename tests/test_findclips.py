@@ -1,0 +1,269 @@
+"""find-clips end to end: quality on a synthetic video, outputs, awkward inputs, rescore."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from clipminer import synth
+from clipminer.cli import app
+from clipminer.data.videos import ClipSpec
+from clipminer.decode import iter_frames, probe
+from clipminer.findclips import ClipMiner, FindClipsConfig, VideoResult, find_clips
+from clipminer.metrics import segment_detection
+from clipminer.report import SEGMENT_COLUMNS
+from clipminer.segments import SegmentConfig
+from clipminer.train import FitConfig
+from clipminer.train_image import ImageTrainConfig, train_image
+from clipminer.train_video import VideoSource, VideoTrainConfig, train_video
+
+runner = CliRunner()
+# Stated in the README and the issue note: the suite's small models on a 2-minute
+# synthetic video reach at least this segment F1 (tIoU >= 0.5, correct label).
+MIN_F1_AFTER_RELABEL = 0.8
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    work = tmp_path_factory.mktemp("models")
+    synth.make_images(work / "images", per_class=40, size=(80, 80), seed=0)
+    image = train_image(
+        work / "images",
+        work / "image.pt",
+        config=ImageTrainConfig(
+            arch="resnet18",
+            weights="none",
+            image_size=48,
+            batch_size=16,
+            val_fraction=0.2,
+            workers=2,
+            device="cpu",
+            fit=FitConfig(epochs=4, seed=0),
+        ),
+    )
+    synth.make_clips(work / "clips", per_class=16, seconds=2.0, fps=25, size=(64, 80), seed=0)
+    video = train_video(
+        VideoSource(videos=work / "clips", val_fraction=0.2),
+        work / "video.pt",
+        config=VideoTrainConfig(
+            arch="small3d",
+            clip=ClipSpec(clip_len=8, frame_rate=12.5, size=48),
+            batch_size=8,
+            workers=2,
+            device="cpu",
+            fit=FitConfig(epochs=12, lr=3e-3, seed=0),
+        ),
+    )
+    return image.model_path, video.model_path
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory: pytest.TempPathFactory) -> synth.LongVideo:
+    return synth.make_long_video(
+        tmp_path_factory.mktemp("long") / "walk.mp4",
+        duration_seconds=120,
+        size=(120, 160),
+        fps=25,
+        seed=7,
+    )
+
+
+def _score(result: VideoResult, truth, relabelled: bool):
+    predicted = [
+        (
+            c.final_label if relabelled else c.segment.label,
+            c.segment.time_start_seconds,
+            c.segment.time_end_seconds,
+        )
+        for c in result.candidates
+    ]
+    expected = [(s.label, s.time_start_seconds, s.time_end_seconds) for s in truth]
+    return segment_detection(predicted, expected)
+
+
+@pytest.fixture(scope="module")
+def mined(models, long_video, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("out")
+    config = FindClipsConfig(segment=SegmentConfig(segment_on="action"), device="cpu")
+    miner = ClipMiner(models[0], [models[1]], config=config)
+    [(_, result)] = find_clips(miner, [long_video.path], out)
+    assert isinstance(result, VideoResult)
+    return out, result
+
+
+def test_quality_and_relabelling_fixes_the_motion_pair(mined, long_video) -> None:
+    _, result = mined
+    before = _score(result, long_video.segments, relabelled=False)
+    after = _score(result, long_video.segments, relabelled=True)
+    print(
+        f"segment F1 before re-labelling {before.f1:.3f}, after {after.f1:.3f} "
+        f"({after.matched}/{after.truth} matched, {after.predicted} predicted)"
+    )
+    assert after.f1 >= MIN_F1_AFTER_RELABEL
+    assert after.f1 > before.f1
+    pair = [
+        (s.label, s.time_start_seconds, s.time_end_seconds)
+        for s in long_video.segments
+        if s.label in synth.MOTION_ONLY_PAIR
+    ]
+    spans = [(c.segment.time_start_seconds, c.segment.time_end_seconds) for c in result.candidates]
+    image_says = [
+        (c.segment.label, *span) for c, span in zip(result.candidates, spans, strict=True)
+    ]
+    video_says = [(c.final_label, *span) for c, span in zip(result.candidates, spans, strict=True)]
+    pair_before = segment_detection(image_says, pair).recall
+    pair_after = segment_detection(video_says, pair).recall
+    print(f"motion-only pair found: {pair_before:.2f} before, {pair_after:.2f} after")
+    assert pair_after >= 0.75 and pair_after > pair_before
+
+
+def test_outputs_follow_the_contract(mined, long_video) -> None:
+    out, result = mined
+    folder = out / long_video.path.stem
+    with (folder / "segments.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    assert tuple(rows[0][: len(SEGMENT_COLUMNS)]) == SEGMENT_COLUMNS
+    assert len(rows) - 1 == len(result.candidates) > 0
+    scores = pd.read_parquet(folder / "scores.parquet")
+    assert list(scores.columns) == ["time", *sorted(synth.LABELS)]
+    assert len(scores) == pytest.approx(120 * 2, abs=2)
+    assert (folder / "timeline.png").read_bytes()[:4] == b"\x89PNG"
+    kinetics = (out / "kinetics.csv").read_text().splitlines()
+    assert kinetics[0] == "label,youtube_id,time_start,time_end,split"
+    assert len(kinetics) - 1 == len(result.candidates)
+    for row in rows[1:]:
+        record = dict(zip(rows[0], row, strict=True))
+        clip = out / record["clip_path"]
+        assert clip.is_file() and f"/clips/{record['video_label']}/" in record["clip_path"]
+        frames = [f.pts_seconds for f in iter_frames(clip)]
+        requested = float(record["time_end"]) - float(record["time_start"])
+        assert abs(len(frames) / 25 - requested) <= 1 / 25 + 1e-6  # within one frame
+    assert not list(out.glob(".*"))  # no staging folders left
+
+
+def test_same_inputs_same_outputs_and_rescore(mined, models, long_video, tmp_path) -> None:
+    out, first = mined
+    folder = out / long_video.path.stem
+    config = FindClipsConfig(segment=SegmentConfig(segment_on="action"), device="cpu", cut="none")
+    miner = ClipMiner(models[0], [models[1]], config=config)
+    again = miner.run(long_video.path, tmp_path)
+    assert [(c.segment, c.video_label) for c in again.candidates] == [
+        (c.segment, c.video_label) for c in first.candidates
+    ]
+    # Rescore with another threshold: no scoring, same scores file, other segments.
+    strict = FindClipsConfig(
+        segment=SegmentConfig(segment_on="action", threshold=0.99), device="cpu", cut="none"
+    )
+    [(_, rescored)] = find_clips(
+        ClipMiner(None, [models[1]], config=strict),
+        [long_video.path],
+        tmp_path,
+        rescore=folder / "scores.parquet",
+    )
+    assert isinstance(rescored, VideoResult)
+    assert len(rescored.candidates) < len(first.candidates)
+    same = FindClipsConfig(segment=SegmentConfig(segment_on="action"), device="cpu", cut="none")
+    [(_, redo)] = find_clips(
+        ClipMiner(None, [models[1]], config=same),
+        [long_video.path],
+        tmp_path / "redo",
+        rescore=folder / "scores.parquet",
+    )
+    assert [(c.segment, c.video_label) for c in redo.candidates] == [
+        (c.segment, c.video_label) for c in first.candidates
+    ]
+
+
+def test_all_background_gives_no_segments(models, tmp_path: Path) -> None:
+    quiet = synth.make_long_video(
+        tmp_path / "quiet.mp4",
+        duration_seconds=20,
+        size=(64, 80),
+        fps=10,
+        seed=3,
+        action_seconds=(30, 40),
+    )
+    assert quiet.segments == ()
+    miner = ClipMiner(models[0], [models[1]], config=FindClipsConfig(device="cpu"))
+    result = miner.run(quiet.path, tmp_path / "out")
+    assert result.candidates == []
+    assert (tmp_path / "out" / "quiet" / "segments.csv").read_text().count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "robustness/decord_unordered.mov",
+        "robustness/torchcodec_var_fps_video.mp4",
+        "robustness/decord_video_90.mov",
+        "nonaction/nasa_13013__torchcodec.mp4",
+    ],
+)
+def test_awkward_real_files(models, shared_data: Path, tmp_path: Path, name: str) -> None:
+    path = shared_data / name
+    miner = ClipMiner(models[0], [models[1]], config=FindClipsConfig(device="cpu"))
+    result = miner.run(path, tmp_path)
+    info = probe(path)
+    # Scored times follow the 2 fps timestamp grid of the real (possibly variable) clock.
+    expected = [round(f.pts_seconds, 6) for f in iter_frames(path, sample_fps=2)]
+    np.testing.assert_allclose(result.times, expected, atol=1e-6)
+    assert result.info.width == info.width
+    for candidate in result.candidates:
+        assert candidate.segment.time_end_seconds <= (info.duration_seconds or 1e9) + 1e-6
+
+
+def test_cli_good_and_bad_videos(models, long_video, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_text("no video here")
+    result = runner.invoke(
+        app,
+        [
+            "find-clips",
+            str(bad),
+            str(long_video.path),
+            "--image-model",
+            str(models[0]),
+            "--video-model",
+            str(models[1]),
+            "--out",
+            str(tmp_path / "out"),
+            "--cut",
+            "none",
+            "--segment-on",
+            "action",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "broken.mp4: not a readable video container" in result.output
+    assert "Traceback" not in result.output
+    assert (tmp_path / "out" / long_video.path.stem / "segments.csv").is_file()
+    assert not (tmp_path / "out" / "broken").exists()
+    result = runner.invoke(app, ["find-clips", str(long_video.path), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--image-model is required" in result.output
+
+
+@pytest.mark.needs_cuda
+def test_find_clips_on_cuda(models, long_video, tmp_path: Path) -> None:
+    config = FindClipsConfig(
+        segment=SegmentConfig(segment_on="action"), device="cuda", decode_device="cuda", cut="none"
+    )
+    cpu = ClipMiner(
+        models[0],
+        [models[1]],
+        config=FindClipsConfig(
+            segment=SegmentConfig(segment_on="action"), device="cpu", cut="none"
+        ),
+    ).run(long_video.path, tmp_path / "cpu")
+    gpu = ClipMiner(models[0], [models[1]], config=config).run(long_video.path, tmp_path / "gpu")
+    assert len(gpu.candidates) == len(cpu.candidates)
+    assert json.dumps([c.final_label for c in gpu.candidates]) == json.dumps(
+        [c.final_label for c in cpu.candidates]
+    )
