@@ -37,30 +37,8 @@ def make_inputs(work: Path) -> tuple[Path, Path]:
         synth.make_long_video(one, duration_seconds=60.0, size=(720, 1280), fps=30, seed=0)
     ten = work / "bench_720p_600s.mp4"
     if not ten.exists():
-        concat(one, ten, times=10)
+        synth.repeat_video(one, ten, times=10)
     return one, ten
-
-
-def concat(source: Path, dest: Path, *, times: int) -> None:
-    """Stream-copy ``source`` ``times`` times into ``dest`` (timestamps shifted)."""
-    tmp = dest.with_suffix(".partial.mp4")
-    with av.open(str(source)) as probe_container:
-        stream = probe_container.streams.video[0]
-        assert stream.duration is not None
-        span = stream.duration
-    with av.open(str(tmp), "w") as out:
-        with av.open(str(source)) as first:
-            out_stream = out.add_stream_from_template(first.streams.video[0])
-        for k in range(times):
-            with av.open(str(source)) as src:
-                for packet in src.demux(src.streams.video[0]):
-                    if packet.dts is None:
-                        continue
-                    packet.pts += k * span
-                    packet.dts += k * span
-                    packet.stream = out_stream
-                    out.mux(packet)
-    tmp.replace(dest)
 
 
 def frame_count(path: Path) -> int:

@@ -859,7 +859,7 @@ def find_clips_command(
             help="Re-run segmentation, re-labelling and cutting from this scores.parquet of an earlier run (one VIDEO), without scoring again."
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Frames per image-model batch.")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Frames per image-model batch.")] = 8,
     image_size: Annotated[
         int | None,
         typer.Option(

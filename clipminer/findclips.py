@@ -32,6 +32,7 @@ from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device
 from clipminer.errors import ClipminerError, UsageError
+from clipminer.memory import release_free_memory
 from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, load_bundle
 from clipminer.models.image import ImageScorer
@@ -54,7 +55,7 @@ class FindClipsConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     max_clips_per_video: int | None = None
     cut: CutMode = "reencode"
-    batch_size: int = 16
+    batch_size: int = 8
     device: str = "auto"
     decode_device: str = "cpu"
     image_size: int | None = None
@@ -391,6 +392,7 @@ class ClipMiner:
             if progress:
                 progress(batch[-1].pts_seconds, duration)
             batch.clear()
+            release_free_memory()
 
         try:
             while True:
