@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -68,11 +67,16 @@ def time_clipminer(path: Path, **kwargs: object) -> float:
 
 def peak_rss_mib(path: Path) -> float:
     """Run the sampled decode in a fresh process and return its peak RSS."""
+    # VmHWM of the child itself: ru_maxrss would carry the parent's size across exec.
     code = (
-        "import resource, sys\n"
+        "def PEAK():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1])\n"
+        "import sys\n"
         "from clipminer.decode import iter_frames\n"
         "for _ in iter_frames(sys.argv[1], sample_fps=2, size=(224, 224)): pass\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(PEAK())\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
@@ -112,7 +116,6 @@ def main() -> None:
         "peak_rss_mib_1min": round(rss_1, 1),
         "peak_rss_mib_10min": round(rss_10, 1),
         "rss_10min_vs_1min": round(rss_10 / rss_1, 3),
-        "self_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     print(json.dumps(result))
 

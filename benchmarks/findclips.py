@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -86,8 +85,8 @@ def overhead(
     decode_seconds = time.perf_counter() - started
     # Model alone: the same frames, in memory, in the pipeline's batches.
     started = time.perf_counter()
-    for k in range(0, len(frames), config.batch_size):
-        miner.scorer(np.stack(frames[k : k + config.batch_size]))
+    for k in range(0, len(frames), miner.batch_size):
+        miner.scorer(np.stack(frames[k : k + miner.batch_size]))
     model_seconds = time.perf_counter() - started
     del frames
     started = time.perf_counter()
@@ -104,12 +103,17 @@ def overhead(
 
 
 def peak_rss_mib(video: Path, model: Path, work: Path) -> float:
+    # VmHWM of the child itself: ru_maxrss would carry the parent's size across exec.
     code = (
-        "import resource, sys\n"
+        "def PEAK():\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1])\n"
+        "import sys\n"
         "from clipminer.findclips import ClipMiner, FindClipsConfig\n"
         "miner = ClipMiner(sys.argv[2], [], config=FindClipsConfig(cut='none', device='cpu'))\n"
         "miner.run(sys.argv[1], sys.argv[3])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(PEAK())\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(video), str(model), str(work / "rss_out")],
@@ -160,9 +164,6 @@ def main() -> None:
                     "case": "b_memory",
                     "peak_rss_mib": rss,
                     "rss_10min_vs_1min": round(rss["720p_10min"] / rss["720p_1min"], 3),
-                    "self_rss_mib": round(
-                        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-                    ),
                 }
             )
         )

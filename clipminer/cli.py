@@ -859,7 +859,12 @@ def find_clips_command(
             help="Re-run segmentation, re-labelling and cutting from this scores.parquet of an earlier run (one VIDEO), without scoring again."
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Frames per image-model batch.")] = 8,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Frames per image-model batch (default: 4 on the CPU, 32 on CUDA)."
+        ),
+    ] = None,
     image_size: Annotated[
         int | None,
         typer.Option(

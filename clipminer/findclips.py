@@ -55,7 +55,9 @@ class FindClipsConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     max_clips_per_video: int | None = None
     cut: CutMode = "reencode"
-    batch_size: int = 8
+    batch_size: int | None = None
+    """Frames per image-model batch; default 4 on the CPU (measured: as fast end to end
+    as 8 or 16, and the peak memory stays under 1 GiB on 1080p), 32 on CUDA."""
     device: str = "auto"
     decode_device: str = "cpu"
     image_size: int | None = None
@@ -70,7 +72,7 @@ class FindClipsConfig:
             raise UsageError(f"--cut must be reencode, copy or none, got {self.cut!r}")
         if self.max_clips_per_video is not None and self.max_clips_per_video < 1:
             raise UsageError("--max-clips-per-video must be at least 1")
-        if self.batch_size < 1 or self.relabel_windows < 1:
+        if (self.batch_size is not None and self.batch_size < 1) or self.relabel_windows < 1:
             raise UsageError("batch size and relabel windows must be at least 1")
 
 
@@ -242,8 +244,11 @@ class ClipMiner:
         *,
         config: FindClipsConfig,
     ) -> None:
-        self.config = config
         self.device = resolve_device(config.device)
+        if config.batch_size is None:
+            config = replace(config, batch_size=32 if self.device.type == "cuda" else 4)
+        self.config = config
+        self.batch_size: int = config.batch_size or 4
         self.scorer: ImageScorer | None = None
         if image_model is not None:
             self.scorer = ImageScorer(image_model, device=config.device)
@@ -351,7 +356,7 @@ class ClipMiner:
         # The ring must cover a segment from its padded start until it closes, plus
         # what batching and the queue hold back.
         keep_seconds = (
-            cfg.segment.latency_seconds(1 / cfg.sample_fps) + cfg.batch_size / cfg.sample_fps + 4.0
+            cfg.segment.latency_seconds(1 / cfg.sample_fps) + self.batch_size / cfg.sample_fps + 4.0
         )
         rings: dict[Tap, deque[Frame]] = {tap: deque() for tap in video_taps}
         items: queue.Queue[Any] = queue.Queue(maxsize=64)
@@ -404,7 +409,7 @@ class ClipMiner:
                 tap_index, frame = item
                 if tap_index == 0:
                     batch.append(frame)
-                    if len(batch) >= cfg.batch_size:
+                    if len(batch) >= self.batch_size:
                         flush()
                 else:
                     ring = rings[taps[tap_index]]

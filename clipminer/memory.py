@@ -13,6 +13,10 @@ import ctypes
 import ctypes.util
 import functools
 import sys
+import time
+
+_MIN_INTERVAL_SECONDS = 2.0
+_last_trim = 0.0
 
 
 @functools.cache
@@ -28,8 +32,14 @@ def _malloc_trim() -> ctypes._NamedFuncPointer | None:
         return None
 
 
-def release_free_memory() -> None:
-    """Return freed heap pages to the operating system (glibc); a no-op elsewhere."""
+def release_free_memory(*, force: bool = False) -> None:
+    """Return freed heap pages to the operating system (glibc); a no-op elsewhere.
+
+    Runs at most every 2 seconds unless ``force``: the walk over the heap is not free.
+    """
+    global _last_trim
     trim = _malloc_trim()
-    if trim is not None:
+    now = time.monotonic()
+    if trim is not None and (force or now - _last_trim >= _MIN_INTERVAL_SECONDS):
+        _last_trim = now
         trim(0)
