@@ -862,7 +862,7 @@ def find_clips_command(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Frames per image-model batch (default: 4 on the CPU, 32 on CUDA)."
+            min=1, help="Frames per image-model batch (default on the CPU: 4 at 224 px, more for smaller inputs; 32 on CUDA)."
         ),
     ] = None,
     image_size: Annotated[
