@@ -862,7 +862,8 @@ def find_clips_command(
     batch_size: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Frames per image-model batch (default on the CPU: 4 at 224 px, more for smaller inputs; 32 on CUDA)."
+            min=1,
+            help="Frames per image-model batch (default on the CPU: 4 at 224 px, more for smaller inputs; 32 on CUDA).",
         ),
     ] = None,
     image_size: Annotated[
@@ -968,12 +969,16 @@ def find_clips_command(
 def demo(
     out: Annotated[Path, OutOption] = Path("demo-out"),
     seed: Annotated[int, SeedOption] = 0,
+    small: Annotated[
+        bool, typer.Option(help="A quick, tiny run (what the test suite does).")
+    ] = False,
 ) -> None:
-    """Run what clipminer has so far on generated data, offline."""
+    """The pipeline on generated data, offline: train the image and video models,
+    mine two long videos with find-clips, score the clips against the ground truth."""
     from clipminer.demo import run_demo
 
     with progress_bar("demo") as update:
-        summary = run_demo(out, seed=seed, progress=update)
+        summary = run_demo(out, seed=seed, small=small, progress=update)
     table = Table("step", "result", title="clipminer demo")
     for step, result in summary.items():
         table.add_row(step, result)

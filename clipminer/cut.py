@@ -25,7 +25,7 @@ import av.error
 import av.video.stream
 import numpy as np
 
-from clipminer.decode import _rotation_clockwise, presentation_times, probe
+from clipminer.decode import _rotation_clockwise, probe, timed_frames
 from clipminer.errors import DecodeError, EncodeError
 from clipminer.fsutil import partial_path
 
@@ -151,7 +151,7 @@ def _reencode(
         first = last = None
         frames = 0
         step = float(1 / rate) if rate else 0.0
-        for frame, time in presentation_times(_decode(container, video, source), step):
+        for frame, time in timed_frames(container, _decode(container, video, source), step):
             t = time - v_origin
             if t < start - _EPS:
                 continue

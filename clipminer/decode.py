@@ -149,6 +149,30 @@ def presentation_times(
         yield pending.popleft(), heapq.heappop(times)
 
 
+def timed_frames(
+    container: av.container.InputContainer, frames: Iterable[av.VideoFrame], step_seconds: float
+) -> Iterator[tuple[av.VideoFrame, float]]:
+    """Decoded frames with increasing timestamps in seconds (not yet made relative).
+
+    AVI stores no presentation timestamps, so its frames are put through
+    :func:`presentation_times`; other containers' timestamps are used as they are.
+    """
+    if container.format.name == "avi":
+        return presentation_times(frames, step_seconds)
+    return _frame_times(frames, step_seconds)
+
+
+def _frame_times(
+    frames: Iterable[av.VideoFrame], step_seconds: float
+) -> Iterator[tuple[av.VideoFrame, float]]:
+    """Frames with their own timestamps (or the previous one plus a step)."""
+    last = -step_seconds
+    for frame in frames:
+        time = frame.time
+        last = (last + step_seconds) if time is None else time
+        yield frame, last
+
+
 def _parse_device(decode_device: str) -> tuple[str, str | None]:
     if decode_device == "cpu":
         return "cpu", None
@@ -380,7 +404,7 @@ class VideoReader:
                     f"{self.path}: cannot seek to {self._start_seconds:.3f} s ({exc.strerror})"
                 ) from exc
         try:
-            for frame, time in presentation_times(self._decoded(stream), step):
+            for frame, time in timed_frames(self._container, self._decoded(stream), step):
                 pts = time - start
                 index = self.stats.frames_decoded
                 self.stats.frames_decoded += 1

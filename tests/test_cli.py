@@ -123,10 +123,11 @@ def test_bad_size_is_a_usage_error(tmp_path: Path, size: str) -> None:
 
 
 def test_demo_runs(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo")])
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--small"])
     assert result.exit_code == 0, result.output
-    assert "frames decoded" in result.output
-    assert (tmp_path / "demo" / "videos" / "long.truth.csv").is_file()
+    assert "true actions found" in result.output
+    assert (tmp_path / "demo" / "mined" / "kinetics.csv").is_file()
+    assert (tmp_path / "demo" / "mined" / "demo_1" / "segments.csv").is_file()
 
 
 @pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
