@@ -46,6 +46,9 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/train_image.py
+	$(PY) benchmarks/train_video.py
+	$(PY) benchmarks/findclips.py
+	$(PY) benchmarks/findclips_quality.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

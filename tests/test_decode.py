@@ -267,3 +267,28 @@ def test_nvdec_decodes_h264(tiny_h264: Path) -> None:
     assert [f.index for f in gpu] == [f.index for f in cpu]
     diff = np.abs(gpu[3].pixels.astype(int) - cpu[3].pixels.astype(int)).mean()
     assert diff < 3  # same picture; colour conversion may differ slightly
+
+
+def test_taps_share_one_decode(lossless_video: Path) -> None:
+    from clipminer.decode import Tap
+
+    reader = VideoReader(
+        lossless_video, taps=[Tap(sample_fps=2, size=(24, 32)), Tap(sample_fps=5, short_side=12)]
+    )
+    got: dict[int, list] = {0: [], 1: []}
+    for tap, frame in reader.iter_taps():
+        got[tap].append(frame)
+    assert [f.index for f in got[0]] == list(range(0, 40, 5))
+    assert [f.index for f in got[1]] == list(range(0, 40, 2))
+    assert got[0][0].pixels.shape == (24, 32, 3) and got[1][0].pixels.shape == (12, 16, 3)
+    assert reader.stats.frames_decoded == 40
+    with pytest.raises(RuntimeError, match="iter_taps"):
+        list(VideoReader(lossless_video, taps=[Tap(), Tap()]))
+
+
+def test_time_range_seeks_and_stops(lossless_video: Path) -> None:
+    frames = list(VideoReader(lossless_video, start_seconds=1.5, end_seconds=2.5))
+    assert [round(f.pts_seconds, 3) for f in frames] == [round(1.5 + k / 10, 3) for k in range(10)]
+    np.testing.assert_array_equal(frames[0].pixels, known_frame(15))
+    with pytest.raises(ValueError, match="end_seconds"):
+        VideoReader(lossless_video, start_seconds=2, end_seconds=1)
