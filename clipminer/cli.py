@@ -334,6 +334,16 @@ class ScheduleChoice(str, Enum):
     onecycle = "onecycle"
 
 
+EpochsOption = Annotated[int, typer.Option(min=1, help="Passes over the training data.")]
+LrOption = Annotated[float, typer.Option(min=0.0, help="Peak learning rate of AdamW.")]
+WeightDecayOption = Annotated[float, typer.Option(min=0.0, help="AdamW weight decay.")]
+LabelSmoothingOption = Annotated[
+    float, typer.Option(min=0.0, max=0.99, help="Label smoothing of the cross-entropy loss.")
+]
+TrainSeedOption = Annotated[int, typer.Option(help="Random seed.")]
+ResumeOption = Annotated[
+    bool, typer.Option(help="Continue an interrupted run from MODEL.pt.train-state.")
+]
 DeviceOption = typer.Option(
     help="Where the model runs: auto (CUDA when present), cpu, cuda, cuda:N."
 )
@@ -413,16 +423,14 @@ def train_image_command(
             help="Fine-tune all layers, only the last feature block and the head, or only the head."
         ),
     ] = TrainLayersChoice.all,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training images.")] = 10,
+    epochs: EpochsOption = 10,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per step.")] = 32,
-    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate of AdamW.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay.")] = 0.05,
+    lr: LrOption = 1e-3,
+    weight_decay: WeightDecayOption = 0.05,
     schedule: Annotated[
         ScheduleChoice, typer.Option(help="Learning-rate schedule, stepped per batch.")
     ] = ScheduleChoice.cosine,
-    label_smoothing: Annotated[
-        float, typer.Option(min=0.0, max=0.99, help="Label smoothing of the cross-entropy loss.")
-    ] = 0.0,
+    label_smoothing: LabelSmoothingOption = 0.0,
     image_size: Annotated[int, typer.Option(min=16, help="Square input size in pixels.")] = 224,
     val_fraction: Annotated[
         float,
@@ -440,11 +448,9 @@ def train_image_command(
         bool, typer.Option(help="Sample classes equally often (for imbalanced data).")
     ] = False,
     workers: Annotated[int, WorkersOption] = 2,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: TrainSeedOption = 0,
     device: Annotated[str, DeviceOption] = "auto",
-    resume: Annotated[
-        bool, typer.Option(help="Continue an interrupted run from MODEL.pt.train-state.")
-    ] = False,
+    resume: ResumeOption = False,
 ) -> None:
     """Fine-tune a torchvision image classifier (DenseNet-121 by default) on an image folder.
 
@@ -590,19 +596,17 @@ def train_video_command(
         float, typer.Option(min=0.1, help="Frames per second clips are sampled at.")
     ] = 15.0,
     frame_size: Annotated[int, typer.Option(min=8, help="Square crop size in pixels.")] = 112,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training videos.")] = 10,
+    epochs: EpochsOption = 10,
     batch_size: Annotated[int, typer.Option(min=1, help="Clips per step.")] = 8,
     grad_accum: Annotated[
         int, typer.Option(min=1, help="Steps whose gradients are summed per update.")
     ] = 1,
-    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate of AdamW.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(min=0.0, help="AdamW weight decay.")] = 0.05,
+    lr: LrOption = 1e-3,
+    weight_decay: WeightDecayOption = 0.05,
     schedule: Annotated[
         ScheduleChoice, typer.Option(help="Learning-rate schedule.")
     ] = ScheduleChoice.cosine,
-    label_smoothing: Annotated[
-        float, typer.Option(min=0.0, max=0.99, help="Label smoothing.")
-    ] = 0.0,
+    label_smoothing: LabelSmoothingOption = 0.0,
     val_clips_per_video: Annotated[
         int, typer.Option(min=1, help="Clips averaged per validation video.")
     ] = 3,
@@ -614,11 +618,9 @@ def train_video_command(
     ] = False,
     cache: CacheOption = None,
     workers: Annotated[int, WorkersOption] = 2,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: TrainSeedOption = 0,
     device: Annotated[str, DeviceOption] = "auto",
-    resume: Annotated[
-        bool, typer.Option(help="Continue an interrupted run from MODEL.pt.train-state.")
-    ] = False,
+    resume: ResumeOption = False,
 ) -> None:
     """Train a 3D-CNN video classifier on UCF-101 (official splits) or a folder per class.
 

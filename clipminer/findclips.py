@@ -284,18 +284,17 @@ class ClipMiner:
         info = probe(video)
         started = time.perf_counter()
         times, scores, segments = self._scan(video, info, progress)
-        candidates = self._finish(video, info, segments, out_root)
-        result = VideoResult(
+        return self._complete(
             video,
-            out_root / video.stem,
             info,
-            candidates,
-            len(times),
-            time.perf_counter() - started,
             times,
             scores,
+            segments,
+            out_root,
+            started,
+            labels=self.labels,
+            rescore=False,
         )
-        return self._write(result, out_root)
 
     def rescore(
         self,
@@ -320,7 +319,25 @@ class ClipMiner:
         for t, p in zip(times, scores, strict=True):
             segments += segmenter.push(float(t), p)
         segments += segmenter.finish()
-        candidates = self._finish(video, info, segments, out_root, rescore=True)
+        return self._complete(
+            video, info, times, scores, segments, out_root, started, labels=labels, rescore=True
+        )
+
+    def _complete(
+        self,
+        video: Path,
+        info: VideoInfo,
+        times: np.ndarray,
+        scores: np.ndarray,
+        segments: Sequence[Any],
+        out_root: Path,
+        started: float,
+        *,
+        labels: Sequence[str],
+        rescore: bool,
+    ) -> VideoResult:
+        """Pick, re-label (rescore) and cut the segments, then write the outputs."""
+        candidates = self._finish(video, info, segments, out_root, rescore=rescore)
         result = VideoResult(
             video,
             out_root / video.stem,
@@ -510,16 +527,13 @@ class ClipMiner:
             clip_end_seconds=result.time_end_seconds,
         )
 
-    def _write(
-        self, result: VideoResult, out_root: Path, labels: Sequence[str] | None = None
-    ) -> VideoResult:
+    def _write(self, result: VideoResult, out_root: Path, *, labels: Sequence[str]) -> VideoResult:
         """Write the per-video outputs into a staging folder, then swap it in."""
         from clipminer import report
 
         stem = result.video.stem
         stage = out_root / f".{stem}.partial"
         stage.mkdir(parents=True, exist_ok=True)
-        labels = tuple(labels or self.labels)
         report.write_scores_parquet(stage / "scores.parquet", result.times, result.scores, labels)
         report.write_segments_csv(stage / "segments.csv", result.video, result.candidates)
         report.write_timeline_png(
