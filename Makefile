@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-out
-# Debian packages: ffmpeg for the decode benchmark's reference, python3-venv for the venv.
-APT_PACKAGES ?= ffmpeg python3-venv
+# Debian packages: chromium and its driver for scraping, ffmpeg for the decode benchmark's
+# reference, python3-venv for the venv.
+APT_PACKAGES ?= chromium chromium-driver ffmpeg python3-venv
 
 .PHONY: setup system-deps demo test test-all lint bench clean
 
@@ -26,7 +27,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,scrape]"
 	touch $@
 
 demo: setup
@@ -49,6 +50,7 @@ bench: setup
 	$(PY) benchmarks/train_video.py
 	$(PY) benchmarks/findclips.py
 	$(PY) benchmarks/findclips_quality.py
+	$(PY) benchmarks/scrape.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -32,6 +32,7 @@ from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device
 from clipminer.errors import ClipminerError, UsageError
+from clipminer.fsutil import safe_name
 from clipminer.memory import release_free_memory
 from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, load_bundle
@@ -509,7 +510,7 @@ class ClipMiner:
 
     def _cut(self, video: Path, candidate: Candidate, stage: Path) -> Candidate:
         seg = candidate.segment
-        label_dir = _safe_name(candidate.final_label)
+        label_dir = safe_name(candidate.final_label)
         name = f"{video.stem}_{seg.time_start_seconds:08.2f}_{seg.time_end_seconds:08.2f}.mp4"
         relative = Path(video.stem) / "clips" / label_dir / name
         mode: Literal["reencode", "copy"] = "copy" if self.config.cut == "copy" else "reencode"
@@ -554,13 +555,6 @@ class ClipMiner:
         stage.rename(final)
         shutil.rmtree(old, ignore_errors=True)
         return result
-
-
-def _safe_name(label: str) -> str:
-    """A folder name for a label: no separators or dot-only names; unicode kept."""
-    cleaned = "".join("_" if ch in '/\\:*?"<>|\0' or ord(ch) < 32 else ch for ch in label).strip()
-    cleaned = cleaned.strip(".") or "unnamed"
-    return cleaned
 
 
 def find_clips(

@@ -36,3 +36,22 @@ def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.replace(dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def safe_name(text: str) -> str:
+    """A single safe folder or file name for ``text`` (an action or a label).
+
+    Path separators and control characters become ``_``, runs of dots one dot, and a
+    leading dot ``_``, so the name is never ``.``, ``..`` or hidden and holds no ``..``;
+    readable unicode is kept.
+    """
+    cleaned = "".join(
+        "_" if ch in '/\\:*?"<>|' or ord(ch) < 32 or ch == "\x7f" else ch for ch in text
+    )
+    cleaned = " ".join(cleaned.split())
+    while ".." in cleaned:
+        cleaned = cleaned.replace("..", ".")
+    stripped = cleaned.lstrip(".")
+    if stripped != cleaned:
+        cleaned = "_" + stripped
+    return cleaned[:150] or "unnamed"
