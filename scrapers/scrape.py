@@ -327,10 +327,7 @@ class _Job:
         pending = list(hits)
         while pending and saved < cfg.per_action and not self.stop.is_set():
             wanted = cfg.per_action - saved
-            batch, pending = (
-                pending[: max(wanted, cfg.download_workers)],
-                pending[max(wanted, cfg.download_workers) :],
-            )
+            batch, pending = pending[:wanted], pending[wanted:]  # never more than the target
             futures = {
                 self.pool.submit(self.downloader.download, h.image_url, folder, action): h
                 for h in batch
