@@ -1121,6 +1121,143 @@ def scrape(
     console.print(f"manifest: {out / 'manifest.csv'}")
 
 
+class BatchEngineChoice(str, Enum):
+    """Where batch runs."""
+
+    local = "local"
+    ray = "ray"
+
+
+@app.command()
+def batch(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder to mine; searched recursively (files are probed, not judged by extension alone)."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder: per-video folders, state.sqlite, summary.csv, kinetics.csv, report.html.",
+        ),
+    ],
+    image_model: Annotated[
+        Path, typer.Option(help="Image model bundle that scores sampled frames.")
+    ],
+    video_model: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Video model bundle(s) that re-label each candidate; repeat for several."
+        ),
+    ] = None,
+    engine: Annotated[
+        BatchEngineChoice,
+        typer.Option(
+            help="local: this machine; ray: a Ray cluster (pip install 'clipminer[ray]')."
+        ),
+    ] = BatchEngineChoice.local,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
+    ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Videos mined at once (processes, or Ray actors); each loads the models once.",
+        ),
+    ] = 1,
+    retry_failed: Annotated[
+        bool, typer.Option(help="Try videos that failed before again.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Redo videos done with other options or models.")
+    ] = False,
+    sample_fps: Annotated[
+        float, typer.Option(min=0.01, help="Frames per second scored by the image model.")
+    ] = 2.0,
+    segment_on: Annotated[
+        SegmentOn, typer.Option(help="class or action (see find-clips --help).")
+    ] = SegmentOn.klass,
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Smoothed score that opens a segment.")
+    ] = 0.5,
+    threshold_low: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, max=1.0, help="Score below which a segment closes (default 0.7 x threshold)."
+        ),
+    ] = None,
+    min_seconds: Annotated[
+        float, typer.Option(min=0.0, help="Shorter segments are dropped.")
+    ] = 2.0,
+    max_seconds: Annotated[
+        float, typer.Option(min=0.1, help="Longer segments are split into pieces of this length.")
+    ] = 10.0,
+    max_clips_per_video: Annotated[
+        int | None, typer.Option(min=1, help="Keep only the best-scoring segments of each video.")
+    ] = None,
+    cut: Annotated[
+        CutChoice, typer.Option(help="reencode, copy or none (see find-clips --help).")
+    ] = CutChoice.reencode,
+    device: Annotated[str, DeviceOption] = "auto",
+) -> None:
+    """Run find-clips over a folder, resumably: what is done is skipped, one bad video
+    never stops the run, and a second run on the same OUT exits at once (code 3).
+
+    State in OUT/state.sqlite; reports in OUT/summary.csv, OUT/kinetics.csv and
+    OUT/report.html (open it from disk). Exit code 1 if any video failed.
+    """
+    from clipminer.batch import BatchConfig, Outcome, run_batch
+    from clipminer.findclips import FindClipsConfig
+    from clipminer.segments import SegmentConfig
+
+    try:
+        segment = SegmentConfig(
+            threshold=threshold,
+            threshold_low=threshold_low,
+            min_seconds=min_seconds,
+            max_seconds=max_seconds,
+            segment_on=segment_on.value,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    config = BatchConfig(
+        image_model=str(image_model),
+        video_models=tuple(str(p) for p in video_model or []),
+        findclips=FindClipsConfig(
+            sample_fps=sample_fps,
+            segment=segment,
+            cut=cut.value,
+            max_clips_per_video=max_clips_per_video,
+            device=device,
+        ),
+        engine=engine.value,
+        ray_address=ray_address,
+        workers=workers,
+        retry_failed=retry_failed,
+        force=force,
+    )
+
+    def report(outcome: Outcome) -> None:
+        if outcome.ok:
+            console.print(
+                f"done: {outcome.path} ({outcome.segments} clips, {outcome.seconds:.1f} s)"
+            )
+        else:
+            err_console.print(f"[red]failed:[/red] {outcome.error}", highlight=False)
+
+    summary = run_batch(folder, out, config=config, on_outcome=report)
+    console.print(
+        f"{summary.done} done, {summary.failed} failed, {summary.already_done} already done, "
+        f"{summary.skipped} skipped; report: {out / 'report.html'}"
+    )
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, OutOption] = Path("demo-out"),

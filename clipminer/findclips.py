@@ -279,8 +279,9 @@ class ClipMiner:
         out_root: str | os.PathLike[str],
         *,
         progress: Progress | None = None,
+        name: str | None = None,
     ) -> VideoResult:
-        """Mine one video into ``out_root/<stem>/``."""
+        """Mine one video into ``out_root/<name>/`` (``name`` defaults to the file's stem)."""
         video, out_root = Path(video), Path(out_root)
         info = probe(video)
         started = time.perf_counter()
@@ -291,7 +292,7 @@ class ClipMiner:
             times,
             scores,
             segments,
-            out_root,
+            out_root / (name or video.stem),
             started,
             labels=self.labels,
             rescore=False,
@@ -321,7 +322,15 @@ class ClipMiner:
             segments += segmenter.push(float(t), p)
         segments += segmenter.finish()
         return self._complete(
-            video, info, times, scores, segments, out_root, started, labels=labels, rescore=True
+            video,
+            info,
+            times,
+            scores,
+            segments,
+            out_root / video.stem,
+            started,
+            labels=labels,
+            rescore=True,
         )
 
     def _complete(
@@ -331,17 +340,17 @@ class ClipMiner:
         times: np.ndarray,
         scores: np.ndarray,
         segments: Sequence[Any],
-        out_root: Path,
+        folder: Path,
         started: float,
         *,
         labels: Sequence[str],
         rescore: bool,
     ) -> VideoResult:
         """Pick, re-label (rescore) and cut the segments, then write the outputs."""
-        candidates = self._finish(video, info, segments, out_root, rescore=rescore)
+        candidates = self._finish(video, info, segments, folder, rescore=rescore)
         result = VideoResult(
             video,
-            out_root / video.stem,
+            folder,
             info,
             candidates,
             len(times),
@@ -349,7 +358,7 @@ class ClipMiner:
             times,
             scores,
         )
-        return self._write(result, out_root, labels=labels)
+        return self._write(result, labels=labels)
 
     def _segmenter(self, labels: Sequence[str]) -> OnlineSegmenter:
         try:
@@ -455,7 +464,7 @@ class ClipMiner:
         video: Path,
         info: VideoInfo,
         segments: Sequence[Any],
-        out_root: Path,
+        folder: Path,
         *,
         rescore: bool = False,
     ) -> list[Candidate]:
@@ -470,7 +479,7 @@ class ClipMiner:
             id(s) for s in top_segments([s for s, _ in chosen], self.config.max_clips_per_video)
         }
         chosen = [(s, label) for s, label in chosen if id(s) in kept]
-        stage = out_root / f".{video.stem}.partial"
+        stage = _staging(folder)
         if stage.exists():
             shutil.rmtree(stage)
         candidates: list[Candidate] = []
@@ -493,7 +502,7 @@ class ClipMiner:
                     candidate, video_label=label[0], video_score=label[1], video_top5=label[2]
                 )
             if self.config.cut != "none":
-                candidate = self._cut(video, candidate, stage)
+                candidate = self._cut(video, candidate, folder.name, stage)
             candidates.append(candidate)
         return candidates
 
@@ -508,11 +517,11 @@ class ClipMiner:
             frames[taps[index]].append(frame)
         return self.relabeler(frames) if all(frames.values()) else None
 
-    def _cut(self, video: Path, candidate: Candidate, stage: Path) -> Candidate:
+    def _cut(self, video: Path, candidate: Candidate, folder_name: str, stage: Path) -> Candidate:
         seg = candidate.segment
         label_dir = safe_name(candidate.final_label)
         name = f"{video.stem}_{seg.time_start_seconds:08.2f}_{seg.time_end_seconds:08.2f}.mp4"
-        relative = Path(video.stem) / "clips" / label_dir / name
+        relative = Path(folder_name) / "clips" / label_dir / name
         mode: Literal["reencode", "copy"] = "copy" if self.config.cut == "copy" else "reencode"
         result = cut_clip(
             video,
@@ -528,12 +537,12 @@ class ClipMiner:
             clip_end_seconds=result.time_end_seconds,
         )
 
-    def _write(self, result: VideoResult, out_root: Path, *, labels: Sequence[str]) -> VideoResult:
+    def _write(self, result: VideoResult, *, labels: Sequence[str]) -> VideoResult:
         """Write the per-video outputs into a staging folder, then swap it in."""
         from clipminer import report
 
-        stem = result.video.stem
-        stage = out_root / f".{stem}.partial"
+        final = result.out_dir
+        stage = _staging(final)
         stage.mkdir(parents=True, exist_ok=True)
         report.write_scores_parquet(stage / "scores.parquet", result.times, result.scores, labels)
         report.write_segments_csv(stage / "segments.csv", result.video, result.candidates)
@@ -546,8 +555,7 @@ class ClipMiner:
             background=self.config.segment.background_labels,
             title=result.video.name,
         )
-        final = out_root / stem
-        old = out_root / f".{stem}.old"
+        old = final.parent / f".{final.name}.old"
         if old.exists():
             shutil.rmtree(old)
         if final.exists():
@@ -555,6 +563,11 @@ class ClipMiner:
         stage.rename(final)
         shutil.rmtree(old, ignore_errors=True)
         return result
+
+
+def _staging(folder: Path) -> Path:
+    """Where a video's outputs are prepared before they are swapped in."""
+    return folder.parent / f".{folder.name}.partial"
 
 
 def find_clips(

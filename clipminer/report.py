@@ -208,3 +208,115 @@ def write_timeline_png(
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return path
+
+
+# -- the nightly batch's HTML report -------------------------------------------------------
+
+
+def clip_thumbnail(clip: Path, thumb: Path, *, width: int = 240) -> Path | None:
+    """A JPEG of the clip's middle frame (made once); None when the clip cannot be read."""
+    if thumb.is_file():
+        return thumb
+    from PIL import Image
+
+    from clipminer.decode import VideoReader, probe
+    from clipminer.errors import DecodeError
+
+    try:
+        middle = (probe(clip).duration_seconds or 0) / 2
+        frame = next(iter(VideoReader(clip, start_seconds=middle)), None)
+    except DecodeError:
+        return None
+    if frame is None:
+        return None
+    image = Image.fromarray(frame.pixels)
+    image.thumbnail((width, width))
+    with atomic_path(thumb) as tmp:
+        image.save(tmp, format="JPEG", quality=85)
+    return thumb
+
+
+def write_batch_html(path: Path, out: Path, rows: Sequence[Any], cards: Sequence[Any]) -> Path:
+    """A static page: the night's totals and a card per mined video with its timeline,
+    and a table of its clips (thumbnail, player, links). Links are relative to ``out``,
+    so the page works opened from disk."""
+    import html
+    from collections import Counter
+    from urllib.parse import quote
+
+    status = Counter(row.status for row in rows)
+    clips_total = sum(len(clips) for _, clips in cards)
+    labels = Counter(c["final_label"] for _, clips in cards for c in clips)
+
+    def link(relative: str) -> str:
+        return html.escape(quote(relative))
+
+    parts = []
+    for row, clips in cards:
+        body = []
+        for c in clips:
+            clip_rel = c["clip_path"]
+            thumb_html = ""
+            if clip_rel and (out / clip_rel).is_file():
+                thumb = clip_thumbnail(
+                    out / clip_rel, out / row.output / "thumbs" / (Path(clip_rel).stem + ".jpg")
+                )
+                if thumb is not None:
+                    thumb_html = f'<img src="{link(thumb.relative_to(out).as_posix())}" alt="thumbnail" width="160">'
+                player = (
+                    f'<video controls preload="metadata" width="240" src="{link(clip_rel)}"></video>'
+                    f'<br><a href="{link(clip_rel)}">{html.escape(Path(clip_rel).name)}</a>'
+                )
+            else:
+                player = "(not cut)"
+            body.append(
+                f"<tr><td>{html.escape(c['final_label'])}</td><td>{float(c['time_start']):.2f}–"
+                f"{float(c['time_end']):.2f} s</td><td>{html.escape(c['score'])}</td>"
+                f"<td>{html.escape(c.get('video_score') or '')}</td><td>{thumb_html}</td><td>{player}</td></tr>"
+            )
+        timeline = f"{row.output}/timeline.png"
+        table = (
+            (
+                "<table><tr><th>label</th><th>time</th><th>image score</th><th>video score</th>"
+                "<th>thumbnail</th><th>clip</th></tr>" + "".join(body) + "</table>"
+            )
+            if body
+            else "<p>no clips</p>"
+        )
+        parts.append(
+            f'<section class="card"><h2>{html.escape(Path(row.path).name)}</h2>'
+            f"<p>{html.escape(row.path)} · {row.duration_seconds or 0:.1f} s · {len(clips)} clips · "
+            f'mined at {row.fps or 0:.1f}x realtime · <a href="{link(row.output + "/segments.csv")}">segments.csv</a></p>'
+            + (
+                f'<img class="timeline" src="{link(timeline)}" alt="timeline">'
+                if (out / timeline).is_file()
+                else ""
+            )
+            + table
+            + "</section>"
+        )
+    failed = "".join(
+        f"<li>{html.escape(row.error or row.path)}</li>" for row in rows if row.status == "failed"
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>clipminer report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+.card {{ border: 1px solid #ccc; border-radius: 6px; padding: 1em; margin: 1em 0; }}
+.timeline {{ max-width: 100%; }}
+table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #eee; padding: 4px 8px; text-align: left; }}
+.totals span {{ margin-right: 1.5em; }}
+</style></head><body>
+<h1>clipminer report</h1>
+<p class="totals"><span>videos: {len(rows)}</span><span>done: {status.get("done", 0)}</span>
+<span>failed: {status.get("failed", 0)}</span><span>skipped: {status.get("skipped", 0)}</span>
+<span>clips: {clips_total}</span></p>
+<p>clips per label: {html.escape(", ".join(f"{k} {v}" for k, v in sorted(labels.items())) or "none")}</p>
+<p><a href="summary.csv">summary.csv</a> · <a href="kinetics.csv">kinetics.csv</a></p>
+{f"<h2>failed</h2><ul>{failed}</ul>" if failed else ""}
+{"".join(parts)}
+</body></html>
+"""
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path

@@ -32,8 +32,14 @@ class BrowserUnavailable(ClipminerError):  # noqa: N818
 
 
 @contextlib.contextmanager
-def chromium(*, page_load_timeout: float = 30.0, script_timeout: float = 15.0) -> Iterator[Any]:
-    """A headless Chromium WebDriver with a fresh profile; quit on exit, whatever happens."""
+def chromium(
+    *, page_load_timeout: float = 30.0, script_timeout: float = 15.0, load_images: bool = False
+) -> Iterator[Any]:
+    """A headless Chromium WebDriver with a fresh profile; quit on exit, whatever happens.
+
+    Images are not loaded unless ``load_images``: result pages are parsed, not looked at.
+    Browser console messages are kept (``driver.get_log("browser")``).
+    """
     os.environ.setdefault("SE_OFFLINE", "true")
     os.environ.setdefault("SE_AVOID_STATS", "true")
     driver_path = shutil.which("chromedriver") or CHROMEDRIVER
@@ -52,9 +58,11 @@ def chromium(*, page_load_timeout: float = 30.0, script_timeout: float = 15.0) -
     options.binary_location = browser_path
     for flag in (*FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    # Result pages are parsed, not looked at: do not load their images (the downloader
-    # fetches the full-size ones once, politely).
-    options.add_experimental_option("prefs", {"profile.managed_default_content_settings.images": 2})
+    if not load_images:  # the downloader fetches the full-size images once, politely
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.images": 2}
+        )
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = None
     try:
         try:

@@ -1,0 +1,267 @@
+"""The nightly batch: resume, bad files, SIGKILL at random moments, the lock, Ray, the report."""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from clipminer import synth
+from clipminer.batch import BatchConfig, BatchLocked, run_batch
+from clipminer.cli import app
+from clipminer.findclips import FindClipsConfig
+from clipminer.models import image, video
+from clipminer.models.bundle import Bundle, InputSpec, save_bundle
+from clipminer.segments import SegmentConfig
+from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+runner = CliRunner()
+LABELS = tuple(sorted(synth.LABELS))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Untrained tiny models: the batch's bookkeeping does not depend on their accuracy,
+    and in action mode their near-uniform scores give segments to cut."""
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    image_model = image.build("resnet18", num_classes=len(LABELS))
+    save_bundle(
+        Bundle(
+            "image",
+            "resnet18",
+            LABELS,
+            InputSpec((32, 32), IMAGENET_MEAN, IMAGENET_STD),
+            image_model.state_dict(),
+        ),
+        root / "image.pt",
+    )
+    video_model = video.build("small3d", num_classes=len(LABELS))
+    save_bundle(
+        Bundle(
+            "video",
+            "small3d",
+            LABELS,
+            InputSpec(
+                (32, 32), video.KINETICS_MEAN, video.KINETICS_STD, clip_len=4, frame_rate=8.0
+            ),
+            video_model.state_dict(),
+        ),
+        root / "video.pt",
+    )
+    return root / "image.pt", root / "video.pt"
+
+
+def _config(models, **kw) -> BatchConfig:
+    find = FindClipsConfig(
+        segment=SegmentConfig(segment_on="action", min_seconds=1.0, max_seconds=4.0), device="cpu"
+    )
+    return BatchConfig(
+        image_model=str(models[0]), video_models=(str(models[1]),), findclips=find, **kw
+    )
+
+
+def _videos(root: Path, count: int, seconds: float = 8.0) -> list[Path]:
+    made = [
+        synth.make_long_video(
+            root / f"v{k}.mp4",
+            duration_seconds=seconds,
+            size=(48, 64),
+            fps=10,
+            seed=k,
+            action_seconds=(2, 3),
+            gap_seconds=(1, 2),
+        )
+        for k in range(count)
+    ]
+    for long in made:
+        long.truth_csv.unlink()  # the batch would list it as a skipped non-video
+    return [long.path for long in made]
+
+
+def _state(out: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(out / "state.sqlite") as db:
+        return db.execute("SELECT path, status FROM videos ORDER BY path").fetchall()
+
+
+def test_good_and_bad_files_and_resume(models, tmp_path: Path, shared_data: Path) -> None:
+    folder = tmp_path / "in"
+    (folder / "nested").mkdir(parents=True)
+    good = _videos(folder / "nested", 2)
+    for name in ("decord_corrupted.mp4", "torchcodec_h265_10bits.mp4", "decord_unordered.mov"):
+        (folder / name).write_bytes((shared_data / "robustness" / name).read_bytes())
+    (folder / "empty.mp4").write_bytes(b"")
+    data = good[0].read_bytes()
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    (folder / "text.mp4").write_text("not a video")
+    (folder / "notes.txt").write_text("not a video either")
+    out = tmp_path / "out"
+    summary = run_batch(folder, out, config=_config(models))
+    status = dict(_state(out))
+    assert {Path(p).name: s for p, s in status.items()} == {
+        "v0.mp4": "done",
+        "v1.mp4": "done",
+        "decord_corrupted.mp4": "done",
+        "torchcodec_h265_10bits.mp4": "done",
+        "decord_unordered.mov": "done",
+        "empty.mp4": "failed",
+        "truncated.mp4": "failed",
+        "text.mp4": "failed",
+        "notes.txt": "skipped",
+    }
+    errors = {Path(o.path).name: o.error for o in summary.outcomes if not o.ok}
+    assert errors["empty.mp4"].endswith("empty.mp4: empty file (0 bytes)")
+    assert all("\n" not in e and "Traceback" not in e for e in errors.values())
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    assert len(rows) == 9 and {r["status"] for r in rows} == {"done", "failed", "skipped"}
+    assert (out / "nested__v0" / "segments.csv").is_file()
+    # A second run does nothing; --retry-failed tries the failures again; new options
+    # leave done videos alone unless --force.
+    again = run_batch(folder, out, config=_config(models))
+    assert (again.done, again.failed, again.already_done) == (0, 0, 5)
+    retried = run_batch(folder, out, config=_config(models, retry_failed=True))
+    assert retried.failed == 3 and retried.done == 0
+    other = BatchConfig(
+        image_model=str(models[0]), findclips=FindClipsConfig(device="cpu", cut="none")
+    )
+    assert run_batch(folder, out, config=other).done == 0
+    forced = BatchConfig(
+        image_model=str(models[0]), findclips=FindClipsConfig(device="cpu", cut="none"), force=True
+    )
+    assert run_batch(folder, out, config=forced).done == 5
+
+
+def test_lock_keeps_a_second_run_out(models, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    _videos(folder, 1, seconds=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    with (out / ".batch.lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BatchLocked, match="another clipminer batch is running"):
+            run_batch(folder, out, config=_config(models))
+        result = runner.invoke(
+            app, ["batch", str(folder), "--out", str(out), "--image-model", str(models[0])]
+        )
+        assert result.exit_code == 3 and "another clipminer batch" in result.output
+
+
+def _batch_command(folder: Path, out: Path, models) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "clipminer",
+        "batch",
+        str(folder),
+        "--out",
+        str(out),
+        "--image-model",
+        str(models[0]),
+        "--video-model",
+        str(models[1]),
+        "--segment-on",
+        "action",
+        "--min-seconds",
+        "1",
+        "--max-seconds",
+        "4",
+        "--device",
+        "cpu",
+    ]
+
+
+def test_sigkill_at_random_moments_then_resume(models, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    videos = _videos(folder, 4)
+    out = tmp_path / "out"
+    command = _batch_command(folder, out, models)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    rng = random.Random(7)
+    for _ in range(4):
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(rng.uniform(1.5, 6.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    state = _state(out)
+    assert [Path(p).name for p, _ in state] == [v.name for v in videos]
+    assert {s for _, s in state} == {"done"}
+    leftovers = [p for p in out.rglob("*") if ".partial" in p.name or p.name.endswith(".old")]
+    assert leftovers == []
+    for v in videos:
+        rows = list(csv.DictReader((out / v.stem / "segments.csv").open()))
+        for row in rows:
+            assert (out / row["clip_path"]).is_file()
+        clips = sorted(p.name for p in (out / v.stem / "clips").rglob("*.mp4")) if rows else []
+        assert clips == sorted(Path(r["clip_path"]).name for r in rows)
+    summary = list(csv.DictReader((out / "summary.csv").open()))
+    assert len(summary) == 4 and {r["status"] for r in summary} == {"done"}
+    kinetics = (out / "kinetics.csv").read_text().splitlines()
+    assert len(kinetics) - 1 == sum(
+        len(list(csv.DictReader((out / v.stem / "segments.csv").open()))) for v in videos
+    )
+
+
+def test_ray_engine_gives_the_same_outputs(models, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    folder = tmp_path / "in"
+    videos = _videos(folder, 3, seconds=5)
+    local = run_batch(folder, tmp_path / "local", config=_config(models))
+    ray_run = run_batch(folder, tmp_path / "ray", config=_config(models, engine="ray", workers=2))
+    assert local.done == ray_run.done == 3
+    for v in videos:
+        a = (tmp_path / "local" / v.stem / "segments.csv").read_text()
+        b = (tmp_path / "ray" / v.stem / "segments.csv").read_text()
+        assert a == b
+    assert _state(tmp_path / "local") == _state(tmp_path / "ray")
+
+
+@pytest.mark.browser
+def test_report_opens_from_disk_in_chromium(models, tmp_path: Path) -> None:
+    import shutil
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("apt-get install chromium chromium-driver")
+    from scrapers.driver import chromium
+
+    folder = tmp_path / "in"
+    _videos(folder, 2)
+    out = tmp_path / "out"
+    run_batch(folder, out, config=_config(models))
+    report = out / "report.html"
+    assert report.is_file()
+    with chromium(load_images=True) as driver:
+        driver.get(report.as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0]);"
+        )
+        deadline = time.time() + 20
+        while True:  # videos load their metadata asynchronously
+            videos = driver.execute_script(
+                "return Array.from(document.querySelectorAll('video'))"
+                ".map(v => [v.currentSrc, v.readyState, v.error ? v.error.code : 0]);"
+            )
+            if all(state >= 1 or error for _, state, error in videos) or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        logs = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    assert len(images) >= 3  # two timelines and at least one clip thumbnail
+    assert all(ok for _, ok in images), images
+    assert videos and all(state >= 1 and error == 0 for _, state, error in videos), videos
+    assert logs == []
+    assert (tmp_path / "report.png").stat().st_size > 10_000
