@@ -27,7 +27,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,scrape]"
+	$(PY) -m pip install -q -e ".[dev,scrape,ray]"
 	touch $@
 
 demo: setup
@@ -51,6 +51,7 @@ bench: setup
 	$(PY) benchmarks/findclips.py
 	$(PY) benchmarks/findclips_quality.py
 	$(PY) benchmarks/scrape.py
+	$(PY) benchmarks/batch.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

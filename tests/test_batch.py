@@ -247,7 +247,8 @@ def test_report_opens_from_disk_in_chromium(models, tmp_path: Path) -> None:
     with chromium(load_images=True) as driver:
         driver.get(report.as_uri())
         images = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.src, i.complete && i.naturalWidth > 0]);"
+            "return Array.from(document.images)"
+            ".map(i => [i.src, i.complete && i.naturalWidth > 0]);"
         )
         deadline = time.time() + 20
         while True:  # videos load their metadata asynchronously

@@ -1,0 +1,1 @@
+"""Scheduled jobs: the nightly batch (cron or a systemd timer)."""

@@ -1,0 +1,158 @@
+"""The nightly cron entry: read ``nightly.toml``, run the batch, log to a rotating file.
+
+Exit codes for monitoring: 0 all mined (or nothing to do), 1 some videos failed (the
+others are done), 2 bad configuration, 3 another run holds the output folder,
+4 an unexpected error (see the log).
+
+Usage: python -m jobs.nightly --config jobs/nightly.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_CONFIG, EXIT_LOCKED, EXIT_CRASH = 0, 1, 2, 3, 4
+log = logging.getLogger("clipminer.nightly")
+
+
+def _path(base: Path, value: str) -> str:
+    return str(value if Path(value).is_absolute() else (base / value).resolve())
+
+
+def load_config(path: Path) -> tuple[Any, Path, Path, dict[str, Any]]:
+    """(BatchConfig, input folder, output root, log settings) from the TOML file."""
+    from clipminer.batch import BatchConfig
+    from clipminer.errors import UsageError
+    from clipminer.findclips import FindClipsConfig
+    from clipminer.segments import SegmentConfig
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    base = path.parent
+    batch, find, log_cfg = (
+        data.get("batch", {}),
+        dict(data.get("findclips", {})),
+        data.get("log", {}),
+    )
+    try:
+        segment_keys = {
+            "threshold",
+            "threshold_low",
+            "smooth_seconds",
+            "min_seconds",
+            "max_seconds",
+            "merge_gap_seconds",
+            "pad_seconds",
+            "segment_on",
+        }
+        segment = SegmentConfig(**{k: find.pop(k) for k in list(find) if k in segment_keys})
+        config = BatchConfig(
+            image_model=_path(base, batch["image_model"]),
+            video_models=tuple(_path(base, p) for p in batch.get("video_models", [])),
+            findclips=FindClipsConfig(segment=segment, **find),
+            engine=batch.get("engine", "local"),
+            ray_address=batch.get("ray_address") or None,
+            workers=int(batch.get("workers", 1)),
+            retry_failed=bool(batch.get("retry_failed", False)),
+        )
+        return (
+            config,
+            Path(_path(base, batch["input"])),
+            Path(_path(base, batch["output_root"])),
+            log_cfg,
+        )
+    except KeyError as exc:
+        raise UsageError(f"{path}: missing setting {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+
+
+def setup_logging(settings: dict[str, Any], base: Path) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if settings.get("file"):
+        target = Path(_path(base, settings["file"]))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                target,
+                maxBytes=int(settings.get("max_bytes", 10_000_000)),
+                backupCount=int(settings.get("backups", 7)),
+            )
+        )
+    logging.basicConfig(
+        level=logging.INFO,
+        handlers=handlers,
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="clipminer nightly batch")
+    parser.add_argument("--config", type=Path, default=Path(__file__).with_name("nightly.toml"))
+    args = parser.parse_args(argv)
+    from clipminer.batch import BatchLocked, run_batch
+    from clipminer.errors import ClipminerError, UsageError
+
+    try:
+        config, folder, out, log_settings = load_config(args.config)
+        setup_logging(log_settings, args.config.parent)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    log.info(
+        "nightly batch: %s -> %s (%s engine, %d workers)",
+        folder,
+        out,
+        config.engine,
+        config.workers,
+    )
+    try:
+        summary = run_batch(
+            folder,
+            out,
+            config=config,
+            on_outcome=lambda o: (log.info if o.ok else log.error)(
+                "%s: %s", "done" if o.ok else "failed", o.path if o.ok else o.error
+            ),
+        )
+    except BatchLocked as exc:
+        log.error("%s", exc)
+        return EXIT_LOCKED
+    except UsageError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    except ClipminerError as exc:
+        log.error("%s", exc)
+        return EXIT_CRASH
+    except Exception:
+        log.exception("the nightly batch crashed")
+        return EXIT_CRASH
+    log.info(
+        "%d done, %d failed, %d already done, %d skipped; report %s",
+        summary.done,
+        summary.failed,
+        summary.already_done,
+        summary.skipped,
+        out / "report.html",
+    )
+    return EXIT_FAILED_VIDEOS if summary.failed else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
