@@ -1272,7 +1272,10 @@ def demo(
 
     with progress_bar("demo") as update:
         summary = run_demo(out, seed=seed, small=small, progress=update)
+    clips = summary.pop("clips", "")
     table = Table("step", "result", title="clipminer demo")
     for step, result in summary.items():
         table.add_row(step, result)
     console.print(table)
+    if clips:
+        console.print("clips:\n" + clips)

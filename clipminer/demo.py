@@ -2,12 +2,14 @@
 
 Scrapes images of the toy actions from the local engine through headless Chromium,
 trains the image model (DenseNet-121) on them and a small video model on generated
-clips, generates long videos with known actions, mines them with find-clips
-(re-labelling and cutting), and scores the result against the ground truth.
+clips, generates long videos with known actions, mines them with the nightly batch
+(find-clips with re-labelling and cutting, report.html), and scores the clips against
+the ground truth.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 from dataclasses import dataclass
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from clipminer import synth
 from clipminer.data.videos import ClipSpec
-from clipminer.findclips import ClipMiner, FindClipsConfig, VideoResult, find_clips
+from clipminer.findclips import FindClipsConfig
 from clipminer.metrics import segment_detection
 from clipminer.segments import SegmentConfig
 from clipminer.synth import Progress
@@ -154,24 +156,34 @@ def run_demo(
         for k in range(size.videos)
     ]
     step(5)
-    config = FindClipsConfig(segment=SegmentConfig(segment_on="action"))
-    miner = ClipMiner(image.model_path, [video.model_path], config=config)
-    results = find_clips(miner, [v.path for v in longs], out / "mined")
-    for long, (path, result) in zip(longs, results, strict=True):
-        if not isinstance(result, VideoResult):
-            summary[f"find-clips {path.name}"] = f"failed: {result}"
-            continue
+    from clipminer.batch import BatchConfig, run_batch
+
+    config = BatchConfig(
+        image_model=str(image.model_path),
+        video_models=(str(video.model_path),),
+        findclips=FindClipsConfig(segment=SegmentConfig(segment_on="action")),
+    )
+    mined = out / "mined"
+    run_batch(out / "videos", mined, config=config)
+    clips: list[str] = []
+    for long in longs:
+        with (mined / long.path.stem / "segments.csv").open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
         predicted = [
-            (c.final_label, c.segment.time_start_seconds, c.segment.time_end_seconds)
-            for c in result.candidates
+            (r["video_label"] or r["label"], float(r["time_start"]), float(r["time_end"]))
+            for r in rows
         ]
         truth = [(s.label, s.time_start_seconds, s.time_end_seconds) for s in long.segments]
         score = segment_detection(predicted, truth)
-        summary[f"find-clips {path.name}"] = (
-            f"{len(result.candidates)} clips in {result.seconds:.1f} s, {score.matched} of "
-            f"{len(truth)} true actions found (F1 {score.f1:.2f}) -> {result.out_dir}"
+        summary[f"batch: {long.path.name}"] = (
+            f"{len(rows)} clips, {score.matched} of {len(truth)} true actions found "
+            f"(F1 {score.f1:.2f}): "
+            + ", ".join(str(mined / r["clip_path"]) for r in rows[:2])
+            + (" ..." if len(rows) > 2 else "")
         )
-    summary["manifest"] = str(out / "mined" / "kinetics.csv")
+    summary["clips"] = "\n".join(clips)
+    summary["report"] = str(mined / "report.html")
+    summary["manifest"] = str(mined / "kinetics.csv")
     summary["total time"] = f"{time.perf_counter() - started:.0f} s"
     step(6)
     return summary

@@ -128,6 +128,7 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert "true actions found" in result.output
     assert (tmp_path / "demo" / "mined" / "kinetics.csv").is_file()
     assert (tmp_path / "demo" / "mined" / "demo_1" / "segments.csv").is_file()
+    assert (tmp_path / "demo" / "mined" / "report.html").is_file()
 
 
 @pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
