@@ -1100,11 +1100,15 @@ def scrape(
         console=err_console,
     ) as bar:
         tasks: dict[str, Any] = {}
+        saved_by_action: dict[str, int] = {}
+        overall = bar.add_task("all actions", total=per_action * len(names))
 
         def update(name: str, saved: int, target: int) -> None:
             if name not in tasks:
                 tasks[name] = bar.add_task(name[:30], total=target)
             bar.update(tasks[name], completed=min(saved, target))
+            saved_by_action[name] = min(saved, target)
+            bar.update(overall, completed=sum(saved_by_action.values()))
 
         summaries = run_scrape(names, out, config=config, progress=update)
     table = Table("action", "found", "saved", "duplicates", "failures", "note", title="scrape")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -190,3 +191,30 @@ def test_cli_scrape_with_its_own_local_engine(tmp_path: Path) -> None:
     rows = _manifest(tmp_path / "out")
     assert [r["status"] for r in rows if r["action"] == "juggling"] == ["blocked"]
     assert "no image results" in result.output
+
+
+def test_no_chromium_outlives_a_failing_run(tmp_path: Path) -> None:
+    import socket
+
+    def chromium_processes() -> int:
+        out = subprocess.run(["pgrep", "-c", "-f", "chromium"], capture_output=True, text=True)
+        return int(out.stdout.strip() or 0)
+
+    before = chromium_processes()
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    config = ScrapeConfig(
+        engine="local",
+        engine_url=f"http://127.0.0.1:{port}",
+        per_action=3,
+        page_load_timeout_seconds=5,
+    )
+    summaries = scrape(["a", "b"], tmp_path / "out", config=config)
+    assert all(s.saved == 0 and s.note for s in summaries)
+    rows = _manifest(tmp_path / "out")
+    assert [r["status"] for r in rows] == ["blocked", "blocked"]
+    deadline = time.time() + 10
+    while chromium_processes() > before and time.time() < deadline:
+        time.sleep(0.2)
+    assert chromium_processes() <= before
