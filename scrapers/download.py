@@ -294,8 +294,8 @@ class Downloader:
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
-    def download(self, url: str, folder: str, action: str) -> Download:
-        """Fetch, check and file one image URL."""
+    def fetch_and_check(self, url: str) -> tuple[bytes, Image.Image] | Download:
+        """The bytes and the decoded image at ``url``, or why there is none (thread-safe)."""
         data, failure = self.fetch(url)
         if failure is not None:
             return failure
@@ -304,5 +304,13 @@ class Downloader:
         if refusal is not None:
             return refusal
         assert image is not None
+        return data, image
+
+    def download(self, url: str, folder: str, action: str) -> Download:
+        """Fetch, check and file one image URL."""
+        fetched = self.fetch_and_check(url)
+        if isinstance(fetched, Download):
+            return fetched
+        data, image = fetched
         with image:
             return self.file(data, image, folder, action)

@@ -328,12 +328,19 @@ class _Job:
         while pending and saved < cfg.per_action and not self.stop.is_set():
             wanted = cfg.per_action - saved
             batch, pending = pending[:wanted], pending[wanted:]  # never more than the target
-            futures = {
-                self.pool.submit(self.downloader.download, h.image_url, folder, action): h
-                for h in batch
-            }
-            for future in cf.as_completed(futures):
-                hit, result = futures[future], future.result()
+            # Fetch and check in parallel; file in the engine's order, so which of two
+            # near-duplicates is kept does not depend on which download finished first.
+            futures = [
+                (h, self.pool.submit(self.downloader.fetch_and_check, h.image_url)) for h in batch
+            ]
+            for hit, future in futures:
+                fetched = future.result()
+                if isinstance(fetched, Download):
+                    result = fetched
+                else:
+                    data, image = fetched
+                    with image:
+                        result = self.downloader.file(data, image, folder, action)
                 self.manifest.add(_row(action, query, self.engine.name, hit, result, self.out))
                 if result.status == "ok":
                     saved += 1
