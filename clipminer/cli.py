@@ -1062,8 +1062,9 @@ def scrape(
         typer.Option(help="Fetch again URLs that failed with an HTTP error or a timeout before."),
     ] = False,
 ) -> None:
-    """Build a Kinetics-style image dataset: search each action in headless Chromium and
-    download the full-size images, checked and deduplicated.
+    """Build a Kinetics-style image dataset by searching each action in headless Chromium.
+
+    The full-size images are downloaded outside the browser, checked and deduplicated.
 
     Re-running resumes: URLs already in the manifest are not fetched again. Respect the
     search engines' terms of use; --engine local works offline.
@@ -1270,8 +1271,10 @@ def demo(
         bool, typer.Option(help="A quick, tiny run (what the test suite does).")
     ] = False,
 ) -> None:
-    """The pipeline on generated data, offline: train the image and video models,
-    mine two long videos with find-clips, score the clips against the ground truth."""
+    """The whole pipeline on generated data, offline.
+
+    Scrapes the local engine, trains the image and video models, mines two long videos
+    with the nightly batch, and scores the clips against the ground truth."""
     from clipminer.demo import run_demo
 
     with progress_bar("demo") as update:
