@@ -934,16 +934,23 @@ def find_clips_command(
     ) as bar:
 
         def progress_for(video: Path) -> Any:
+            from clipminer.decode import probe
+
             task = bar.add_task(video.name, total=None, speed="", where="")
             started = time.perf_counter()
+            try:
+                source_fps = probe(video).average_fps or 0.0
+            except ClipminerError:
+                source_fps = 0.0  # find-clips reports the error itself
 
             def update(done: float, total: float) -> None:
                 elapsed = max(time.perf_counter() - started, 1e-6)
+                frames = f"{done * source_fps / elapsed:.0f} frames/s, " if source_fps else ""
                 bar.update(
                     task,
                     completed=done,
                     total=total or None,
-                    speed=f"{done / elapsed:.1f}x realtime",
+                    speed=f"{frames}{done / elapsed:.1f}x realtime",
                     where=f"{done:.0f}/{total:.0f} s",
                 )
 
