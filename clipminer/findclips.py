@@ -33,6 +33,7 @@ from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import safe_name
+from clipminer.labels import label_key
 from clipminer.memory import release_free_memory
 from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, load_bundle
@@ -115,11 +116,6 @@ class VideoResult:
 
 
 # -- re-labelling ---------------------------------------------------------------------
-
-
-def label_key(label: str) -> str:
-    """Labels match across naming styles: "SlidingLeft", "sliding_left", "sliding left"."""
-    return "".join(ch for ch in label.lower() if ch.isalnum())
 
 
 class VideoRelabeler:

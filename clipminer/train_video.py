@@ -28,6 +28,7 @@ from clipminer.data.videos import (
 from clipminer.devices import resolve_device
 from clipminer.errors import UsageError
 from clipminer.fsutil import atomic_path
+from clipminer.labels import label_key
 from clipminer.metrics import (
     ClassificationMetrics,
     classification_metrics,
@@ -316,11 +317,6 @@ def evaluate_video_bundle(
         probs=probs,
         targets=targets,
     )
-
-
-def label_key(label: str) -> str:
-    """Labels match across naming styles: "SlidingLeft", "sliding_left", "sliding left"."""
-    return "".join(ch for ch in label.lower() if ch.isalnum())
 
 
 def image_model_video_probs(

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import atomic_path, safe_name
+from clipminer.labels import label_key
 from scrapers.download import DedupIndex, Download, DownloadConfig, Downloader
 from scrapers.engines import Engine, engines
 from scrapers.hits import EngineBlocked, ImageHit, NoResults
@@ -160,8 +161,8 @@ def _engine_base(config: ScrapeConfig, actions: list[str]) -> Iterator[str]:
 
         root = Path(tempfile.mkdtemp(prefix="clipminer-local-engine-"))
         try:
-            wanted = {"".join(ch for ch in a.lower() if ch.isalnum()) for a in actions}
-            known = [label for label in synth.LABELS if label.replace("_", "") in wanted]
+            wanted = {label_key(a) for a in actions}
+            known = [label for label in synth.LABELS if label_key(label) in wanted]
             synth.make_images(
                 root,
                 per_class=max(config.per_action + 10, 20),

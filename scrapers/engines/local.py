@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 
 from bs4 import BeautifulSoup
 
+from clipminer.labels import label_key
 from scrapers.engines import Engine, attr
 from scrapers.hits import ImageHit
 
@@ -74,10 +75,6 @@ def results_page(query: str, hits: list[ImageHit], *, next_url: str | None) -> s
     )
 
 
-def _key(text: str) -> str:
-    return "".join(ch for ch in text.lower() if ch.isalnum())
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
@@ -91,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
             params = parse_qs(parts.query)
             query = params.get("q", [""])[0]
             page = int(params.get("page", ["0"])[0] or 0)
-            folder = self.server.folders.get(_key(query))
+            folder = self.server.folders.get(label_key(query))
             files = sorted(p for p in folder.iterdir() if p.is_file()) if folder else []
             chunk = files[page * PER_PAGE : (page + 1) * PER_PAGE]
             base = f"http://{self.headers.get('Host')}"
@@ -146,7 +143,7 @@ class LocalEngineServer:
         self.root = Path(root)
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.root = self.root
-        self._server.folders = {_key(p.name): p for p in self.root.iterdir() if p.is_dir()}
+        self._server.folders = {label_key(p.name): p for p in self.root.iterdir() if p.is_dir()}
         self._thread = threading.Thread(
             target=self._server.serve_forever, daemon=True, name="local image engine"
         )
