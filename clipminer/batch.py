@@ -1,35 +1,51 @@
 """``clipminer batch``: find-clips over a folder, every night, resumable.
 
-State lives in ``OUT/state.sqlite`` (WAL): one row per video, keyed by its path, with
-its size, mtime and a content fingerprint, status (queued, running, done, failed,
-skipped), the error, times, counts, the clipminer version and a hash of the options
-and models. A row becomes ``done`` only after the video's outputs are in place (they
-are written to a staging folder and swapped in), so a run killed at any moment, even
-with SIGKILL, is simply run again. A lock file keeps two runs off one OUT. One bad
-video never stops the batch. Engines: ``local`` (this machine, ``--workers``
-processes) and ``ray`` (one Ray actor per worker, one task per video path).
+State lives in ``OUT/state.sqlite`` (WAL): one row per video, keyed by its resolved
+path, with its size, mtime and a content fingerprint (so a re-spelt, moved or
+re-mounted input is recognised, not mined again), its output folder
+``videos/<name>`` (:mod:`clipminer.layout`), status (queued, done, failed, skipped),
+the error, times, counts, the clipminer version and a hash of the options and models.
+A row becomes ``done`` only after the video's outputs are in place (they are written
+to a staging folder and swapped in), so a run killed at any moment, even with
+SIGKILL, is simply run again; worker processes die with the run. A lock file keeps
+two runs off one OUT. One bad video never stops the batch. Engines: ``local`` (this
+machine, ``--workers`` processes) and ``ray`` (one Ray actor per worker, one task
+per video path).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import ctypes
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import signal
+import socket
 import sqlite3
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from clipminer import __version__
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.findclips import ClipMiner, FindClipsConfig, VideoResult
-from clipminer.fsutil import atomic_path, safe_name
+from clipminer.fsutil import atomic_path
+from clipminer.layout import (
+    VIDEOS_DIR,
+    SourceId,
+    check_out_folder,
+    fingerprint,
+    folder_name,
+    videos_root,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,66 +99,79 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def fingerprint(path: Path) -> str:
-    """Size and the first and last MiB: cheap, and changes when the file does."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(1 << 20))
-        if size > 2 << 20:
-            handle.seek(-(1 << 20), os.SEEK_END)
-            digest.update(handle.read())
-    return digest.hexdigest()[:24]
-
-
 # -- finding videos ---------------------------------------------------------------------------
 
+NOT_VIDEO_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".csv", ".json",
+     ".txt", ".parquet", ".html", ".sqlite", ".npy", ".pt", ".toml", ".log", ".md"}
+)  # fmt: skip
+"""Never probed: FFmpeg opens still images (and some text) as one-frame videos."""
+_STILL_FORMATS = ("image2", "_pipe", "png", "gif", "webp", "tiff")
 
-def find_videos(root: Path) -> tuple[list[Path], list[Path]]:
+
+def find_videos(root: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[Path], list[Path]]:
     """Video files under ``root`` (recursively): by suffix, and by probing the others.
+
+    Hidden files and folders, and everything under ``exclude`` (the output folder when
+    it lies inside the input), are left out, so a run never mines its own outputs.
 
     Returns:
         (videos, other files that are not videos). Files with a video suffix are videos
         even when they turn out unreadable (they then fail with their error).
     """
-    import av
-
     if not root.is_dir():
         raise UsageError(f"{root}: no such folder")
+    skip = {p.resolve() for p in exclude}
     videos: list[Path] = []
     others: list[Path] = []
-    for path in sorted(root.rglob("*")):
-        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            videos.append(path)
-            continue
-        try:
-            with av.open(str(path)) as container:
-                (videos if container.streams.video else others).append(path)
-        except (av.error.FFmpegError, OSError, UnicodeDecodeError):
-            others.append(path)
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in skip
+        )
+        for filename in sorted(filenames):
+            path = here / filename
+            if filename.startswith(".") or not path.is_file():
+                continue
+            suffix = path.suffix.lower()
+            if suffix in VIDEO_SUFFIXES:
+                videos.append(path)
+            elif suffix in NOT_VIDEO_SUFFIXES or not _probes_as_video(path):
+                others.append(path)
+            else:
+                videos.append(path)
     return videos, others
 
 
-def output_name(root: Path, video: Path) -> str:
-    """The per-video folder under OUT: the path relative to the input, made safe."""
-    relative = video.relative_to(root).with_suffix("")
-    return safe_name("__".join(relative.parts))
+def _probes_as_video(path: Path) -> bool:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            still = any(name in container.format.name for name in _STILL_FORMATS)
+            return bool(container.streams.video) and not still
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError):
+        return False
 
 
 # -- state --------------------------------------------------------------------------------
 
+Status = Literal["queued", "done", "failed", "skipped"]
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of ``state.sqlite``: 2 keys rows by resolved path and keeps
+outputs under ``videos/``; older files are refused with a one-line message."""
+
 
 @dataclass
 class VideoRow:
-    """One row of ``state.sqlite``."""
+    """One row of ``state.sqlite``; the table's columns are these fields, in order."""
 
     path: str
+    """The resolved path of the video (the primary key)."""
     size: int
     mtime: float
     fingerprint: str
-    status: str = "queued"
+    status: Status = "queued"
     error: str = ""
     started_at: float | None = None
     finished_at: float | None = None
@@ -154,12 +183,25 @@ class VideoRow:
     fps: float | None = None
     """Video seconds mined per wall-clock second."""
     output: str = ""
+    """The video's folder relative to OUT: ``videos/<name>``."""
     version: str = __version__
     options_hash: str = ""
     attempts: int = 0
 
 
-_COLUMNS = [f for f in VideoRow.__dataclass_fields__]
+_COLUMNS = [f.name for f in fields(VideoRow)]
+_SQL_TYPES = {"str": "TEXT", "Status": "TEXT", "int": "INTEGER", "float": "REAL"}
+
+
+def _schema() -> str:
+    """``CREATE TABLE`` derived from :class:`VideoRow`, so the two cannot drift."""
+    columns = []
+    for f in fields(VideoRow):
+        base = str(f.type).split("|")[0].strip()
+        columns.append(
+            f"{f.name} {_SQL_TYPES[base]}" + (" PRIMARY KEY" if f.name == "path" else "")
+        )
+    return f"CREATE TABLE IF NOT EXISTS videos ({', '.join(columns)})"
 
 
 class StateStore:
@@ -167,15 +209,25 @@ class StateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        try:
+            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            exists = self.db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'videos'"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise UsageError(f"{path}: not a clipminer state database ({exc})") from None
+        if exists and version != SCHEMA_VERSION:
+            self.db.close()
+            raise UsageError(
+                f"{path}: written by an older clipminer (state schema {version}, this one reads "
+                f"{SCHEMA_VERSION}); mine into a new --out, or move state.sqlite aside to "
+                "mine everything again"
+            )
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS videos (path TEXT PRIMARY KEY, size INTEGER, mtime REAL, "
-            "fingerprint TEXT, status TEXT, error TEXT, started_at REAL, finished_at REAL, "
-            "duration_seconds REAL, segments INTEGER, clips_json TEXT, seconds REAL, fps REAL, "
-            "output TEXT, version TEXT, options_hash TEXT, attempts INTEGER)"
-        )
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(_schema())
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def get(self, path: str) -> VideoRow | None:
         cursor = self.db.execute(
@@ -183,6 +235,18 @@ class StateStore:
         )
         row = cursor.fetchone()
         return VideoRow(*row) if row else None
+
+    def find_moved(self, size: int, fingerprint: str) -> VideoRow | None:
+        """A row with this content whose file is no longer where it was (moved, re-mounted)."""
+        cursor = self.db.execute(
+            f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE size = ? AND fingerprint = ?",
+            (size, fingerprint),
+        )
+        for values in cursor.fetchall():
+            row = VideoRow(*values)
+            if not Path(row.path).exists():
+                return row
+        return None
 
     def all(self) -> list[VideoRow]:
         cursor = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM videos ORDER BY path")
@@ -196,6 +260,9 @@ class StateStore:
             [values[c] for c in _COLUMNS],
         )
 
+    def delete(self, path: str) -> None:
+        self.db.execute("DELETE FROM videos WHERE path = ?", (path,))
+
     def close(self) -> None:
         self.db.close()
 
@@ -203,7 +270,6 @@ class StateStore:
 @contextlib.contextmanager
 def output_lock(out: Path) -> Iterator[None]:
     """An exclusive lock on ``OUT/.batch.lock`` for the whole run."""
-    out.mkdir(parents=True, exist_ok=True)
     handle = (out / ".batch.lock").open("a+")
     try:
         try:
@@ -216,6 +282,8 @@ def output_lock(out: Path) -> Iterator[None]:
 
 
 # -- running ------------------------------------------------------------------------------
+
+RAY_CONNECT_TIMEOUT_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -262,22 +330,46 @@ class VideoWorker:
         )
 
     def mine(self, video: str, out: str, name: str) -> Outcome:
+        """Mine ``video`` into ``out/videos/<name>``; every failure becomes a failed Outcome."""
         started = time.perf_counter()
         try:
             result: VideoResult | ClipminerError = self.miner.run(Path(video), Path(out), name=name)
         except ClipminerError as exc:
             result = exc
-        except Exception as exc:
-            log.exception("%s: unexpected failure", video)
+        except Exception as exc:  # the batch loop: one video's failure is recorded, not raised
+            log.debug("%s: unexpected failure", video, exc_info=True)
             result = ClipminerError(f"{video}: {type(exc).__name__}: {exc}")
-        return _outcome(Path(video), result, name, time.perf_counter() - started)
+        return _outcome(Path(video), result, f"{VIDEOS_DIR}/{name}", time.perf_counter() - started)
 
 
 _WORKER: VideoWorker | None = None
 
 
-def _init_process(config: BatchConfig) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker process end the moment the batch process does, even on SIGKILL.
+
+    On Linux the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``); a
+    watchdog thread that polls the parent's pid covers other systems. Either way a
+    worker never writes into OUT after its run is gone, and a new run that takes the
+    lock does not race it.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent watchdog").start()
+
+
+def _init_process(config: BatchConfig, parent_pid: int) -> None:
     global _WORKER
+    _die_with_parent(parent_pid)
     _WORKER = VideoWorker(config)
 
 
@@ -294,6 +386,8 @@ class BatchSummary:
     failed: int = 0
     skipped: int = 0
     already_done: int = 0
+    stale: int = 0
+    """Of ``already_done``: done with other options or models (``--force`` redoes them)."""
     outcomes: list[Outcome] = field(default_factory=list)
 
 
@@ -305,15 +399,15 @@ def run_batch(
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> BatchSummary:
     """Mine every video under ``root`` that is not done yet; write state and reports."""
-    root, out = Path(root), Path(out)
-    videos, others = find_videos(root)
+    root, out = Path(root), check_out_folder(out)
+    videos, others = find_videos(root, exclude=[out])
     options = config.options_hash()
     summary = BatchSummary()
     with output_lock(out):
         _clean_leftovers(out)
         state = StateStore(out / "state.sqlite")
         try:
-            todo = _plan(state, root, videos, others, options, config, summary)
+            todo = _plan(state, out, videos, others, options, config, summary)
             for outcome in _execute(todo, out, config):
                 _record(state, outcome, options)
                 summary.outcomes.append(outcome)
@@ -333,64 +427,76 @@ def _clean_leftovers(out: Path) -> None:
     """Staging folders of a killed run (find-clips swaps complete folders in)."""
     import shutil
 
-    for path in out.glob(".*.partial"):
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
-    for path in out.glob(".*.old"):
-        shutil.rmtree(path, ignore_errors=True)
+    for folder in (out, videos_root(out)):
+        for path in [*folder.glob(".*.partial"), *folder.glob(".*.old")]:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
 
 
 def _plan(
     state: StateStore,
-    root: Path,
+    out: Path,
     videos: Sequence[Path],
     others: Sequence[Path],
     options: str,
     config: BatchConfig,
     summary: BatchSummary,
 ) -> list[tuple[Path, str]]:
-    todo = []
+    """Rows for new and changed videos; the (path, folder name) pairs to mine."""
     for path in others:
-        if state.get(str(path)) is None:
+        if state.get(str(path.resolve())) is None:
             stat = path.stat()
+            error = f"{path}: not a video file"
             state.put(
-                VideoRow(
-                    str(path),
-                    stat.st_size,
-                    stat.st_mtime,
-                    "",
-                    status="skipped",
-                    error=f"{path}: not a video file",
-                )
+                VideoRow(str(path.resolve()), stat.st_size, stat.st_mtime, "", "skipped", error)
             )
         summary.skipped += 1
+    owners = {Path(row.output).name: row.path for row in state.all() if row.output}
+    todo = []
     for path in videos:
-        stat = path.stat()
-        row = state.get(str(path))
+        resolved = path.resolve()
+        stat = resolved.stat()
+        row = state.get(str(resolved))
         changed = row is None or row.size != stat.st_size or row.mtime != stat.st_mtime
-        print_ = fingerprint(path) if changed else row.fingerprint  # type: ignore[union-attr]
-        if row is not None and changed and row.fingerprint == print_:
+        print_ = fingerprint(resolved) if changed else row.fingerprint  # type: ignore[union-attr]
+        if row is None:
+            row = state.find_moved(stat.st_size, print_)
+            if row is not None:  # the same content, moved or re-mounted: keep its outputs
+                log.info("%s: moved from %s", path, row.path)
+                state.delete(row.path)
+                row.path, row.mtime = str(resolved), stat.st_mtime
+                state.put(row)
+                owners[Path(row.output).name] = row.path
+        elif changed and row.fingerprint == print_:
             changed = False  # touched, not modified
         if row is not None and not changed:
             if row.status == "done" and (row.options_hash == options or not config.force):
                 if row.options_hash != options:
-                    log.info("%s: done with other options or models; --force redoes it", path)
+                    summary.stale += 1
                 summary.already_done += 1
                 continue
             if row.status == "failed" and not config.retry_failed:
                 summary.skipped += 1
                 continue
-        new = VideoRow(
-            str(path),
-            stat.st_size,
-            stat.st_mtime,
-            print_,
-            status="queued",
-            options_hash=options,
-            attempts=row.attempts if row else 0,
-            output=output_name(root, path),
+        source = SourceId(str(resolved), stat.st_size, stat.st_mtime, print_)
+        name = (
+            Path(row.output).name
+            if row is not None and row.output
+            else folder_name(path, source, out, owners=owners)
         )
-        state.put(new)
-        todo.append((path, new.output))
+        owners[name] = source.path
+        state.put(
+            VideoRow(
+                source.path,
+                stat.st_size,
+                stat.st_mtime,
+                print_,
+                status="queued",
+                options_hash=options,
+                attempts=row.attempts if row else 0,
+                output=f"{VIDEOS_DIR}/{name}",
+            )
+        )
+        todo.append((resolved, name))
     return todo
 
 
@@ -431,11 +537,32 @@ def _execute(todo: list[tuple[Path, str]], out: Path, config: BatchConfig) -> It
 
         context = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(
-            config.workers, mp_context=context, initializer=_init_process, initargs=(config,)
+            config.workers,
+            mp_context=context,
+            initializer=_init_process,
+            initargs=(config, os.getpid()),
         ) as pool:
             futures = [pool.submit(_mine_in_process, str(p), str(out), name) for p, name in todo]
             for future in cf.as_completed(futures):
                 yield future.result()
+
+
+def check_reachable(address: str, timeout_seconds: float = RAY_CONNECT_TIMEOUT_SECONDS) -> None:
+    """Fail at once, with one line, when nothing listens at a Ray ``host:port`` address.
+
+    ``ray.init`` itself retries an unreachable address for minutes. ``auto`` and
+    addresses without a port are left to Ray.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_seconds).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(
+            f"--ray-address {address}: cannot reach the Ray cluster ({reason})"
+        ) from None
 
 
 def _execute_ray(todo: list[tuple[Path, str]], out: Path, config: BatchConfig) -> Iterator[Outcome]:
@@ -449,6 +576,7 @@ def _execute_ray(todo: list[tuple[Path, str]], out: Path, config: BatchConfig) -
     if started_here:
         env = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
         if config.ray_address:
+            check_reachable(config.ray_address)
             ray.init(address=config.ray_address, runtime_env=env, log_to_driver=False)
         else:
             ray.init(
@@ -489,7 +617,7 @@ def write_reports(out: Path, rows: Sequence[VideoRow]) -> None:
     """``summary.csv``, ``kinetics.csv`` over every done video, and ``report.html``."""
     from clipminer.report import write_batch_html, write_kinetics_csv
 
-    with atomic_path(out / "summary.csv") as tmp, tmp.open("w", newline="") as handle:
+    with atomic_path(out / "summary.csv", durable=True) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(SUMMARY_COLUMNS)
         for row in rows:
@@ -514,7 +642,7 @@ def write_reports(out: Path, rows: Sequence[VideoRow]) -> None:
         segments_csv = out / row.output / "segments.csv"
         clips = _read_segments(segments_csv) if segments_csv.is_file() else []
         kinetics += [
-            (c["final_label"], Path(row.path).stem, float(c["time_start"]), float(c["time_end"]))
+            (c["final_label"], Path(row.output).name, float(c["time_start"]), float(c["time_end"]))
             for c in clips
         ]
         cards.append((row, clips))

@@ -31,14 +31,22 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from clipminer import __version__
 from clipminer.errors import ClipminerError
 
 _DEBUG_KEY = "clipminer.debug"
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# Names are data: file names, actions and labels are never read as rich markup
+# (``Song [official video].mp4``); styled words are built with :class:`Text`.
+console = Console(soft_wrap=True, markup=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False)
+
+
+def print_error(message: object, *, label: str = "error:", style: str = "red") -> None:
+    """One line on stderr: a styled label, then ``message`` exactly as it is."""
+    err_console.print(Text.assemble((label, style), " ", str(message)), highlight=False)
 
 
 class _Group(TyperGroup):
@@ -50,10 +58,10 @@ class _Group(TyperGroup):
         except ClipminerError as exc:
             if ctx.meta.get(_DEBUG_KEY):
                 raise
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            print_error(exc)
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
-            err_console.print("[red]interrupted[/red]")
+            err_console.print(Text("interrupted", style="red"))
             raise typer.Exit(code=130) from None
 
 
@@ -109,7 +117,7 @@ def main(
 def progress_bar(description: str) -> Iterator[Any]:
     """A rich progress bar; yields a ``(done, total)`` callback for the library."""
     columns = (
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -182,7 +190,7 @@ def probe(
             rows.append(row)
         except ClipminerError as exc:
             failed += 1
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            print_error(exc)
     if json_lines:
         for row in rows:
             typer.echo(json.dumps(row))
@@ -380,9 +388,12 @@ class BarReporter:
         if self._bar is not None:
             self._bar.stop()
         err_console.print(
-            f"epoch {result.epoch}: train loss {result.train_loss:.4f}, train top-1 "
-            f"{result.train_top1:.3f}, val top-1 {result.val_top1:.3f}, {result.seconds:.1f} s"
-            + ("  [green]best, saved[/green]" if best else "")
+            Text.assemble(
+                f"epoch {result.epoch}: train loss {result.train_loss:.4f}, train top-1 "
+                f"{result.train_top1:.3f}, val top-1 {result.val_top1:.3f}, "
+                f"{result.seconds:.1f} s",
+                ("  best, saved" if best else "", "green"),
+            )
         )
 
 
@@ -514,9 +525,11 @@ def eval_image_command(
     result = eval_image(model, data_dir, out, batch_size=batch_size, workers=workers, device=device)
     _print_metrics(f"{model} on {data_dir}", result.metrics)
     if result.unknown_labels:
-        err_console.print(
-            "[yellow]warning:[/yellow] not scored, unknown to the model: "
-            + ", ".join(f"{k} ({v} images)" for k, v in result.unknown_labels.items())
+        print_error(
+            "not scored, unknown to the model: "
+            + ", ".join(f"{k} ({v} images)" for k, v in result.unknown_labels.items()),
+            label="warning:",
+            style="yellow",
         )
     console.print(f"report: {result.out_dir}")
 
@@ -781,7 +794,10 @@ def find_clips_command(
     out: Annotated[
         Path,
         typer.Option(
-            "--out", "-o", help="Output folder: OUT/<video-stem>/ per video, OUT/kinetics.csv."
+            "--out",
+            "-o",
+            help="Output folder: OUT/videos/<name>/ per video (the file stem, with a short "
+            "hash when it is unsafe or taken), OUT/kinetics.csv.",
         ),
     ],
     image_model: Annotated[
@@ -887,7 +903,7 @@ def find_clips_command(
     Each video is decoded once: sampled frames are scored by the image model, score
     curves become segments (smoothing, hysteresis, merge, split), each segment is
     re-labelled by the video model(s) from a ring buffer of recent frames, and clips
-    are cut. Writes OUT/<stem>/segments.csv, scores.parquet, timeline.png,
+    are cut. Writes OUT/videos/<name>/segments.csv, scores.parquet, timeline.png, run.json,
     clips/<label>/*.mp4, and OUT/kinetics.csv. A video that fails gets a one-line
     error and the others go on; the exit code is 1 if any failed.
     """
@@ -924,9 +940,9 @@ def find_clips_command(
     miner = ClipMiner(image_model, video_model or [], config=config)
     failed = 0
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
-        TextColumn("{task.fields[where]}"),
+        TextColumn("{task.fields[where]}", markup=False),
         TextColumn("{task.fields[speed]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
@@ -966,7 +982,7 @@ def find_clips_command(
                 )
             else:
                 failed += 1
-                bar.console.print(f"[red]error:[/red] {outcome}", highlight=False)
+                print_error(outcome)
 
         find_clips(miner, videos, out, rescore=rescore, progress_for=progress_for, on_result=report)
     console.print(f"manifest: {out / 'kinetics.csv'}")
@@ -1101,7 +1117,7 @@ def scrape(
         ),
     )
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -1259,13 +1275,20 @@ def batch(
                 f"done: {outcome.path} ({outcome.segments} clips, {outcome.seconds:.1f} s)"
             )
         else:
-            err_console.print(f"[red]failed:[/red] {outcome.error}", highlight=False)
+            print_error(outcome.error, label="failed:")
 
     summary = run_batch(folder, out, config=config, on_outcome=report)
     console.print(
         f"{summary.done} done, {summary.failed} failed, {summary.already_done} already done, "
         f"{summary.skipped} skipped; report: {out / 'report.html'}"
     )
+    if summary.stale:
+        print_error(
+            f"{summary.stale} done videos were mined with other options or models and were "
+            "left as they are; --force mines them again",
+            label="note:",
+            style="yellow",
+        )
     if summary.failed:
         raise typer.Exit(code=1)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from clipminer import synth
 from clipminer.data.videos import ClipSpec
 from clipminer.findclips import FindClipsConfig
+from clipminer.layout import videos_root
 from clipminer.metrics import segment_detection
 from clipminer.segments import SegmentConfig
 from clipminer.synth import Progress
@@ -170,7 +171,7 @@ def run_demo(
     run_batch(out / "videos", mined, config=config)
     clips: list[str] = []
     for long in longs:
-        with (mined / long.path.stem / "segments.csv").open(newline="") as handle:
+        with (videos_root(mined) / long.path.stem / "segments.csv").open(newline="") as handle:
             rows = list(csv.DictReader(handle))
         predicted = [
             (r["video_label"] or r["label"], float(r["time_start"]), float(r["time_end"]))

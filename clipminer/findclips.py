@@ -20,20 +20,29 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from clipminer import __version__
 from clipminer.cut import CutMode, cut_clip
 from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device
 from clipminer.errors import ClipminerError, UsageError
-from clipminer.fsutil import safe_name
+from clipminer.fsutil import safe_component
 from clipminer.labels import label_key
+from clipminer.layout import (
+    RUN_JSON,
+    SourceId,
+    check_out_folder,
+    folder_name,
+    run_json,
+    videos_root,
+)
 from clipminer.memory import release_free_memory
 from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, load_bundle
@@ -80,14 +89,23 @@ class FindClipsConfig:
 
 
 @dataclass(frozen=True)
+class Relabel:
+    """What the video model(s) say about one segment."""
+
+    label: str
+    score: float
+    """Probability of ``label``, averaged over windows and models, 0..1."""
+    top5: tuple[tuple[str, float], ...] = ()
+    """The five most likely labels with their probabilities, best first."""
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One row of ``segments.csv``: a segment, its re-label, and its clip."""
 
     clip_id: int
     segment: Segment
-    video_label: str | None = None
-    video_score: float | None = None
-    video_top5: tuple[tuple[str, float], ...] = ()
+    relabel: Relabel | None = None
     clip_path: str | None = None
     """Relative to the output root."""
     clip_start_seconds: float | None = None
@@ -95,9 +113,21 @@ class Candidate:
     clip_end_seconds: float | None = None
 
     @property
+    def video_label(self) -> str | None:
+        return self.relabel.label if self.relabel else None
+
+    @property
+    def video_score(self) -> float | None:
+        return self.relabel.score if self.relabel else None
+
+    @property
+    def video_top5(self) -> tuple[tuple[str, float], ...]:
+        return self.relabel.top5 if self.relabel else ()
+
+    @property
     def final_label(self) -> str:
         """The video model's label when there is one, else the image model's."""
-        return self.video_label or self.segment.label
+        return self.relabel.label if self.relabel else self.segment.label
 
 
 @dataclass
@@ -106,6 +136,7 @@ class VideoResult:
 
     video: Path
     out_dir: Path
+    """``OUT/videos/<name>``; ``name`` is the video's ``youtube_id`` in ``kinetics.csv``."""
     info: VideoInfo
     candidates: list[Candidate]
     frames_scored: int
@@ -148,11 +179,10 @@ class VideoRelabeler:
                     keys[key] = len(self.labels)
                     self.labels.append(label)
                 columns.append(keys[key])
-            model = video_models.BUILDERS[bundle.arch](num_classes=len(bundle.labels))
-            model.load_state_dict(bundle.state_dict)
+            model = video_models.load_video_model(bundle)
             self.models.append(
                 (
-                    to_channels_last(model.to(device).eval()),
+                    to_channels_last(model.to(device)),
                     ClipSpec.from_input(bundle.input),
                     columns,
                 )
@@ -165,10 +195,8 @@ class VideoRelabeler:
         )
 
     @torch.inference_mode()
-    def __call__(
-        self, frames_by_tap: dict[Tap, list[Frame]]
-    ) -> tuple[str, float, tuple[tuple[str, float], ...]]:
-        """(label, probability, top-5) for a segment given its frames at each tap."""
+    def __call__(self, frames_by_tap: dict[Tap, list[Frame]]) -> Relabel:
+        """The re-label of a segment given its frames at each tap."""
         total = np.zeros(len(self.labels), np.float64)
         for model, spec, columns in self.models:
             frames = frames_by_tap.get(_tap(spec)) or []
@@ -192,7 +220,7 @@ class VideoRelabeler:
         total /= len(self.models)
         order = np.argsort(-total, kind="stable")
         top5 = tuple((self.labels[i], round(float(total[i]), 6)) for i in order[:5])
-        return top5[0][0], top5[0][1], top5
+        return Relabel(top5[0][0], top5[0][1], top5)
 
 
 def _tap(spec: ClipSpec) -> Tap:
@@ -276,22 +304,20 @@ class ClipMiner:
         *,
         progress: Progress | None = None,
         name: str | None = None,
+        source: SourceId | None = None,
     ) -> VideoResult:
-        """Mine one video into ``out_root/<name>/`` (``name`` defaults to the file's stem)."""
+        """Mine one video into ``out_root/videos/<name>/``.
+
+        ``name`` defaults to :func:`~clipminer.layout.folder_name` of the video.
+        """
         video, out_root = Path(video), Path(out_root)
         info = probe(video)
+        source = source or _source_of(video)
+        folder = videos_root(out_root) / (name or folder_name(video, source, out_root))
         started = time.perf_counter()
         times, scores, segments = self._scan(video, info, progress)
         return self._complete(
-            video,
-            info,
-            times,
-            scores,
-            segments,
-            out_root / (name or video.stem),
-            started,
-            labels=self.labels,
-            rescore=False,
+            video, info, times, scores, segments, folder, started, source, labels=self.labels
         )
 
     def rescore(
@@ -299,34 +325,27 @@ class ClipMiner:
         video: str | os.PathLike[str],
         scores_path: str | os.PathLike[str],
         out_root: str | os.PathLike[str],
+        *,
+        name: str | None = None,
     ) -> VideoResult:
         """Segment, re-label and cut again from a saved ``scores.parquet``."""
-        import pandas as pd
-
         video, out_root = Path(video), Path(out_root)
         info = probe(video)
+        source = _source_of(video)
+        folder = videos_root(out_root) / (name or folder_name(video, source, out_root))
         started = time.perf_counter()
-        table = pd.read_parquet(scores_path)
-        if table.columns[0] != "time" or len(table.columns) < 3:
-            raise UsageError(f"{scores_path}: expected columns time, then one per class")
-        labels = tuple(str(c) for c in table.columns[1:])
-        times = table["time"].to_numpy(np.float64)
-        scores = table[list(labels)].to_numpy(np.float32)
+        times, scores, labels = _read_scores(Path(scores_path))
         segmenter = self._segmenter(labels)
         segments: list[Segment] = []
         for t, p in zip(times, scores, strict=True):
             segments += segmenter.push(float(t), p)
         segments += segmenter.finish()
+        chosen = [
+            (seg, self._relabel_by_decoding(video, seg) if self.relabeler else None)
+            for seg in self._pick(segments, info)
+        ]
         return self._complete(
-            video,
-            info,
-            times,
-            scores,
-            segments,
-            out_root / video.stem,
-            started,
-            labels=labels,
-            rescore=True,
+            video, info, times, scores, chosen, folder, started, source, labels=labels
         )
 
     def _complete(
@@ -335,15 +354,15 @@ class ClipMiner:
         info: VideoInfo,
         times: np.ndarray,
         scores: np.ndarray,
-        segments: Sequence[Any],
+        segments: Sequence[tuple[Segment, Relabel | None]],
         folder: Path,
         started: float,
+        source: SourceId,
         *,
         labels: Sequence[str],
-        rescore: bool,
     ) -> VideoResult:
-        """Pick, re-label (rescore) and cut the segments, then write the outputs."""
-        candidates = self._finish(video, info, segments, folder, rescore=rescore)
+        """Pick, merge and cut the segments, then write the outputs."""
+        candidates = self._finish(video, info, segments, folder)
         result = VideoResult(
             video,
             folder,
@@ -354,7 +373,7 @@ class ClipMiner:
             times,
             scores,
         )
-        return self._write(result, labels=labels)
+        return self._write(result, source, labels=labels)
 
     def _segmenter(self, labels: Sequence[str]) -> OnlineSegmenter:
         try:
@@ -369,7 +388,7 @@ class ClipMiner:
 
     def _scan(
         self, video: Path, info: VideoInfo, progress: Progress | None
-    ) -> tuple[np.ndarray, np.ndarray, list[tuple[Segment, Any]]]:
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[Segment, Relabel | None]]]:
         """The single pass: times, scores, and the segments with their re-labels."""
         scorer = self.scorer
         if scorer is None:
@@ -394,12 +413,12 @@ class ClipMiner:
         times: list[float] = []
         scores: list[np.ndarray] = []
         batch: list[Frame] = []
-        segments: list[tuple[Segment, Any]] = []
+        segments: list[tuple[Segment, Relabel | None]] = []
         duration = info.duration_seconds or 0.0
 
         def relabel(closed: list[Segment]) -> None:
             for seg in closed:
-                label = None
+                label: Relabel | None = None
                 if self.relabeler is not None:
                     frames = {
                         tap: [
@@ -455,54 +474,56 @@ class ClipMiner:
         )
         return np.asarray(times, np.float64), score_array, segments
 
+    def _pick(self, segments: Sequence[Segment], info: VideoInfo) -> list[Segment]:
+        """Clamped to the video's length, the best ``max_clips_per_video`` in time order."""
+        clamped = [c for c in (clamp(s, info.duration_seconds) for s in segments) if c is not None]
+        kept = {id(s) for s in top_segments(clamped, self.config.max_clips_per_video)}
+        return [s for s in clamped if id(s) in kept]
+
     def _finish(
         self,
         video: Path,
         info: VideoInfo,
-        segments: Sequence[Any],
+        segments: Sequence[tuple[Segment, Relabel | None]],
         folder: Path,
-        *,
-        rescore: bool = False,
     ) -> list[Candidate]:
-        """Clamp, pick the best, re-label (rescore: by decoding the ranges) and cut."""
-        chosen = []
-        for item in segments:
-            seg, label = item if isinstance(item, tuple) else (item, None)
-            clamped = clamp(seg, info.duration_seconds)
-            if clamped is not None:
-                chosen.append((clamped, label))
-        kept = {
-            id(s) for s in top_segments([s for s, _ in chosen], self.config.max_clips_per_video)
+        """Pick the best, drop what the video model calls background, merge, and cut."""
+        clamped = [
+            (c, relabel)
+            for c, relabel in ((clamp(s, info.duration_seconds), r) for s, r in segments)
+            if c is not None
+        ]
+        picked = {
+            id(s) for s in top_segments([s for s, _ in clamped], self.config.max_clips_per_video)
         }
-        chosen = [(s, label) for s, label in chosen if id(s) in kept]
-        stage = _staging(folder)
-        if stage.exists():
-            shutil.rmtree(stage)
-        candidates: list[Candidate] = []
         background = self.config.segment.background_labels
-        for seg, label in chosen:
-            if rescore and self.relabeler is not None:
-                label = self._relabel_by_decoding(video, seg)
-            if label is not None and label[0] in background:
+        chosen: list[tuple[Segment, Relabel | None]] = []
+        for seg, relabel in clamped:
+            if id(seg) not in picked:
+                continue
+            if relabel is not None and relabel.label in background:
                 log.info(
                     "%s: %.2f-%.2f s dropped, the video model says %s",
                     video,
                     seg.time_start_seconds,
                     seg.time_end_seconds,
-                    label[0],
+                    relabel.label,
                 )
                 continue
-            candidate = Candidate(len(candidates), seg)
-            if label is not None:
-                candidate = replace(
-                    candidate, video_label=label[0], video_score=label[1], video_top5=label[2]
-                )
+            chosen.append((seg, relabel))
+        stage = _staging(folder)
+        if stage.exists():
+            shutil.rmtree(stage)
+        candidates: list[Candidate] = []
+        used: set[str] = set()
+        for seg, relabel in merge_same_label(chosen):
+            candidate = Candidate(len(candidates), seg, relabel)
             if self.config.cut != "none":
-                candidate = self._cut(video, candidate, folder.name, stage)
+                candidate = self._cut(video, candidate, folder, stage, used)
             candidates.append(candidate)
         return candidates
 
-    def _relabel_by_decoding(self, video: Path, seg: Segment) -> Any:
+    def _relabel_by_decoding(self, video: Path, seg: Segment) -> Relabel | None:
         assert self.relabeler is not None
         taps = self.relabeler.taps()
         frames: dict[Tap, list[Frame]] = {tap: [] for tap in taps}
@@ -513,15 +534,21 @@ class ClipMiner:
             frames[taps[index]].append(frame)
         return self.relabeler(frames) if all(frames.values()) else None
 
-    def _cut(self, video: Path, candidate: Candidate, folder_name: str, stage: Path) -> Candidate:
+    def _cut(
+        self, video: Path, candidate: Candidate, folder: Path, stage: Path, used: set[str]
+    ) -> Candidate:
+        """Cut one clip into the staging folder under a name no other clip of the video has."""
         seg = candidate.segment
-        label_dir = safe_name(candidate.final_label)
-        name = f"{video.stem}_{seg.time_start_seconds:08.2f}_{seg.time_end_seconds:08.2f}.mp4"
-        relative = Path(folder_name) / "clips" / label_dir / name
+        label_dir = safe_component(candidate.final_label)
+        name = f"{folder.name}_{seg.time_start_seconds:08.2f}_{seg.time_end_seconds:08.2f}"
+        if f"{label_dir}/{name}" in used:
+            name += f"_{candidate.clip_id}"
+        used.add(f"{label_dir}/{name}")
+        relative = Path(folder.parent.name) / folder.name / "clips" / label_dir / f"{name}.mp4"
         mode: Literal["reencode", "copy"] = "copy" if self.config.cut == "copy" else "reencode"
         result = cut_clip(
             video,
-            stage / "clips" / label_dir / name,
+            stage / "clips" / label_dir / f"{name}.mp4",
             seg.time_start_seconds,
             seg.time_end_seconds,
             mode=mode,
@@ -533,7 +560,9 @@ class ClipMiner:
             clip_end_seconds=result.time_end_seconds,
         )
 
-    def _write(self, result: VideoResult, *, labels: Sequence[str]) -> VideoResult:
+    def _write(
+        self, result: VideoResult, source: SourceId, *, labels: Sequence[str]
+    ) -> VideoResult:
         """Write the per-video outputs into a staging folder, then swap it in."""
         from clipminer import report
 
@@ -551,6 +580,17 @@ class ClipMiner:
             background=self.config.segment.background_labels,
             title=result.video.name,
         )
+        report.write_json(
+            stage / RUN_JSON,
+            run_json(
+                source,
+                name=final.name,
+                clipminer_version=__version__,
+                seconds=round(result.seconds, 3),
+                frames_scored=result.frames_scored,
+                config=asdict(self.config),
+            ),
+        )
         old = final.parent / f".{final.name}.old"
         if old.exists():
             shutil.rmtree(old)
@@ -561,9 +601,76 @@ class ClipMiner:
         return result
 
 
+def merge_same_label(
+    segments: Sequence[tuple[Segment, Relabel | None]],
+) -> list[tuple[Segment, Relabel | None]]:
+    """Segments in time order, those of one final label that overlap merged into one.
+
+    The merged segment spans both and keeps the higher score and that one's re-label.
+    """
+
+    def final(item: tuple[Segment, Relabel | None]) -> str:
+        return item[1].label if item[1] else item[0].label
+
+    merged: list[tuple[Segment, Relabel | None]] = []
+    last_of: dict[str, int] = {}
+    for seg, relabel in sorted(
+        segments, key=lambda item: (item[0].time_start_seconds, item[0].time_end_seconds)
+    ):
+        label = final((seg, relabel))
+        k = last_of.get(label)
+        if k is not None and seg.time_start_seconds < merged[k][0].time_end_seconds:
+            prev, prev_relabel = merged[k]
+            best = relabel if seg.score > prev.score else prev_relabel
+            merged[k] = (
+                Segment(
+                    prev.label if prev.score >= seg.score else seg.label,
+                    max(prev.score, seg.score),
+                    prev.time_start_seconds,
+                    max(prev.time_end_seconds, seg.time_end_seconds),
+                ),
+                best,
+            )
+            continue
+        last_of[label] = len(merged)
+        merged.append((seg, relabel))
+    return merged
+
+
 def _staging(folder: Path) -> Path:
     """Where a video's outputs are prepared before they are swapped in."""
     return folder.parent / f".{folder.name}.partial"
+
+
+def _source_of(video: Path) -> SourceId:
+    try:
+        return SourceId.of(video)
+    except OSError as exc:
+        raise ClipminerError(f"{video}: cannot read ({exc.strerror})") from None
+
+
+def _read_scores(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(times, scores, labels) from a ``scores.parquet``; a one-line error otherwise."""
+    import pandas as pd
+    import pyarrow
+
+    if not path.is_file():
+        raise UsageError(f"{path}: no such scores file")
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError, pyarrow.ArrowException) as exc:
+        raise UsageError(
+            f"{path}: not a scores.parquet ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    if len(table.columns) < 3 or table.columns[0] != "time":
+        raise UsageError(f"{path}: expected columns time, then one per class")
+    labels = tuple(str(c) for c in table.columns[1:])
+    try:
+        times = table["time"].to_numpy(np.float64)
+        scores = table[list(table.columns[1:])].to_numpy(np.float32)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: scores are not numbers ({exc})") from None
+    return times, scores, labels
 
 
 def find_clips(
@@ -577,44 +684,47 @@ def find_clips(
 ) -> list[tuple[Path, VideoResult | ClipminerError]]:
     """Mine several videos into ``out_root``; one failing video never stops the others.
 
-    With ``rescore`` (the ``scores.parquet`` of an earlier run; one video only), the
-    scores are read instead of computed. Writes ``out_root/kinetics.csv`` for the videos of
+    Each video gets ``out_root/videos/<name>/`` (:mod:`clipminer.layout`). With
+    ``rescore`` (the ``scores.parquet`` of an earlier run; one video only), the scores
+    are read instead of computed. Writes ``out_root/kinetics.csv`` for the videos of
     this call.
     """
-    out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
+    out_root = check_out_folder(out_root)
+    if rescore is not None and len(videos) != 1:
+        raise UsageError("--rescore takes the scores of one video; give one VIDEO")
     results: list[tuple[Path, VideoResult | ClipminerError]] = []
-    stems: dict[str, Path] = {}
+    claimed: dict[str, str] = {}
     for raw in videos:
         video = Path(raw)
         outcome: VideoResult | ClipminerError
-        if video.stem in stems:
-            outcome = UsageError(
-                f"{video}: same file name as {stems[video.stem]}; outputs would collide "
-                "in OUT/<stem>/ (rename one, or use `clipminer batch`)"
+        try:
+            source = _source_of(video)
+            if source.path in claimed.values():
+                raise UsageError(f"{video}: given twice")
+            name = folder_name(
+                video,
+                source,
+                out_root,
+                owners=claimed,
             )
-        else:
-            stems[video.stem] = video
-            try:
-                if rescore is not None:
-                    if len(videos) != 1:
-                        raise UsageError("--rescore takes the scores of one video; give one VIDEO")
-                    if not rescore.is_file():
-                        raise UsageError(f"{rescore}: no such scores file")
-                    outcome = miner.rescore(video, rescore, out_root)
-                else:
-                    outcome = miner.run(
-                        video, out_root, progress=progress_for(video) if progress_for else None
-                    )
-            except ClipminerError as exc:
-                outcome = exc
+            claimed[name] = source.path
+            if rescore is not None:
+                outcome = miner.rescore(video, rescore, out_root, name=name)
+            else:
+                progress = progress_for(video) if progress_for else None
+                outcome = miner.run(video, out_root, progress=progress, name=name, source=source)
+        except ClipminerError as exc:
+            outcome = exc
+        except Exception as exc:  # one video's bug must not stop the others
+            log.debug("%s: unexpected failure", video, exc_info=True)
+            outcome = ClipminerError(f"{video}: {type(exc).__name__}: {exc}")
         results.append((video, outcome))
         if on_result:
             on_result(video, outcome)
     from clipminer.report import write_kinetics_csv
 
     rows = [
-        (c.final_label, r.video.stem, c.segment.time_start_seconds, c.segment.time_end_seconds)
+        (c.final_label, r.out_dir.name, c.segment.time_start_seconds, c.segment.time_end_seconds)
         for _, r in results
         if isinstance(r, VideoResult)
         for c in r.candidates

@@ -69,6 +69,7 @@ def write_confusion_png(
                 colour = "white" if share[i, j] > 0.5 else "black"
                 ax.text(j, i, str(value), ha="center", va="center", color=colour, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    _plain_text(fig)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -148,7 +149,7 @@ def write_segments_csv(path: Path, video: Path, candidates: Sequence[Any]) -> Pa
 
 def write_kinetics_csv(path: Path, rows: Sequence[tuple[str, str, float, float]]) -> Path:
     """``label,youtube_id,time_start,time_end,split`` (split is ``train``: mined clips)."""
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+    with atomic_path(path, durable=True) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(KINETICS_COLUMNS)
         for label, youtube_id, start, end in rows:
@@ -178,7 +179,9 @@ def write_timeline_png(
     for k, label in enumerate(labels):
         if len(times):
             style = ":" if label in background else "-"
-            ax.plot(times, scores[:, k], style, color=colour_of[label], lw=1.2, label=label)
+            # matplotlib hides legend entries whose label starts with "_"
+            shown = f" {label}" if label.startswith("_") else label
+            ax.plot(times, scores[:, k], style, color=colour_of[label], lw=1.2, label=shown)
     for c in candidates:
         seg = c.segment
         ax.axvspan(
@@ -203,11 +206,20 @@ def write_timeline_png(
     ax.set_ylabel("image-model score")
     ax.set_title(title, loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    _plain_text(fig)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return path
+
+
+def _plain_text(fig: Any) -> None:
+    """Show every text of ``fig`` as written: names are data, never mathtext (``$x$``)."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
 
 
 # -- the nightly batch's HTML report -------------------------------------------------------

@@ -303,9 +303,7 @@ def evaluate_video_bundle(
 ) -> VideoEvaluation:
     """Score the validation videos of ``videos`` with a video bundle."""
     spec = ClipSpec.from_input(bundle.input)
-    model = video_models.BUILDERS[bundle.arch](num_classes=len(bundle.labels))
-    model.load_state_dict(bundle.state_dict)
-    model.to(device)
+    model = video_models.load_video_model(bundle).to(device)
     dataset = ClipDataset(videos.val, spec, clips_per_video=clips_per_video, cache=cache)
     loader = DataLoader(dataset, batch_size=batch_size, **loader_kwargs(workers, device))
     clip_probs, targets = predict_clips(model, loader, device, input_ndim=5)

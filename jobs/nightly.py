@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except OSError as exc:  # the log file or its folder cannot be written
+        print(f"error: {exc.filename or args.config}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
     log.info(
         "nightly batch: %s -> %s (%s engine, %d workers)",
         folder,
@@ -151,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         summary.skipped,
         out / "report.html",
     )
+    if summary.stale:
+        log.warning(
+            "%d done videos were mined with other options or models and were left as they "
+            "are; run clipminer batch --force to mine them again",
+            summary.stale,
+        )
     return EXIT_FAILED_VIDEOS if summary.failed else EXIT_OK
 
 

@@ -125,7 +125,7 @@ def test_good_and_bad_files_and_resume(models, tmp_path: Path, shared_data: Path
     assert all("\n" not in e and "Traceback" not in e for e in errors.values())
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert len(rows) == 9 and {r["status"] for r in rows} == {"done", "failed", "skipped"}
-    assert (out / "nested__v0" / "segments.csv").is_file()
+    assert (out / "videos" / "v0" / "segments.csv").is_file()
     # A second run does nothing; --retry-failed tries the failures again; new options
     # leave done videos alone unless --force.
     again = run_batch(folder, out, config=_config(models))
@@ -203,16 +203,16 @@ def test_sigkill_at_random_moments_then_resume(models, tmp_path: Path) -> None:
     leftovers = [p for p in out.rglob("*") if ".partial" in p.name or p.name.endswith(".old")]
     assert leftovers == []
     for v in videos:
-        rows = list(csv.DictReader((out / v.stem / "segments.csv").open()))
+        rows = list(csv.DictReader((out / "videos" / v.stem / "segments.csv").open()))
         for row in rows:
             assert (out / row["clip_path"]).is_file()
-        clips = sorted(p.name for p in (out / v.stem / "clips").rglob("*.mp4")) if rows else []
+        clips = sorted(p.name for p in (out / "videos" / v.stem / "clips").rglob("*.mp4")) if rows else []
         assert clips == sorted(Path(r["clip_path"]).name for r in rows)
     summary = list(csv.DictReader((out / "summary.csv").open()))
     assert len(summary) == 4 and {r["status"] for r in summary} == {"done"}
     kinetics = (out / "kinetics.csv").read_text().splitlines()
     assert len(kinetics) - 1 == sum(
-        len(list(csv.DictReader((out / v.stem / "segments.csv").open()))) for v in videos
+        len(list(csv.DictReader((out / "videos" / v.stem / "segments.csv").open()))) for v in videos
     )
 
 
@@ -224,8 +224,8 @@ def test_ray_engine_gives_the_same_outputs(models, tmp_path: Path) -> None:
     ray_run = run_batch(folder, tmp_path / "ray", config=_config(models, engine="ray", workers=2))
     assert local.done == ray_run.done == 3
     for v in videos:
-        a = (tmp_path / "local" / v.stem / "segments.csv").read_text()
-        b = (tmp_path / "ray" / v.stem / "segments.csv").read_text()
+        a = (tmp_path / "local" / "videos" / v.stem / "segments.csv").read_text()
+        b = (tmp_path / "ray" / "videos" / v.stem / "segments.csv").read_text()
         assert a == b
     assert _state(tmp_path / "local") == _state(tmp_path / "ray")
 

@@ -127,7 +127,7 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "true actions found" in result.output
     assert (tmp_path / "demo" / "mined" / "kinetics.csv").is_file()
-    assert (tmp_path / "demo" / "mined" / "demo_1" / "segments.csv").is_file()
+    assert (tmp_path / "demo" / "mined" / "videos" / "demo_1" / "segments.csv").is_file()
     assert (tmp_path / "demo" / "mined" / "report.html").is_file()
 
 

@@ -125,7 +125,7 @@ def test_quality_and_relabelling_fixes_the_motion_pair(mined, long_video) -> Non
 
 def test_outputs_follow_the_contract(mined, long_video) -> None:
     out, result = mined
-    folder = out / long_video.path.stem
+    folder = out / "videos" / long_video.path.stem
     with (folder / "segments.csv").open() as handle:
         rows = list(csv.reader(handle))
     assert tuple(rows[0][: len(SEGMENT_COLUMNS)]) == SEGMENT_COLUMNS
@@ -149,7 +149,7 @@ def test_outputs_follow_the_contract(mined, long_video) -> None:
 
 def test_same_inputs_same_outputs_and_rescore(mined, models, long_video, tmp_path) -> None:
     out, first = mined
-    folder = out / long_video.path.stem
+    folder = out / "videos" / long_video.path.stem
     config = FindClipsConfig(segment=SegmentConfig(segment_on="action"), device="cpu", cut="none")
     miner = ClipMiner(models[0], [models[1]], config=config)
     again = miner.run(long_video.path, tmp_path)
@@ -193,7 +193,7 @@ def test_all_background_gives_no_segments(models, tmp_path: Path) -> None:
     miner = ClipMiner(models[0], [models[1]], config=FindClipsConfig(device="cpu"))
     result = miner.run(quiet.path, tmp_path / "out")
     assert result.candidates == []
-    assert (tmp_path / "out" / "quiet" / "segments.csv").read_text().count("\n") == 1
+    assert (tmp_path / "out" / "videos" / "quiet" / "segments.csv").read_text().count("\n") == 1
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def test_cli_good_and_bad_videos(models, long_video, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "broken.mp4: not a readable video container" in result.output
     assert "Traceback" not in result.output
-    assert (tmp_path / "out" / long_video.path.stem / "segments.csv").is_file()
+    assert (tmp_path / "out" / "videos" / long_video.path.stem / "segments.csv").is_file()
     assert not (tmp_path / "out" / "broken").exists()
     result = runner.invoke(app, ["find-clips", str(long_video.path), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "--image-model is required" in result.output

@@ -84,7 +84,7 @@ def test_find_clips_on_every_awkward_file(models, awkward: Path, tmp_path: Path)
             assert len(errors) == 1 and path.name in errors[0], result.output
         else:
             assert result.exit_code == 0, (path.name, result.output)
-            assert (tmp_path / "out" / path.stem / "segments.csv").is_file()
+            assert (tmp_path / "out" / "videos" / path.stem / "segments.csv").is_file()
 
 
 def test_batch_completes_over_every_awkward_file(models, awkward: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -83,6 +83,8 @@ class Bundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     clipminer_version: str = __version__
+    source: str = field(default="", compare=False)
+    """Where the bundle was loaded from (for messages; never saved)."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "video"):
@@ -112,6 +114,33 @@ class Bundle:
             "config": self.config,
             "clipminer_version": self.clipminer_version,
         }
+
+
+def build_from_bundle(
+    bundle: Bundle, builders: Mapping[str, Callable[..., torch.nn.Module]]
+) -> torch.nn.Module:
+    """Build ``bundle.arch`` from ``builders`` and load its weights, in eval mode.
+
+    Raises:
+        BundleError: the arch is unknown here, or the tensors do not fit it (for
+            example labels that do not match the classifier's size); the message names
+            the bundle's path.
+    """
+    name = f"{bundle.source}: " if bundle.source else ""
+    if bundle.arch not in builders:
+        raise BundleError(
+            f"{name}unknown {bundle.kind} arch {bundle.arch!r} (known: {', '.join(builders)})"
+        )
+    model = builders[bundle.arch](num_classes=len(bundle.labels))
+    try:
+        model.load_state_dict(bundle.state_dict)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1:2] or [str(exc)]
+        raise BundleError(
+            f"{name}weights do not fit {bundle.arch} with {len(bundle.labels)} labels "
+            f"({first[0].strip()[:200]})"
+        ) from None
+    return model.eval()
 
 
 def save_bundle(bundle: Bundle, path: str | os.PathLike[str]) -> Path:
@@ -195,6 +224,7 @@ def load_bundle(path: str | os.PathLike[str], *, kind: Kind | None = None) -> Bu
             metrics=dict(data["metrics"]),
             config=dict(data["config"]),
             clipminer_version=str(data.get("clipminer_version", "unknown")),
+            source=str(path),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise BundleError(f"{path}: malformed clipminer bundle ({exc})") from None

@@ -21,8 +21,8 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from clipminer.devices import resolve_device
-from clipminer.errors import UsageError
-from clipminer.models.bundle import Bundle, load_bundle
+from clipminer.errors import BundleError, UsageError
+from clipminer.models.bundle import Bundle, build_from_bundle, load_bundle
 from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
 from clipminer.train import to_channels_last
 from clipminer.transforms import normalize, resize_center_crop
@@ -145,11 +145,10 @@ def set_trainable(model: nn.Module, arch: str, layers: TrainLayers) -> int:
 def model_from_bundle(bundle: Bundle) -> nn.Module:
     """Rebuild the network of an image bundle, weights loaded, in eval mode."""
     if bundle.kind != "image":
-        raise UsageError(f"expected an image model bundle, got a {bundle.kind} model")
-    model = _arch(bundle.arch).build(weights=None)
-    _replace_head(model, _arch(bundle.arch).head, len(bundle.labels))
-    model.load_state_dict(bundle.state_dict)
-    return model.eval()
+        raise BundleError(
+            f"{bundle.source or 'bundle'}: expected an image model, got a {bundle.kind} model"
+        )
+    return build_from_bundle(bundle, BUILDERS)
 
 
 class ImageScorer:

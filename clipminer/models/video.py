@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 from torchvision.models.video.resnet import Bottleneck, Conv3DSimple, VideoResNet
 
-from clipminer.errors import UsageError
+from clipminer.errors import BundleError, UsageError
+from clipminer.models.bundle import Bundle, build_from_bundle
 from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -385,3 +386,16 @@ def build(arch: str, *, num_classes: int, weights: str = "none") -> nn.Module:
         state, source = read_state_dict(weights)
         load_matching(model, state, source=f"{weights} ({source})", head_prefixes=(f"{head}.",))
     return model
+
+
+def load_video_model(bundle: Bundle) -> nn.Module:
+    """The network of a video bundle, weights loaded, in eval mode.
+
+    Raises:
+        BundleError: not a video bundle, an unknown arch, or weights that do not fit.
+    """
+    if bundle.kind != "video":
+        raise BundleError(
+            f"{bundle.source or 'bundle'}: expected a video model, got an image model"
+        )
+    return build_from_bundle(bundle, BUILDERS)
