@@ -466,6 +466,7 @@ def _plan(
                 row.path, row.mtime = str(resolved), stat.st_mtime
                 state.put(row)
                 owners[Path(row.output).name] = row.path
+                changed = False
         elif changed and row.fingerprint == print_:
             changed = False  # touched, not modified
         if row is not None and not changed:

@@ -28,6 +28,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(image.pt, video.pt): untrained tiny bundles, see :func:`helpers.save_tiny_models`."""
+    from .helpers import save_tiny_models
+
+    return save_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``; tests that use it skip cleanly when it is absent."""
     if not SHARED_DATA.is_dir():

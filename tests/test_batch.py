@@ -14,80 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from clipminer import synth
 from clipminer.batch import BatchConfig, BatchLocked, run_batch
 from clipminer.cli import app
 from clipminer.findclips import FindClipsConfig
-from clipminer.models import image, video
-from clipminer.models.bundle import Bundle, InputSpec, save_bundle
-from clipminer.segments import SegmentConfig
-from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+from .helpers import batch_config, make_videos
 
 runner = CliRunner()
-LABELS = tuple(sorted(synth.LABELS))
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Untrained tiny models: the batch's bookkeeping does not depend on their accuracy,
-    and in action mode their near-uniform scores give segments to cut."""
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    image_model = image.build("resnet18", num_classes=len(LABELS))
-    save_bundle(
-        Bundle(
-            "image",
-            "resnet18",
-            LABELS,
-            InputSpec((32, 32), IMAGENET_MEAN, IMAGENET_STD),
-            image_model.state_dict(),
-        ),
-        root / "image.pt",
-    )
-    video_model = video.build("small3d", num_classes=len(LABELS))
-    save_bundle(
-        Bundle(
-            "video",
-            "small3d",
-            LABELS,
-            InputSpec(
-                (32, 32), video.KINETICS_MEAN, video.KINETICS_STD, clip_len=4, frame_rate=8.0
-            ),
-            video_model.state_dict(),
-        ),
-        root / "video.pt",
-    )
-    return root / "image.pt", root / "video.pt"
-
-
-def _config(models, **kw) -> BatchConfig:
-    find = FindClipsConfig(
-        segment=SegmentConfig(segment_on="action", min_seconds=1.0, max_seconds=4.0), device="cpu"
-    )
-    return BatchConfig(
-        image_model=str(models[0]), video_models=(str(models[1]),), findclips=find, **kw
-    )
-
-
-def _videos(root: Path, count: int, seconds: float = 8.0) -> list[Path]:
-    made = [
-        synth.make_long_video(
-            root / f"v{k}.mp4",
-            duration_seconds=seconds,
-            size=(48, 64),
-            fps=10,
-            seed=k,
-            action_seconds=(2, 3),
-            gap_seconds=(1, 2),
-        )
-        for k in range(count)
-    ]
-    for long in made:
-        long.truth_csv.unlink()  # the batch would list it as a skipped non-video
-    return [long.path for long in made]
 
 
 def _state(out: Path) -> list[tuple[str, str]]:
@@ -95,10 +30,10 @@ def _state(out: Path) -> list[tuple[str, str]]:
         return db.execute("SELECT path, status FROM videos ORDER BY path").fetchall()
 
 
-def test_good_and_bad_files_and_resume(models, tmp_path: Path, shared_data: Path) -> None:
+def test_good_and_bad_files_and_resume(tiny_models, tmp_path: Path, shared_data: Path) -> None:
     folder = tmp_path / "in"
     (folder / "nested").mkdir(parents=True)
-    good = _videos(folder / "nested", 2)
+    good = make_videos(folder / "nested", 2)
     for name in ("decord_corrupted.mp4", "torchcodec_h265_10bits.mp4", "decord_unordered.mov"):
         (folder / name).write_bytes((shared_data / "robustness" / name).read_bytes())
     (folder / "empty.mp4").write_bytes(b"")
@@ -107,7 +42,7 @@ def test_good_and_bad_files_and_resume(models, tmp_path: Path, shared_data: Path
     (folder / "text.mp4").write_text("not a video")
     (folder / "notes.txt").write_text("not a video either")
     out = tmp_path / "out"
-    summary = run_batch(folder, out, config=_config(models))
+    summary = run_batch(folder, out, config=batch_config(tiny_models))
     status = dict(_state(out))
     assert {Path(p).name: s for p, s in status.items()} == {
         "v0.mp4": "done",
@@ -128,36 +63,38 @@ def test_good_and_bad_files_and_resume(models, tmp_path: Path, shared_data: Path
     assert (out / "videos" / "v0" / "segments.csv").is_file()
     # A second run does nothing; --retry-failed tries the failures again; new options
     # leave done videos alone unless --force.
-    again = run_batch(folder, out, config=_config(models))
+    again = run_batch(folder, out, config=batch_config(tiny_models))
     assert (again.done, again.failed, again.already_done) == (0, 0, 5)
-    retried = run_batch(folder, out, config=_config(models, retry_failed=True))
+    retried = run_batch(folder, out, config=batch_config(tiny_models, retry_failed=True))
     assert retried.failed == 3 and retried.done == 0
     other = BatchConfig(
-        image_model=str(models[0]), findclips=FindClipsConfig(device="cpu", cut="none")
+        image_model=str(tiny_models[0]), findclips=FindClipsConfig(device="cpu", cut="none")
     )
     assert run_batch(folder, out, config=other).done == 0
     forced = BatchConfig(
-        image_model=str(models[0]), findclips=FindClipsConfig(device="cpu", cut="none"), force=True
+        image_model=str(tiny_models[0]),
+        findclips=FindClipsConfig(device="cpu", cut="none"),
+        force=True,
     )
     assert run_batch(folder, out, config=forced).done == 5
 
 
-def test_lock_keeps_a_second_run_out(models, tmp_path: Path) -> None:
+def test_lock_keeps_a_second_run_out(tiny_models, tmp_path: Path) -> None:
     folder = tmp_path / "in"
-    _videos(folder, 1, seconds=3)
+    make_videos(folder, 1, seconds=3)
     out = tmp_path / "out"
     out.mkdir()
     with (out / ".batch.lock").open("a+") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(BatchLocked, match="another clipminer batch is running"):
-            run_batch(folder, out, config=_config(models))
+            run_batch(folder, out, config=batch_config(tiny_models))
         result = runner.invoke(
-            app, ["batch", str(folder), "--out", str(out), "--image-model", str(models[0])]
+            app, ["batch", str(folder), "--out", str(out), "--image-model", str(tiny_models[0])]
         )
         assert result.exit_code == 3 and "another clipminer batch" in result.output
 
 
-def _batch_command(folder: Path, out: Path, models) -> list[str]:
+def _batch_command(folder: Path, out: Path, tiny_models) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -167,9 +104,9 @@ def _batch_command(folder: Path, out: Path, models) -> list[str]:
         "--out",
         str(out),
         "--image-model",
-        str(models[0]),
+        str(tiny_models[0]),
         "--video-model",
-        str(models[1]),
+        str(tiny_models[1]),
         "--segment-on",
         "action",
         "--min-seconds",
@@ -181,11 +118,11 @@ def _batch_command(folder: Path, out: Path, models) -> list[str]:
     ]
 
 
-def test_sigkill_at_random_moments_then_resume(models, tmp_path: Path) -> None:
+def test_sigkill_at_random_moments_then_resume(tiny_models, tmp_path: Path) -> None:
     folder = tmp_path / "in"
-    videos = _videos(folder, 4)
+    videos = make_videos(folder, 4)
     out = tmp_path / "out"
-    command = _batch_command(folder, out, models)
+    command = _batch_command(folder, out, tiny_models)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     rng = random.Random(7)
     for _ in range(4):
@@ -206,7 +143,11 @@ def test_sigkill_at_random_moments_then_resume(models, tmp_path: Path) -> None:
         rows = list(csv.DictReader((out / "videos" / v.stem / "segments.csv").open()))
         for row in rows:
             assert (out / row["clip_path"]).is_file()
-        clips = sorted(p.name for p in (out / "videos" / v.stem / "clips").rglob("*.mp4")) if rows else []
+        clips = (
+            sorted(p.name for p in (out / "videos" / v.stem / "clips").rglob("*.mp4"))
+            if rows
+            else []
+        )
         assert clips == sorted(Path(r["clip_path"]).name for r in rows)
     summary = list(csv.DictReader((out / "summary.csv").open()))
     assert len(summary) == 4 and {r["status"] for r in summary} == {"done"}
@@ -216,12 +157,14 @@ def test_sigkill_at_random_moments_then_resume(models, tmp_path: Path) -> None:
     )
 
 
-def test_ray_engine_gives_the_same_outputs(models, tmp_path: Path) -> None:
+def test_ray_engine_gives_the_same_outputs(tiny_models, tmp_path: Path) -> None:
     pytest.importorskip("ray")
     folder = tmp_path / "in"
-    videos = _videos(folder, 3, seconds=5)
-    local = run_batch(folder, tmp_path / "local", config=_config(models))
-    ray_run = run_batch(folder, tmp_path / "ray", config=_config(models, engine="ray", workers=2))
+    videos = make_videos(folder, 3, seconds=5)
+    local = run_batch(folder, tmp_path / "local", config=batch_config(tiny_models))
+    ray_run = run_batch(
+        folder, tmp_path / "ray", config=batch_config(tiny_models, engine="ray", workers=2)
+    )
     assert local.done == ray_run.done == 3
     for v in videos:
         a = (tmp_path / "local" / "videos" / v.stem / "segments.csv").read_text()
@@ -231,7 +174,7 @@ def test_ray_engine_gives_the_same_outputs(models, tmp_path: Path) -> None:
 
 
 @pytest.mark.browser
-def test_report_opens_from_disk_in_chromium(models, tmp_path: Path) -> None:
+def test_report_opens_from_disk_in_chromium(tiny_models, tmp_path: Path) -> None:
     import shutil
 
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
@@ -239,9 +182,9 @@ def test_report_opens_from_disk_in_chromium(models, tmp_path: Path) -> None:
     from scrapers.driver import chromium
 
     folder = tmp_path / "in"
-    _videos(folder, 2)
+    make_videos(folder, 2)
     out = tmp_path / "out"
-    run_batch(folder, out, config=_config(models))
+    run_batch(folder, out, config=batch_config(tiny_models))
     report = out / "report.html"
     assert report.is_file()
     with chromium(load_images=True) as driver:

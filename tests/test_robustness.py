@@ -14,7 +14,7 @@ from clipminer.batch import run_batch
 from clipminer.cli import app
 from clipminer.encode import VideoWriter
 
-from .test_batch import _config, models  # noqa: F401 - the module-scoped fixture
+from .helpers import batch_config
 
 
 def _write(path: Path, frames: int, size: tuple[int, int]) -> Path:
@@ -56,7 +56,7 @@ def awkward(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path
 BAD = {"zero.mp4", "half.mp4", "text.mp4", "audio_only.m4a"}
 
 
-def test_find_clips_on_every_awkward_file(models, awkward: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_find_clips_on_every_awkward_file(tiny_models, awkward: Path, tmp_path: Path) -> None:
     for path in sorted(awkward.iterdir()):
         result = CliRunner().invoke(
             app,
@@ -64,9 +64,9 @@ def test_find_clips_on_every_awkward_file(models, awkward: Path, tmp_path: Path)
                 "find-clips",
                 str(path),
                 "--image-model",
-                str(models[0]),
+                str(tiny_models[0]),
                 "--video-model",
-                str(models[1]),
+                str(tiny_models[1]),
                 "--out",
                 str(tmp_path / "out"),
                 "--device",
@@ -87,8 +87,10 @@ def test_find_clips_on_every_awkward_file(models, awkward: Path, tmp_path: Path)
             assert (tmp_path / "out" / "videos" / path.stem / "segments.csv").is_file()
 
 
-def test_batch_completes_over_every_awkward_file(models, awkward: Path, tmp_path: Path) -> None:  # noqa: F811
-    summary = run_batch(awkward, tmp_path / "out", config=_config(models))
+def test_batch_completes_over_every_awkward_file(
+    tiny_models, awkward: Path, tmp_path: Path
+) -> None:
+    summary = run_batch(awkward, tmp_path / "out", config=batch_config(tiny_models))
     failed = {Path(o.path).name: o.error for o in summary.outcomes if not o.ok}
     done = {Path(o.path).name for o in summary.outcomes if o.ok}
     # Audio only, with an audio suffix: not a video, listed as skipped rather than failed.
