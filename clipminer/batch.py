@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from clipminer import __version__
+from clipminer import THREAD_ENV, __version__
+from clipminer.data.videos import VIDEO_SUFFIXES
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.findclips import ClipMiner, FindClipsConfig, VideoResult
 from clipminer.fsutil import atomic_path
@@ -50,10 +51,6 @@ from clipminer.layout import (
 log = logging.getLogger(__name__)
 
 Engine = Literal["local", "ray"]
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
-     ".ts", ".mts", ".m2ts", ".ogv"}
-)  # fmt: skip
 EXIT_LOCKED = 3
 
 
@@ -324,7 +321,6 @@ class VideoWorker:
     """Loads the models once and mines one video at a time (local process or Ray actor)."""
 
     def __init__(self, config: BatchConfig) -> None:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self.miner = ClipMiner(
             config.image_model, list(config.video_models), config=config.findclips
         )
@@ -575,7 +571,7 @@ def _execute_ray(todo: list[tuple[Path, str]], out: Path, config: BatchConfig) -
 
     started_here = not ray.is_initialized()
     if started_here:
-        env = {"env_vars": {"OMP_WAIT_POLICY": "PASSIVE"}}
+        env = {"env_vars": dict(THREAD_ENV)}
         if config.ray_address:
             check_reachable(config.ray_address)
             ray.init(address=config.ray_address, runtime_env=env, log_to_driver=False)

@@ -8,6 +8,7 @@ timestamps in seconds relative to the start of the stream.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import math
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import av
 import av.container
@@ -503,6 +504,24 @@ class VideoReader:
         if quarter_turns:
             rgb = np.ascontiguousarray(np.rot90(rgb, k=-quarter_turns))
         return rgb
+
+
+def describe(path: str | os.PathLike[str], *, sample_fps: float | None = None) -> dict[str, Any]:
+    """:func:`probe` as a plain dict (``path`` as given), for printing or JSON.
+
+    With ``sample_fps`` the whole file is also decoded, keeping that many frames per
+    second: ``sampled_frames`` and ``problems`` (what the decoder had to skip) are added.
+
+    Raises:
+        DecodeError: as :func:`probe`, or the decode fails.
+    """
+    row: dict[str, Any] = dataclasses.asdict(probe(path))
+    row["path"] = str(path)
+    if sample_fps:
+        with VideoReader(path, sample_fps=sample_fps) as reader:
+            row["sampled_frames"] = sum(1 for _ in reader)
+        row["problems"] = reader.stats.errors
+    return row
 
 
 def iter_frames(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import torch
+from torch import nn
 
 from clipminer.errors import UsageError
 
@@ -30,3 +31,16 @@ def resolve_device(spec: str) -> torch.device:
                 f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) are present"
             )
     return device
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Channels-last weights: 4-D ones for 2D convolutions, 5-D ones for 3D convolutions.
+
+    Works for models that mix both (LRCN runs a 2D CNN on video input).
+    """
+    for param in model.parameters():
+        if param.ndim == 4:
+            param.data = param.data.contiguous(memory_format=torch.channels_last)
+        elif param.ndim == 5:
+            param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
+    return model

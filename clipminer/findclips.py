@@ -31,7 +31,7 @@ from clipminer import __version__
 from clipminer.cut import CutMode, cut_clip
 from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
-from clipminer.devices import resolve_device
+from clipminer.devices import resolve_device, to_channels_last
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import safe_component
 from clipminer.labels import label_key
@@ -49,7 +49,7 @@ from clipminer.models.bundle import Bundle, load_bundle
 from clipminer.models.image import ImageScorer
 from clipminer.sampling import uniform_window_starts, window_indices
 from clipminer.segments import OnlineSegmenter, Segment, SegmentConfig, clamp, top_segments
-from clipminer.train import to_channels_last
+from clipminer.settings import from_flat, setting
 from clipminer.transforms import eval_resize_shape
 
 log = logging.getLogger(__name__)
@@ -62,20 +62,39 @@ Progress = Callable[[float, float], None]
 class FindClipsConfig:
     """Everything find-clips was asked to do."""
 
-    sample_fps: float = 2.0
+    sample_fps: float = setting(
+        2.0, "Frames per second scored by the image model (by timestamp).", min=0.01
+    )
     segment: SegmentConfig = field(default_factory=SegmentConfig)
-    max_clips_per_video: int | None = None
-    cut: CutMode = "reencode"
-    batch_size: int | None = None
-    """Frames per image-model batch; default on the CPU 4 at 224 px, more for smaller
-    inputs (4 x (224 / size)^2, at most 32: the same activation memory), measured as fast
-    end to end as 8 or 16 at 224 px with the peak under 1 GiB on 1080p; 32 on CUDA."""
-    device: str = "auto"
-    decode_device: str = "cpu"
-    image_size: int | None = None
-    """Run the image model at this square size instead of its trained size."""
-    relabel_windows: int = 4
-    """Most windows of the video model's clip length spread over a segment."""
+    max_clips_per_video: int | None = setting(
+        None, "Keep only the best-scoring segments of each video.", min=1
+    )
+    cut: CutMode = setting(
+        "reencode",
+        "reencode: frame-exact, source frame rate and audio kept; copy: stream copy from the "
+        "keyframe at or before the start (fast, actual start recorded); none: manifests only.",
+    )
+    batch_size: int | None = setting(
+        None,
+        "Frames per image-model batch (default on the CPU: 4 at 224 px, more for smaller "
+        "inputs; 32 on CUDA).",
+        min=1,
+    )
+    """Default on the CPU 4 at 224 px, more for smaller inputs (4 x (224 / size)^2, at
+    most 32: the same activation memory), measured as fast end to end as 8 or 16 at 224 px
+    with the peak under 1 GiB on 1080p; 32 on CUDA."""
+    device: str = setting(
+        "auto", "Where the models run: auto (CUDA when present), cpu, cuda, cuda:N."
+    )
+    decode_device: str = setting(
+        "cpu", "cpu, or cuda/cuda:N to decode with NVDEC (falls back to the CPU when unavailable)."
+    )
+    image_size: int | None = setting(
+        None, "Run the image model at this square size instead of its trained size.", min=16
+    )
+    relabel_windows: int = setting(
+        4, "Most windows of the video model's clip length averaged over a segment.", min=1
+    )
 
     def __post_init__(self) -> None:
         if not self.sample_fps > 0:
@@ -86,6 +105,12 @@ class FindClipsConfig:
             raise UsageError("--max-clips-per-video must be at least 1")
         if (self.batch_size is not None and self.batch_size < 1) or self.relabel_windows < 1:
             raise UsageError("batch size and relabel windows must be at least 1")
+
+
+def findclips_config(values: dict[str, Any], *, where: str) -> FindClipsConfig:
+    """A :class:`FindClipsConfig` from flat snake_case settings (the command line's
+    options or the ``[findclips]`` table of ``nightly.toml``); unknown keys are refused."""
+    return from_flat(FindClipsConfig, values, where=where)
 
 
 @dataclass(frozen=True)

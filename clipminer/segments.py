@@ -31,6 +31,8 @@ from typing import Literal
 
 import numpy as np
 
+from clipminer.settings import setting
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -55,18 +57,44 @@ class Segment:
 class SegmentConfig:
     """How score curves become segments; see the module docstring for the order."""
 
-    threshold: float = 0.5
-    threshold_low: float | None = None
-    """Closing threshold; default 0.7 × ``threshold``."""
-    smooth_seconds: float = 1.0
-    min_seconds: float = 2.0
-    max_seconds: float = 10.0
-    merge_gap_seconds: float = 1.0
-    pad_seconds: float = 0.0
-    classes: tuple[str, ...] | None = None
-    """Mine only these labels (default: all but the background labels)."""
-    background_labels: tuple[str, ...] = ("background",)
-    segment_on: Literal["class", "action"] = "class"
+    threshold: float = setting(0.5, "Smoothed class score that opens a segment.", min=0.0, max=1.0)
+    threshold_low: float | None = setting(
+        None,
+        "Score below which an open segment closes (default 0.7 x threshold).",
+        min=0.0,
+        max=1.0,
+    )
+    smooth_seconds: float = setting(1.0, "Moving-average window over the score curves.", min=0.0)
+    min_seconds: float = setting(2.0, "Shorter segments are dropped.", min=0.0)
+    max_seconds: float = setting(
+        10.0,
+        "Longer segments are split into consecutive pieces of this length (Kinetics: 10 s); "
+        "a last piece shorter than --min-seconds is dropped.",
+        min=0.1,
+    )
+    merge_gap_seconds: float = setting(1.0, "Segments of one class this close are merged.", min=0.0)
+    pad_seconds: float = setting(
+        0.0,
+        "Added before and after each segment (never overlapping the previous one of its class).",
+        min=0.0,
+    )
+    classes: tuple[str, ...] | None = setting(
+        None,
+        "Mine only these labels (repeat the option; default: all but background).",
+        metavar="LABEL",
+    )
+    background_labels: tuple[str, ...] = setting(
+        ("background",),
+        "Labels never emitted; a candidate the video model calls one is dropped (repeat the "
+        "option).",
+        metavar="LABEL",
+    )
+    segment_on: Literal["class", "action"] = setting(
+        "class",
+        "class: a score curve per label; action: one curve, the summed action scores "
+        "(1 - background), each segment labelled by its most likely action. Use action when "
+        "single frames cannot tell some classes apart and a video model re-labels.",
+    )
     """``class``: one score series per label. ``action``: one series, the summed
     scores of the labels that may be emitted (1 - background), each segment labelled
     with the action of highest mean score over it. ``action`` finds actions whose

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from clipminer.devices import to_channels_last
 from clipminer.errors import ClipminerError
 from clipminer.fsutil import atomic_path
 from clipminer.metrics import ClassificationMetrics, classification_metrics
@@ -119,19 +119,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """Channels-last weights: 4-D ones for 2D convolutions, 5-D ones for 3D convolutions.
-
-    Works for models that mix both (LRCN runs a 2D CNN on video input).
-    """
-    for param in model.parameters():
-        if param.ndim == 4:
-            param.data = param.data.contiguous(memory_format=torch.channels_last)
-        elif param.ndim == 5:
-            param.data = param.data.contiguous(memory_format=torch.channels_last_3d)
-    return model
 
 
 def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -405,6 +392,4 @@ def loader_kwargs(workers: int, device: torch.device) -> dict[str, Any]:
     if workers > 0:
         kwargs["persistent_workers"] = True
         kwargs["prefetch_factor"] = 4
-        # Workers decode images or video; keep their OpenMP pools from spinning.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return kwargs

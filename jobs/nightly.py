@@ -12,74 +12,83 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from clipminer.batch import BatchConfig
+from clipminer.errors import UsageError
+from clipminer.findclips import findclips_config
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_CONFIG, EXIT_LOCKED, EXIT_CRASH = 0, 1, 2, 3, 4
 log = logging.getLogger("clipminer.nightly")
+
+
+BATCH_KEYS = {
+    "input": "folder that fills up with long videos (required)",
+    "output_root": "state, per-video outputs and reports (required)",
+    "image_model": "image model bundle (required)",
+    "video_models": "list of video model bundles",
+    "engine": "local or ray",
+    "ray_address": "Ray cluster address; empty: start a local Ray",
+    "workers": "videos mined at once",
+    "retry_failed": "try failed videos again",
+    "force": "redo videos done with other options or models",
+}
+LOG_KEYS = {"file", "max_bytes", "backups"}
 
 
 def _path(base: Path, value: str) -> str:
     return str(value if Path(value).is_absolute() else (base / value).resolve())
 
 
-def load_config(path: Path) -> tuple[Any, Path, Path, dict[str, Any]]:
-    """(BatchConfig, input folder, output root, log settings) from the TOML file."""
-    from clipminer.batch import BatchConfig
-    from clipminer.errors import UsageError
-    from clipminer.findclips import FindClipsConfig
-    from clipminer.segments import SegmentConfig
+def _check_keys(table: dict[str, Any], valid: Any, where: str) -> None:
+    unknown = sorted(set(table) - set(valid))
+    if unknown:
+        raise UsageError(
+            f"{where}: unknown setting {', '.join(unknown)}; valid: {', '.join(valid)}"
+        )
 
+
+def load_config(path: Path) -> tuple[BatchConfig, Path, Path, dict[str, Any]]:
+    """(BatchConfig, input folder, output root, log settings) from the TOML file.
+
+    ``[findclips]`` takes every find-clips setting by its snake_case name (the same
+    fields as the command line's options); an unknown or misspelt key in any table is
+    a one-line error that lists the valid keys.
+    """
     try:
         data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: {exc}") from None
+    _check_keys(data, ("batch", "findclips", "log"), str(path))
+    batch, find, log_cfg = data.get("batch", {}), data.get("findclips", {}), data.get("log", {})
+    _check_keys(batch, BATCH_KEYS, f"{path} [batch]")
+    _check_keys(log_cfg, LOG_KEYS, f"{path} [log]")
+    missing = [key for key in ("input", "output_root", "image_model") if key not in batch]
+    if missing:
+        raise UsageError(f"{path} [batch]: missing setting {', '.join(missing)}")
     base = path.parent
-    batch, find, log_cfg = (
-        data.get("batch", {}),
-        dict(data.get("findclips", {})),
-        data.get("log", {}),
-    )
     try:
-        segment_keys = {
-            "threshold",
-            "threshold_low",
-            "smooth_seconds",
-            "min_seconds",
-            "max_seconds",
-            "merge_gap_seconds",
-            "pad_seconds",
-            "segment_on",
-        }
-        segment = SegmentConfig(**{k: find.pop(k) for k in list(find) if k in segment_keys})
         config = BatchConfig(
             image_model=_path(base, batch["image_model"]),
             video_models=tuple(_path(base, p) for p in batch.get("video_models", [])),
-            findclips=FindClipsConfig(segment=segment, **find),
+            findclips=findclips_config(find, where=f"{path} [findclips]"),
             engine=batch.get("engine", "local"),
             ray_address=batch.get("ray_address") or None,
             workers=int(batch.get("workers", 1)),
             retry_failed=bool(batch.get("retry_failed", False)),
+            force=bool(batch.get("force", False)),
         )
-        return (
-            config,
-            Path(_path(base, batch["input"])),
-            Path(_path(base, batch["output_root"])),
-            log_cfg,
-        )
-    except KeyError as exc:
-        raise UsageError(f"{path}: missing setting {exc}") from None
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"{path}: {exc}") from None
+        raise UsageError(f"{path} [batch]: {exc}") from None
+    input_dir = Path(_path(base, batch["input"]))
+    return config, input_dir, Path(_path(base, batch["output_root"])), log_cfg
 
 
 def setup_logging(settings: dict[str, Any], base: Path) -> None:
@@ -107,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=Path(__file__).with_name("nightly.toml"))
     args = parser.parse_args(argv)
     from clipminer.batch import BatchLocked, run_batch
-    from clipminer.errors import ClipminerError, UsageError
+    from clipminer.errors import ClipminerError
 
     try:
         config, folder, out, log_settings = load_config(args.config)

@@ -1,9 +1,11 @@
 """``clipminer scrape``: actions -> search pages in headless Chromium -> images on disk.
 
-One browser per worker, reused across its actions; downloads in a shared pool.
-Output: ``DIR/<action>/<sha256 prefix>.<ext>`` and ``DIR/manifest.csv``. A re-run
-resumes: URLs already in the manifest are never fetched again, and each action
-continues to its target count.
+One browser per worker, reused across its actions; downloads in a shared pool, a
+bounded number in flight. Output: ``DIR/<folder>/<sha256 prefix>.<ext>`` and
+``DIR/manifest.csv``, where each action's folder is a safe, bounded name that is never
+the manifest's and never another action's. Every result link gets a manifest row,
+refused ones (``javascript:``, ``file:``) included. A re-run resumes: URLs already in
+the manifest are never fetched again, and each action continues to its target count.
 """
 
 from __future__ import annotations
@@ -17,18 +19,24 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from clipminer.errors import ClipminerError, UsageError
-from clipminer.fsutil import atomic_path, safe_name
+from clipminer.fsutil import atomic_path, safe_component, short_hash
 from clipminer.labels import label_key
-from scrapers.download import DedupIndex, Download, DownloadConfig, Downloader
-from scrapers.engines import Engine, engines
+from scrapers.download import Checked, DedupIndex, Download, DownloadConfig, Downloader
+from scrapers.engines import Engine, Link, RefusedLink, engines, scheme_refusal
 from scrapers.hits import EngineBlocked, ImageHit, NoResults
 
 log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.csv"
+RESERVED_NAMES = frozenset({MANIFEST_NAME})
+"""OUT's own files: no action's folder may be one of these."""
 
 MANIFEST_COLUMNS = (
     "action",
@@ -108,6 +116,31 @@ class ActionSummary:
     note: str = ""
 
 
+def action_folders(actions: Sequence[str]) -> dict[str, str]:
+    """Each action's folder under OUT: safe, bounded, never OUT's own files, never shared.
+
+    The folder is :func:`~clipminer.fsutil.safe_component` of the action. Where actions
+    would share one (compared case-insensitively, as some file systems do), one action
+    whose name is the folder verbatim keeps it (the first in sorted order) and every
+    other gets ``-`` and a short hash of itself appended; so the result does not depend
+    on the order of the actions.
+    """
+    safe = {a: safe_component(a, reserved=RESERVED_NAMES) for a in actions}
+    sharing: dict[str, list[str]] = {}
+    for action, folder in safe.items():
+        sharing.setdefault(folder.casefold(), []).append(action)
+    folders = dict(safe)
+    for members in sharing.values():
+        if len(members) < 2:
+            continue
+        keep = min((a for a in members if safe[a] == a), default=None)
+        for action in members:
+            if action != keep:
+                hashed = f"{safe[action]}-{short_hash(action)}"
+                folders[action] = safe_component(hashed, reserved=RESERVED_NAMES)
+    return folders
+
+
 def read_actions(path: str | Path) -> list[str]:
     """One action per line; blank lines and ``#`` comments are ignored."""
     path = Path(path)
@@ -125,6 +158,8 @@ class Manifest:
         self.path = path
         self.rows: list[ManifestRow] = []
         self.lock = threading.Lock()
+        if path.exists() and not path.is_file():
+            raise UsageError(f"{path}: the manifest's path is taken by something not a file")
         if path.is_file():
             with path.open(newline="", encoding="utf-8") as handle:
                 reader = csv.DictReader(handle)
@@ -193,25 +228,46 @@ def scrape(
     """
     if not actions:
         raise UsageError("no actions: give --actions FILE or --action NAME")
+    actions = list(dict.fromkeys(actions))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(out / "manifest.csv")
+    manifest = Manifest(out / MANIFEST_NAME)
     index = DedupIndex()
     for row in manifest.rows:
         if row.status == "ok" and row.path and (out / row.path).is_file():
-            index.add(row.sha256, row.phash, (out / row.path).resolve(), row.action)
-    downloader = Downloader(out, config.download, index)
+            size = (int(row.width), int(row.height)) if row.width and row.height else (None, None)
+            index.add(row.sha256, row.phash, (out / row.path).resolve(), row.action, *size)
     engine = engines()[config.engine]
     summaries = {a: ActionSummary(a) for a in actions}
     todo: queue.Queue[str] = queue.Queue()
     for action in actions:
         todo.put(action)
     stop = threading.Event()
-    with (
-        _engine_base(config, actions) as base,
-        cf.ThreadPoolExecutor(config.download_workers, thread_name_prefix="download") as pool,
-    ):
-        job = _Job(engine, base, config, out, manifest, downloader, pool, summaries, stop, progress)
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(_engine_base(config, actions))
+        # The engine's own host may be on this machine or network (a mirror, --engine local).
+        engine_host = (urlsplit(base).hostname or "").lower()
+        allowed = config.download.allowed_hosts | ({engine_host} if engine_host else set())
+        downloader = stack.enter_context(
+            Downloader(out, replace(config.download, allowed_hosts=allowed), index)
+        )
+        pool = stack.enter_context(
+            cf.ThreadPoolExecutor(config.download_workers, thread_name_prefix="download")
+        )
+        job = _Job(
+            engine,
+            base,
+            config,
+            out,
+            manifest,
+            downloader,
+            pool,
+            summaries,
+            stop,
+            progress,
+            folders=action_folders(actions),
+            slots=threading.BoundedSemaphore(2 * config.download_workers),
+        )
         browsers = [
             threading.Thread(
                 target=job.browser_worker, args=(todo,), name=f"browser {k}", daemon=True
@@ -248,7 +304,11 @@ class _Job:
     summaries: dict[str, ActionSummary]
     stop: threading.Event
     progress: Callable[[str, int, int], None] | None
-    errors: list[ClipminerError] = field(default_factory=list)
+    folders: dict[str, str]
+    """Each action's folder under ``out`` (:func:`action_folders`)."""
+    slots: threading.BoundedSemaphore
+    """Downloads in flight or waiting to be filed, all actions together."""
+    errors: list[Exception] = field(default_factory=list)
 
     def browser_worker(self, todo: queue.Queue[str]) -> None:
         from scrapers.driver import chromium
@@ -262,26 +322,45 @@ class _Job:
                         return
                     self.run_action(driver, action)
                     self.manifest.save()
-        except ClipminerError as exc:  # the browser could not start: the run cannot go on
+        except Exception as exc:  # scrape() raises it in the caller's thread
             self.errors.append(exc)
             self.stop.set()
 
     def _done_urls(self, action: str) -> tuple[set[str], int]:
+        """URLs not to fetch again (a refused scheme stays refused), and the action's saves."""
         retry = {"http_error", "timeout"} if self.config.retry_failed else set()
         with self.manifest.lock:
             done = {
-                r.image_url for r in self.manifest.rows if r.status not in retry and r.image_url
+                r.image_url
+                for r in self.manifest.rows
+                if r.image_url
+                and (r.status not in retry or scheme_refusal(r.image_url) is not None)
             }
             saved = sum(1 for r in self.manifest.rows if r.action == action and r.status == "ok")
         return done, saved
 
-    def run_action(self, driver: object, action: str) -> None:
+    def _links(self, driver: object, url: str, query: str) -> list[Link]:
+        """The result links of one search page.
+
+        Raises:
+            ClipminerError: the page did not load, or the engine blocked the query.
+        """
         from scrapers.driver import accept_consent, load
 
+        scrolls = 3 if self.engine.scroll_pages else 0
+        html = load(driver, url, scrolls=scrolls)
+        reason = self.engine.blocked(html)
+        if reason == "consent wall" and accept_consent(driver):
+            html = load(driver, url, scrolls=scrolls)
+            reason = self.engine.blocked(html)
+        if reason:
+            raise EngineBlocked(f"{self.engine.name}: {reason} for query {query!r}")
+        return self.engine.parse(html)
+
+    def run_action(self, driver: object, action: str) -> None:
         cfg = self.config
         summary = self.summaries[action]
         query = cfg.query_template.format(action=action)
-        folder = safe_name(action)
         done, saved = self._done_urls(action)
         summary.saved = saved
         if self.progress:
@@ -292,22 +371,18 @@ class _Job:
                 break
             url = self.engine.search_url(self.base, query, page)
             try:
-                html = load(driver, url, scrolls=3 if self.engine.scroll_pages else 0)
-                reason = self.engine.blocked(html)
-                if reason == "consent wall" and accept_consent(driver):
-                    html = load(driver, url, scrolls=3 if self.engine.scroll_pages else 0)
-                    reason = self.engine.blocked(html)
-                if reason:
-                    raise EngineBlocked(f"{self.engine.name}: {reason} for query {query!r}")
-                hits = self.engine.parse(html)
+                links = list(dict.fromkeys(self._links(driver, url, query)))
+                hits = [h for h in links if isinstance(h, ImageHit)]
                 if not hits and page == 0:
+                    self._refuse(action, query, links, done)
                     raise NoResults(f"{self.engine.name}: no image results for query {query!r}")
             except ClipminerError as exc:
                 self._note(action, query, url, "blocked", str(exc))
                 summary.note = str(exc)
                 log.warning("%s", exc)
                 break
-            fresh = [h for h in dict.fromkeys(hits) if url_key(h.image_url) not in done]
+            self._refuse(action, query, links, done)
+            fresh = [h for h in hits if url_key(h.image_url) not in done]
             summary.found += len(fresh)
             if not fresh:
                 quiet_pages += 1
@@ -317,41 +392,88 @@ class _Job:
             quiet_pages = 0
             for hit in fresh:
                 done.add(url_key(hit.image_url))
-            saved = self._download(action, query, folder, fresh, saved)
+            saved = self._download(action, query, fresh, saved)
 
-    def _download(
-        self, action: str, query: str, folder: str, hits: list[ImageHit], saved: int
-    ) -> int:
-        """Download hits, a batch at a time, until the action has its target count."""
-        cfg = self.config
+    def _refuse(self, action: str, query: str, links: list[Link], done: set[str]) -> None:
+        """A manifest row for each new link whose scheme is refused; nothing is fetched."""
         summary = self.summaries[action]
-        pending = list(hits)
-        while pending and saved < cfg.per_action and not self.stop.is_set():
-            wanted = cfg.per_action - saved
-            batch, pending = pending[:wanted], pending[wanted:]  # never more than the target
-            # Fetch and check in parallel; file in the engine's order, so which of two
-            # near-duplicates is kept does not depend on which download finished first.
-            futures = [
-                (h, self.pool.submit(self.downloader.fetch_and_check, h.image_url)) for h in batch
-            ]
-            for hit, future in futures:
-                fetched = future.result()
-                if isinstance(fetched, Download):
-                    result = fetched
-                else:
-                    data, image = fetched
-                    with image:
-                        result = self.downloader.file(data, image, folder, action)
-                self.manifest.add(_row(action, query, self.engine.name, hit, result, self.out))
-                if result.status == "ok":
-                    saved += 1
-                    summary.saved = saved
-                elif result.status in ("duplicate", "near_duplicate"):
-                    summary.duplicates += 1
-                else:
-                    summary.failures += 1
-                if self.progress:
-                    self.progress(action, saved, cfg.per_action)
+        for link in links:
+            if isinstance(link, RefusedLink) and url_key(link.url) not in done:
+                done.add(url_key(link.url))
+                summary.found += 1
+                summary.failures += 1
+                self.manifest.add(
+                    ManifestRow(
+                        action,
+                        query,
+                        self.engine.name,
+                        url_key(link.url),
+                        link.page_url or "",
+                        status="http_error",
+                        error=link.reason,
+                    )
+                )
+
+    def _download(self, action: str, query: str, hits: list[ImageHit], saved: int) -> int:
+        """Download hits until the action has its target count; file them in page order.
+
+        Fetching and checking run in the pool; filing follows the engine's order, so which
+        of two near-duplicates is kept never depends on which download finished first.
+        In flight are never more downloads than the action still needs, nor more than
+        the job's ``slots``: memory does not grow with ``per_action``.
+        """
+        cfg = self.config
+        pending = deque(hits)
+        window: deque[tuple[ImageHit, cf.Future[Checked | Download]]] = deque()
+        try:
+            while (pending or window) and not self.stop.is_set():
+                while (
+                    pending
+                    and saved + len(window) < cfg.per_action
+                    and self._take_slot(wait=not window)
+                ):
+                    hit = pending.popleft()
+                    future = self.pool.submit(self.downloader.fetch_and_check, hit.image_url)
+                    window.append((hit, future))
+                if not window:
+                    break
+                hit, future = window.popleft()
+                try:
+                    fetched = future.result()
+                    if isinstance(fetched, Download):
+                        result = fetched
+                    else:
+                        result = self.downloader.file(fetched, self.folders[action], action)
+                    del fetched, future  # the bytes go now, not when the next one comes
+                finally:
+                    self.slots.release()
+                saved = self._record(action, query, hit, result, saved)
+        finally:
+            for _, future in window:  # stopped: what was not filed is fetched again next run
+                future.cancel()
+                self.slots.release()
+        return saved
+
+    def _take_slot(self, *, wait: bool) -> bool:
+        if not wait:
+            return self.slots.acquire(blocking=False)
+        while not self.stop.is_set():
+            if self.slots.acquire(timeout=0.2):
+                return True
+        return False
+
+    def _record(self, action: str, query: str, hit: ImageHit, result: Download, saved: int) -> int:
+        summary = self.summaries[action]
+        self.manifest.add(_row(action, query, self.engine.name, hit, result, self.out))
+        if result.status == "ok":
+            saved += 1
+            summary.saved = saved
+        elif result.status in ("duplicate", "near_duplicate"):
+            summary.duplicates += 1
+        else:
+            summary.failures += 1
+        if self.progress:
+            self.progress(action, saved, self.config.per_action)
         return saved
 
     def _note(self, action: str, query: str, url: str, status: str, error: str) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from .helpers import TrainedModels
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -82,3 +86,13 @@ def tiny_h264(tmp_path_factory: pytest.TempPathFactory) -> Path:
         gap_seconds=(0.5, 1.0),
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
+    """:class:`helpers.TrainedModels` (image.pt, video.pt, and their training results):
+    the suite's small models trained once on synthetic data, see
+    :func:`helpers.train_small_models`. Read-only: copy a bundle before changing it."""
+    from .helpers import train_small_models
+
+    return train_small_models(tmp_path_factory.mktemp("trained-models"))

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from clipminer import synth
 from clipminer.batch import BatchConfig
+from clipminer.data.videos import ClipSpec
 from clipminer.findclips import FindClipsConfig
 from clipminer.models import image, video
 from clipminer.models.bundle import Bundle, InputSpec, save_bundle
 from clipminer.segments import SegmentConfig
+from clipminer.train import FitConfig
+from clipminer.train_image import ImageTrainConfig, ImageTrainResult, train_image
+from clipminer.train_video import VideoSource, VideoTrainConfig, VideoTrainResult, train_video
 from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 LABELS = tuple(sorted(synth.LABELS))
@@ -87,3 +92,56 @@ def make_videos(
         long.path.rename(target)
         made.append(target)
     return made
+
+
+class TrainedModels(NamedTuple):
+    """Small trained bundles (``models[0]``/``models[1]`` are the paths, as with tiny_models)."""
+
+    image: Path
+    """resnet18 image bundle (48 px) trained on all six synthetic classes."""
+    video: Path
+    """small3d video bundle (8 frames at 12.5 fps, 48 px) trained on all six classes."""
+    image_result: ImageTrainResult
+    video_result: VideoTrainResult
+
+
+def train_small_models(root: Path, *, seed: int = 0) -> TrainedModels:
+    """Train the suite's small image and video models, each on its own synthetic data.
+
+    The image model sees single frames (40 images per class, 80×80); the video model sees
+    2-second clips (16 per class, 80×64, 25 fps), so it can tell the motion-only pair
+    apart. About a minute on two CPU cores; accuracy tests and find-clips quality tests
+    depend on these exact settings.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    synth.make_images(root / "images", per_class=40, size=(80, 80), seed=seed)
+    image_result = train_image(
+        root / "images",
+        root / "image.pt",
+        config=ImageTrainConfig(
+            arch="resnet18",
+            weights="none",
+            image_size=48,
+            batch_size=16,
+            val_fraction=0.2,
+            workers=2,
+            device="cpu",
+            fit=FitConfig(epochs=4, seed=seed),
+        ),
+    )
+    synth.make_clips(root / "clips", per_class=16, seconds=2.0, fps=25, size=(64, 80), seed=seed)
+    video_result = train_video(
+        VideoSource(videos=root / "clips", val_fraction=0.2),
+        root / "video.pt",
+        config=VideoTrainConfig(
+            arch="small3d",
+            clip=ClipSpec(clip_len=8, frame_rate=12.5, size=48),
+            batch_size=8,
+            workers=2,
+            device="cpu",
+            fit=FitConfig(epochs=12, lr=3e-3, seed=seed),
+        ),
+    )
+    return TrainedModels(
+        image_result.model_path, video_result.model_path, image_result, video_result
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,21 @@ import pytest
 from clipminer import synth
 from clipminer.data.images import scan_image_folder, split_by_hash
 from clipminer.errors import UsageError
+
+
+def _low_hash_files(root: Path, fraction: float) -> set[Path]:
+    """Per class folder, the images whose SHA-256 quantile is below ``fraction``, keeping at
+    least one on each side of the split (the rule of :func:`split_by_hash`, from the bytes)."""
+    chosen: set[Path] = set()
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        quantiles = {
+            path: int(hashlib.sha256(path.read_bytes()).hexdigest()[:13], 16) / 16**13
+            for path in folder.glob("*.jpg")
+        }
+        ranked = sorted(quantiles, key=lambda path: quantiles[path])
+        low = [path for path in ranked if quantiles[path] < fraction]
+        chosen.update(low[: len(ranked) - 1] or ranked[:1])
+    return chosen
 
 
 @pytest.fixture
@@ -26,8 +42,9 @@ def test_split_is_deterministic_stratified_and_stable(folder: Path, tmp_path: Pa
     train, val = split_by_hash(scan.items, 0.25)
     again = split_by_hash(list(reversed(scan.items)), 0.25)
     assert {i.path for i in val} == {i.path for i in again[1]}
-    per_class = {label: sum(1 for i in val if i.label == k) for k, label in enumerate(scan.labels)}
-    assert all(1 <= n <= 10 for n in per_class.values()), per_class
+    # Validation holds exactly the files whose SHA-256, read as a fraction, is below 0.25.
+    assert {i.path for i in val} == _low_hash_files(folder, 0.25)
+    assert {i.path for i in train} == set(folder.rglob("*.jpg")) - {i.path for i in val}
     assert len(train) + len(val) == 60
     # Adding images keeps every old file where it was.
     synth.make_images(tmp_path / "more", per_class=30, size=(32, 32), seed=2, labels=("bouncing",))

@@ -71,7 +71,9 @@ def test_train_layers() -> None:
     last = image.set_trainable(model, "resnet18", "last-block")
     assert head_only < last < sum(p.numel() for p in model.parameters())
     assert not model.conv1.weight.requires_grad and model.layer4[0].conv1.weight.requires_grad
-    with pytest.raises(UsageError):
+    with pytest.raises(
+        UsageError, match="--train-layers must be all, last-block or head, got 'middle'"
+    ):
         image.set_trainable(model, "resnet18", "middle")  # type: ignore[arg-type]
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from jobs import nightly
 
-from .test_batch import _videos, models  # noqa: F401 - the module-scoped fixture
+from .helpers import make_videos
 
 
 def _write_config(tmp_path: Path, bundles: tuple[Path, Path], folder: Path, **extra: str) -> Path:
@@ -31,11 +31,11 @@ file = "logs/nightly.log"
     return config
 
 
-def test_nightly_runs_and_logs(models, tmp_path: Path) -> None:  # noqa: F811
+def test_nightly_runs_and_logs(tiny_models, tmp_path: Path) -> None:
     folder = tmp_path / "in"
-    _videos(folder, 1, seconds=4)
+    make_videos(folder, 1, seconds=4)
     (folder / "broken.mp4").write_text("no")
-    config = _write_config(tmp_path, models, folder)
+    config = _write_config(tmp_path, tiny_models, folder)
     assert nightly.main(["--config", str(config)]) == nightly.EXIT_FAILED_VIDEOS
     log_text = (tmp_path / "logs" / "nightly.log").read_text()
     assert "failed: " in log_text and "broken.mp4" in log_text and "1 done, 1 failed" in log_text
@@ -43,7 +43,7 @@ def test_nightly_runs_and_logs(models, tmp_path: Path) -> None:  # noqa: F811
     assert nightly.main(["--config", str(config)]) == nightly.EXIT_OK  # nothing new to do
 
 
-def test_nightly_bad_config(models, tmp_path: Path) -> None:  # noqa: F811
+def test_nightly_bad_config(tiny_models, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[batch]\ninput = 'x'\n")
     assert nightly.main(["--config", str(bad)]) == nightly.EXIT_CONFIG

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("bs4")
 
-from scrapers.engines import bing, duckduckgo, engines, google, local
+from scrapers.engines import RefusedLink, bing, duckduckgo, engines, google, link, local
 from scrapers.hits import ImageHit
 
 
@@ -53,7 +53,8 @@ def test_current_bing_grid() -> None:
         f"<a class='iusc' m='{json.dumps({'murl': 'javascript:alert(1)'})}'></a>"
     )
     assert bing.parse(html) == [
-        ImageHit("https://img.example/a.jpg", "https://site.example/a", "A", 1920, 1080)
+        ImageHit("https://img.example/a.jpg", "https://site.example/a", "A", 1920, 1080),
+        RefusedLink("javascript:alert(1)"),
     ]
     assert "first=36&count=35" in bing.search_url("http://127.0.0.1:9", "arm wrestling", 1)
     assert bing.search_url("http://127.0.0.1:9", "arm wrestling", 0).startswith(
@@ -94,9 +95,46 @@ def test_local_markup_round_trip() -> None:
     ]
     html = local.results_page("q", hits, next_url=None)
     assert local.parse(html) == [hits[0], ImageHit("http://127.0.0.1:1/img/b.jpg", None, None)]
-    assert local.parse('<a class="result" href="file:///etc/passwd"></a>') == []
+    assert local.parse('<a class="result" href="file:///etc/passwd"></a>') == [
+        RefusedLink("file:///etc/passwd")
+    ]
+    assert local.parse('<a class="result" href=" "></a><a class="result"></a>') == []
 
 
 def test_hits_refuse_other_schemes() -> None:
     with pytest.raises(ValueError, match="http"):
         ImageHit("file:///etc/passwd")
+    with pytest.raises(ValueError, match="fetched"):
+        RefusedLink("https://img.example/a.jpg")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("javascript:alert(1)", "not javascript:"),
+        ("file:///etc/passwd", "not file:"),
+        ("FTP://example.com/a.jpg", "not ftp:"),
+        ("/img/a.jpg", "not an absolute http(s) URL"),
+        ("http://[::1", "not a valid URL"),
+    ],
+)
+def test_refused_links_say_why(url: str, reason: str) -> None:
+    refused = link(url, "https://site.example/p", "t")
+    assert isinstance(refused, RefusedLink) and refused.page_url == "https://site.example/p"
+    assert refused.reason.startswith("refused: ") and reason in refused.reason
+
+
+@pytest.mark.parametrize(
+    "url", ["https://img.example/a.jpg", "HTTP://img.example/b", "data:image/png;base64,AA"]
+)
+def test_fetched_links_are_hits(url: str) -> None:
+    assert link(url, None, None, 3, 4) == ImageHit(url, None, None, 3, 4)
+
+
+def test_duckduckgo_proxied_javascript_is_refused() -> None:
+    html = (
+        '<div class="tile tile--img"><img class="tile--img__img" '
+        'data-src="//external-content.duckduckgo.com/iu/?u=javascript%3Aalert(1)&f=1" alt="x">'
+        "</div>"
+    )
+    assert duckduckgo.parse(html) == [RefusedLink("javascript:alert(1)", None, "x")]

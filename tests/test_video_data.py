@@ -55,7 +55,7 @@ def test_window_bounds() -> None:
     starts = {random_window_start(20, 16, rng) for _ in range(200)}
     assert starts == set(range(5))
     assert random_window_start(5, 16, rng) == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="start 7 out of range for 10 frames, window 4"):
         window_indices(10, 4, 7)
 
 

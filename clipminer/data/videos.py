@@ -36,8 +36,10 @@ from clipminer.transforms import normalize
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
-)
+    {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
+     ".ts", ".mts", ".m2ts", ".ogv"}
+)  # fmt: skip
+"""File suffixes taken for videos without probing (every part of clipminer uses this)."""
 
 
 @dataclass(frozen=True)

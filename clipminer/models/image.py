@@ -20,11 +20,10 @@ import torchvision.models as tvm
 from torch import nn
 from torchvision.models import WeightsEnum
 
-from clipminer.devices import resolve_device
+from clipminer.devices import resolve_device, to_channels_last
 from clipminer.errors import BundleError, UsageError
 from clipminer.models.bundle import Bundle, build_from_bundle, load_bundle
 from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
-from clipminer.train import to_channels_last
 from clipminer.transforms import normalize, resize_center_crop
 
 TrainLayers = Literal["all", "last-block", "head"]

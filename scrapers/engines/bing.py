@@ -9,8 +9,7 @@ from urllib.parse import quote_plus
 
 from bs4 import BeautifulSoup
 
-from scrapers.engines import Engine, attr
-from scrapers.hits import ImageHit
+from scrapers.engines import Engine, Link, attr, link
 
 PER_PAGE = 35
 _SIZE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
@@ -23,19 +22,20 @@ def search_url(base: str, query: str, page: int) -> str:
 
 def _hit(
     url: str | None, page: str | None, title: str | None, size_text: str | None
-) -> ImageHit | None:
-    if not url or not url.lower().startswith(("http://", "https://")):
+) -> Link | None:
+    url = (url or "").strip()
+    if not url:
         return None
     width = height = None
     if size_text and (match := _SIZE.search(size_text)):
         width, height = int(match.group(1)), int(match.group(2))
-    return ImageHit(url, page or None, title or None, width, height)
+    return link(url, page or None, title or None, width, height)
 
 
-def parse(html: str) -> list[ImageHit]:
-    """Image hits of a Bing Images page (either layout); [] for other pages."""
+def parse(html: str) -> list[Link]:
+    """Result links of a Bing Images page (either layout); [] for other pages."""
     soup = BeautifulSoup(html, "html.parser")
-    hits: list[ImageHit] = []
+    hits: list[Link] = []
     for anchor in soup.select("a.iusc"):
         try:
             meta = json.loads(attr(anchor, "m") or "{}")

@@ -7,8 +7,7 @@ from urllib.parse import parse_qs, quote_plus, urljoin, urlsplit
 
 from bs4 import BeautifulSoup
 
-from scrapers.engines import Engine, attr
-from scrapers.hits import ImageHit
+from scrapers.engines import Engine, Link, attr, link
 
 
 def search_url(base: str, query: str, page: int) -> str:
@@ -16,27 +15,31 @@ def search_url(base: str, query: str, page: int) -> str:
 
 
 def _original(src: str) -> str | None:
+    """The image behind DuckDuckGo's proxy (whatever its scheme), or ``src`` if http(s)."""
     if src.startswith("//"):
         src = "https:" + src
-    parts = urlsplit(src)
+    try:
+        parts = urlsplit(src)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
     if parts.path.endswith("/iu/") or parts.path == "/iu":
         inner = parse_qs(parts.query).get("u")
         return inner[0] if inner else None
     return src if parts.scheme in ("http", "https") else None
 
 
-def parse(html: str) -> list[ImageHit]:
+def parse(html: str) -> list[Link]:
     soup = BeautifulSoup(html, "html.parser")
-    hits: list[ImageHit] = []
+    hits: list[Link] = []
     for tile in soup.select("div.tile--img"):
         image = tile.select_one("img.tile--img__img")
         if image is None:
             continue
         url = _original(attr(image, "data-src") or attr(image, "src") or "")
-        link = tile.select_one("a.tile--img__sub")
-        if url and url.startswith(("http://", "https://")):
-            page = urljoin("https://duckduckgo.com/", attr(link, "href")) if link else None
-            hits.append(ImageHit(url, page, attr(image, "alt") or None))
+        sub = tile.select_one("a.tile--img__sub")
+        if url and url.strip():
+            page = urljoin("https://duckduckgo.com/", attr(sub, "href")) if sub else None
+            hits.append(link(url.strip(), page, attr(image, "alt") or None))
     return hits
 
 

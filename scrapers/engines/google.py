@@ -9,7 +9,7 @@ from urllib.parse import quote_plus
 
 from bs4 import BeautifulSoup
 
-from scrapers.engines import Engine, attr
+from scrapers.engines import Engine, Link, attr
 from scrapers.hits import ImageHit
 
 # ["https://full/size.jpg",height,width] in the page's script data.
@@ -21,9 +21,9 @@ def search_url(base: str, query: str, page: int) -> str:
     return f"{base.rstrip('/')}/search?q={quote_plus(query)}&tbm=isch&ijn={page}&start={page * 100}"
 
 
-def parse(html: str) -> list[ImageHit]:
+def parse(html: str) -> list[Link]:
     """Full-size image hits from Google's embedded data; thumbnails only if none."""
-    hits: list[ImageHit] = []
+    hits: list[Link] = []
     seen: set[str] = set()
     for match in _FULL.finditer(html):
         url = match.group(1).encode().decode("unicode_escape")

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 from bs4 import BeautifulSoup
 
 from clipminer.labels import label_key
-from scrapers.engines import Engine, attr
+from scrapers.engines import Engine, Link, attr, link
 from scrapers.hits import ImageHit
 
 PER_PAGE = 20
@@ -30,26 +30,24 @@ def search_url(base: str, query: str, page: int) -> str:
     return f"{base.rstrip('/')}/images/search?q={quote_plus(query)}&page={page}"
 
 
-def parse(html: str) -> list[ImageHit]:
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+def parse(html: str) -> list[Link]:
     """``a.result`` links: href = image, data-page = page, data-width/height."""
     soup = BeautifulSoup(html, "html.parser")
-    hits = []
-    for anchor in soup.select("a.result"):
-        url = attr(anchor, "href") or ""
-        width, height = attr(anchor, "data-width"), attr(anchor, "data-height")
-        try:
-            hits.append(
-                ImageHit(
-                    url,
-                    attr(anchor, "data-page") or None,
-                    attr(anchor, "title") or None,
-                    int(width) if width else None,
-                    int(height) if height else None,
-                )
-            )
-        except ValueError:
-            continue  # a scheme we never fetch
-    return hits
+    return [
+        link(
+            url,
+            attr(anchor, "data-page") or None,
+            attr(anchor, "title") or None,
+            _int(attr(anchor, "data-width")),
+            _int(attr(anchor, "data-height")),
+        )
+        for anchor in soup.select("a.result")
+        if (url := (attr(anchor, "href") or "").strip())
+    ]
 
 
 def blocked(html: str) -> str | None:

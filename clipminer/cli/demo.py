@@ -4,7 +4,8 @@ Scrapes images of the toy actions from the local engine through headless Chromiu
 trains the image model (DenseNet-121) on them and a small video model on generated
 clips, generates long videos with known actions, mines them with the nightly batch
 (find-clips with re-labelling and cutting, report.html), and scores the clips against
-the ground truth.
+the ground truth. It lives with the command line because it drives both clipminer and
+the scrapers, which the core never imports.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
 
 from clipminer import synth
+from clipminer.cli.common import Seed, app, console, flag, progress_bar
 from clipminer.data.videos import ClipSpec
 from clipminer.findclips import FindClipsConfig
 from clipminer.layout import videos_root
@@ -190,3 +196,27 @@ def run_demo(
     summary["total time"] = f"{time.perf_counter() - started:.0f} s"
     step(6)
     return summary
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (created if missing).")
+    ] = Path("demo-out"),
+    seed: Seed = 0,
+    small: Annotated[bool, flag("A quick, tiny run (what the test suite does).")] = False,
+) -> None:
+    """Run the whole pipeline on generated data, offline.
+
+    Scrapes the local engine, trains the image and video models, mines two long videos
+    with the nightly batch, and scores the clips against the ground truth.
+    """
+    with progress_bar("demo") as update:
+        summary = run_demo(out, seed=seed, small=small, progress=update)
+    clips = summary.pop("clips", "")
+    table = Table("step", "result", title="clipminer demo")
+    for step, result in summary.items():
+        table.add_row(step, result)
+    console.print(table)
+    if clips:
+        console.print("clips:\n" + clips)

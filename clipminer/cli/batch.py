@@ -1,0 +1,100 @@
+"""``clipminer batch``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clipminer.batch import BatchConfig, BatchSummary, Engine, Outcome
+from clipminer.cli.common import (
+    ImageModel,
+    VideoModels,
+    app,
+    console,
+    flag,
+    print_error,
+    settings_options,
+)
+from clipminer.findclips import FindClipsConfig
+
+
+@app.command()
+@settings_options(FindClipsConfig, into="settings")
+def batch(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder to mine, recursively (files without a video suffix are probed)."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder: videos/<name>/ per video, state.sqlite, summary.csv, "
+            "kinetics.csv, report.html.",
+        ),
+    ],
+    image_model: ImageModel,
+    video_model: VideoModels = None,
+    engine: Annotated[
+        Engine, typer.Option(help="local: this machine; ray: a Ray cluster (clipminer[ray]).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Videos mined at once (processes, or Ray actors).")
+    ] = 1,
+    retry_failed: Annotated[bool, flag("Try videos that failed before again.")] = False,
+    force: Annotated[bool, flag("Redo videos done with other options or models.")] = False,
+    *,
+    settings: FindClipsConfig,
+) -> None:
+    """Run find-clips over a folder, resumably; every find-clips option applies.
+
+    What is done is skipped, one bad video never stops the run, and a second run on the
+    same OUT exits at once (code 3). State in OUT/state.sqlite; reports in
+    OUT/summary.csv, OUT/kinetics.csv and OUT/report.html (open it from disk). Exit code
+    1 if any video failed.
+    """
+    from clipminer.batch import run_batch
+
+    config = BatchConfig(
+        image_model=str(image_model),
+        video_models=tuple(str(p) for p in video_model or []),
+        findclips=settings,
+        engine=engine,
+        ray_address=ray_address,
+        workers=workers,
+        retry_failed=retry_failed,
+        force=force,
+    )
+    summary = run_batch(folder, out, config=config, on_outcome=_report)
+    _print_summary(summary, out)
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+def _report(outcome: Outcome) -> None:
+    if outcome.ok:
+        console.print(f"done: {outcome.path} ({outcome.segments} clips, {outcome.seconds:.1f} s)")
+    else:
+        print_error(outcome.error, label="failed:")
+
+
+def _print_summary(summary: BatchSummary, out: Path) -> None:
+    console.print(
+        f"{summary.done} done, {summary.failed} failed, {summary.already_done} already done, "
+        f"{summary.skipped} skipped; report: {out / 'report.html'}"
+    )
+    if summary.stale:
+        print_error(
+            f"{summary.stale} done videos were mined with other options or models and were "
+            "left as they are; --force mines them again",
+            label="note:",
+            style="yellow",
+        )
