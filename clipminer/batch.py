@@ -19,7 +19,6 @@ import contextlib
 import csv
 import ctypes
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -35,9 +34,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clipminer import THREAD_ENV, __version__
+from clipminer.config import BatchConfig
 from clipminer.data.videos import VIDEO_SUFFIXES
 from clipminer.errors import ClipminerError, UsageError
-from clipminer.findclips import ClipMiner, FindClipsConfig, VideoResult
+from clipminer.findclips import ClipMiner, VideoResult
 from clipminer.fsutil import atomic_path
 from clipminer.layout import (
     VIDEOS_DIR,
@@ -50,7 +50,6 @@ from clipminer.layout import (
 
 log = logging.getLogger(__name__)
 
-Engine = Literal["local", "ray"]
 EXIT_LOCKED = 3
 
 
@@ -58,42 +57,6 @@ class BatchLocked(ClipminerError):  # noqa: N818
     """Another batch run holds the output folder."""
 
     exit_code = EXIT_LOCKED
-
-
-@dataclass(frozen=True)
-class BatchConfig:
-    """What ``batch`` was asked to do."""
-
-    image_model: str
-    video_models: tuple[str, ...] = ()
-    findclips: FindClipsConfig = field(default_factory=FindClipsConfig)
-    engine: Engine = "local"
-    ray_address: str | None = None
-    workers: int = 1
-    retry_failed: bool = False
-    force: bool = False
-
-    def __post_init__(self) -> None:
-        if self.engine not in ("local", "ray"):
-            raise UsageError(f"--engine must be local or ray, got {self.engine!r}")
-        if self.workers < 1:
-            raise UsageError(f"--workers must be at least 1, got {self.workers}")
-
-    def options_hash(self) -> str:
-        """Changes when anything that shapes the outputs changes (options or models)."""
-        models = [_file_digest(Path(p)) for p in (self.image_model, *self.video_models)]
-        settings = json.dumps(asdict(self.findclips), sort_keys=True, default=str)
-        return hashlib.sha256(f"{settings}|{models}".encode()).hexdigest()[:16]
-
-
-def _file_digest(path: Path) -> str:
-    if not path.is_file():
-        raise UsageError(f"{path}: no such model file")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 # -- finding videos ---------------------------------------------------------------------------

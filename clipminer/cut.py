@@ -31,7 +31,6 @@ from clipminer.fsutil import partial_path
 
 log = logging.getLogger(__name__)
 
-CutMode = Literal["reencode", "copy", "none"]
 _EPS = 1e-6
 
 

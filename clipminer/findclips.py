@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from clipminer import __version__
-from clipminer.cut import CutMode, cut_clip
+from clipminer.config import FindClipsConfig
+from clipminer.cut import cut_clip
 from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device, to_channels_last
@@ -48,69 +49,13 @@ from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, load_bundle
 from clipminer.models.image import ImageScorer
 from clipminer.sampling import uniform_window_starts, window_indices
-from clipminer.segments import OnlineSegmenter, Segment, SegmentConfig, clamp, top_segments
-from clipminer.settings import from_flat, setting
+from clipminer.segments import OnlineSegmenter, Segment, clamp, top_segments
 from clipminer.transforms import eval_resize_shape
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float], None]
 """Called with (seconds of video done, total seconds or 0 when unknown)."""
-
-
-@dataclass(frozen=True)
-class FindClipsConfig:
-    """Everything find-clips was asked to do."""
-
-    sample_fps: float = setting(
-        2.0, "Frames per second scored by the image model (by timestamp).", min=0.01
-    )
-    segment: SegmentConfig = field(default_factory=SegmentConfig)
-    max_clips_per_video: int | None = setting(
-        None, "Keep only the best-scoring segments of each video.", min=1
-    )
-    cut: CutMode = setting(
-        "reencode",
-        "reencode: frame-exact, source frame rate and audio kept; copy: stream copy from the "
-        "keyframe at or before the start (fast, actual start recorded); none: manifests only.",
-    )
-    batch_size: int | None = setting(
-        None,
-        "Frames per image-model batch (default on the CPU: 4 at 224 px, more for smaller "
-        "inputs; 32 on CUDA).",
-        min=1,
-    )
-    """Default on the CPU 4 at 224 px, more for smaller inputs (4 x (224 / size)^2, at
-    most 32: the same activation memory), measured as fast end to end as 8 or 16 at 224 px
-    with the peak under 1 GiB on 1080p; 32 on CUDA."""
-    device: str = setting(
-        "auto", "Where the models run: auto (CUDA when present), cpu, cuda, cuda:N."
-    )
-    decode_device: str = setting(
-        "cpu", "cpu, or cuda/cuda:N to decode with NVDEC (falls back to the CPU when unavailable)."
-    )
-    image_size: int | None = setting(
-        None, "Run the image model at this square size instead of its trained size.", min=16
-    )
-    relabel_windows: int = setting(
-        4, "Most windows of the video model's clip length averaged over a segment.", min=1
-    )
-
-    def __post_init__(self) -> None:
-        if not self.sample_fps > 0:
-            raise UsageError(f"--sample-fps must be positive, got {self.sample_fps}")
-        if self.cut not in ("reencode", "copy", "none"):
-            raise UsageError(f"--cut must be reencode, copy or none, got {self.cut!r}")
-        if self.max_clips_per_video is not None and self.max_clips_per_video < 1:
-            raise UsageError("--max-clips-per-video must be at least 1")
-        if (self.batch_size is not None and self.batch_size < 1) or self.relabel_windows < 1:
-            raise UsageError("batch size and relabel windows must be at least 1")
-
-
-def findclips_config(values: dict[str, Any], *, where: str) -> FindClipsConfig:
-    """A :class:`FindClipsConfig` from flat snake_case settings (the command line's
-    options or the ``[findclips]`` table of ``nightly.toml``); unknown keys are refused."""
-    return from_flat(FindClipsConfig, values, where=where)
 
 
 @dataclass(frozen=True)

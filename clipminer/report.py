@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -207,9 +208,13 @@ def write_timeline_png(
     ax.set_title(title, loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     _plain_text(fig)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+    with warnings.catch_warnings():  # a name in a script the font lacks shows as boxes
+        warnings.filterwarnings(
+            "ignore", message="Glyph .* missing from font", category=UserWarning
+        )
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return path
 
@@ -220,6 +225,9 @@ def _plain_text(fig: Any) -> None:
 
     for text in fig.findobj(Text):
         text.set_parse_math(False)
+        shown = text.get_text()
+        if not shown.isprintable():  # a tab or a control character in a file name
+            text.set_text("".join(c if c.isprintable() else "\ufffd" for c in shown))
 
 
 # -- the nightly batch's HTML report -------------------------------------------------------

@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from clipminer.errors import UsageError
@@ -28,9 +29,14 @@ def setting(
     min: float | None = None,
     max: float | None = None,
     metavar: str | None = None,
+    flag: str | None = None,
 ) -> Any:
-    """A dataclass field with its command-line help and bounds in ``metadata``."""
-    meta = {"help": help, "min": min, "max": max, "metavar": metavar}
+    """A dataclass field with its command-line help and bounds in ``metadata``.
+
+    ``flag`` names the command-line option when it differs from the field (``timeout``
+    for ``read_timeout_seconds``); TOML keys are always the field names.
+    """
+    meta = {"help": help, "min": min, "max": max, "metavar": metavar, "flag": flag}
     return field(default=default, metadata=meta)
 
 
@@ -40,7 +46,7 @@ class FlatField:
 
     name: str
     """snake_case; the option is ``--name-with-dashes``."""
-    kind: Literal["float", "int", "str", "strings", "choice"]
+    kind: Literal["float", "int", "str", "bool", "path", "strings", "choice"]
     """``strings``: a repeatable option / a TOML list; ``choice``: one of ``choices``."""
     optional: bool
     """None is allowed (the default then means "decide for me")."""
@@ -52,6 +58,13 @@ class FlatField:
     metavar: str | None = None
     path: tuple[str, ...] = ()
     """Nested dataclass fields leading to it (``("segment",)``)."""
+    flag: str | None = None
+    """The command-line option's name without dashes, when not ``name``."""
+
+    @property
+    def option(self) -> str:
+        """``--name-with-dashes``."""
+        return "--" + (self.flag or self.name).replace("_", "-")
 
 
 def _kind(tp: Any) -> tuple[str, bool, tuple[str, ...]]:
@@ -66,7 +79,7 @@ def _kind(tp: Any) -> tuple[str, bool, tuple[str, ...]]:
         return "choice", optional, tuple(str(a) for a in typing.get_args(tp))
     if origin is tuple:
         return "strings", optional, ()
-    names = {float: "float", int: "int", str: "str"}
+    names = {float: "float", int: "int", str: "str", bool: "bool", Path: "path"}
     if tp in names:
         return names[tp], optional, ()
     raise TypeError(f"unsupported setting type {tp!r}")
@@ -88,7 +101,7 @@ def flat_fields(cls: type, path: tuple[str, ...] = ()) -> list[FlatField]:
         found.append(
             FlatField(
                 f.name, kind, optional, default, f.metadata["help"], f.metadata["min"],  # type: ignore[arg-type]
-                f.metadata["max"], choices, f.metadata["metavar"], path,
+                f.metadata["max"], choices, f.metadata["metavar"], path, f.metadata["flag"],
             )
         )  # fmt: skip
     return found
@@ -104,6 +117,14 @@ def _coerce(spec: FlatField, value: Any, where: str) -> Any:
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
             raise bad
         return tuple(value)
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if spec.kind == "path":
+        if not isinstance(value, (str, Path)):
+            raise bad
+        return Path(value)
     if spec.kind in ("str", "choice"):
         if not isinstance(value, str) or (spec.choices and value not in spec.choices):
             raise bad
@@ -123,8 +144,10 @@ def _describe(spec: FlatField) -> str:
         return "one of " + ", ".join(spec.choices)
     if spec.kind == "strings":
         return "a list of strings"
-    if spec.kind == "str":
+    if spec.kind in ("str", "path"):
         return "a string"
+    if spec.kind == "bool":
+        return "true or false"
     bounds = []
     if spec.min is not None:
         bounds.append(f">= {spec.min:g}")

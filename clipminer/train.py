@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from clipminer.config import FitConfig, Schedule  # noqa: F401 - re-exported
 from clipminer.devices import to_channels_last
 from clipminer.errors import ClipminerError
 from clipminer.fsutil import atomic_path
@@ -31,35 +32,6 @@ from clipminer.metrics import ClassificationMetrics, classification_metrics
 from clipminer.models.bundle import safe_load
 
 log = logging.getLogger(__name__)
-
-Schedule = Literal["cosine", "onecycle"]
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Optimisation settings."""
-
-    epochs: int = 10
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    label_smoothing: float = 0.0
-    schedule: Schedule = "cosine"
-    grad_accum_steps: int = 1
-    amp: bool = True
-    """Mixed precision (CUDA only; ignored on the CPU)."""
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.schedule not in ("cosine", "onecycle"):
-            raise ValueError(f"schedule must be cosine or onecycle, got {self.schedule!r}")
-        if self.grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps must be at least 1, got {self.grad_accum_steps}")
 
 
 @dataclass(frozen=True)

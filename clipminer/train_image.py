@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from clipminer import __version__
+from clipminer.config import ImageTrainConfig
 from clipminer.data.images import ImageDataset, ImageFolder, scan_image_folder, split_by_hash
 from clipminer.devices import resolve_device
 from clipminer.errors import UsageError
@@ -23,7 +24,6 @@ from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
 from clipminer.report import write_classification_report
 from clipminer.train import (
     EpochResult,
-    FitConfig,
     FitResult,
     Reporter,
     evaluate,
@@ -36,30 +36,6 @@ from clipminer.train import (
 from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ImageTrainConfig:
-    """Everything ``train-image`` was asked to do (recorded in the bundle)."""
-
-    arch: str = "densenet121"
-    weights: str = "imagenet"
-    train_layers: image_models.TrainLayers = "all"
-    image_size: int = 224
-    batch_size: int = 32
-    val_fraction: float = 0.1
-    balanced: bool = False
-    workers: int = 2
-    device: str = "auto"
-    fit: FitConfig = field(default_factory=FitConfig)
-
-    def __post_init__(self) -> None:
-        if self.image_size < 16:
-            raise UsageError(f"--image-size must be at least 16, got {self.image_size}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.workers < 0:
-            raise UsageError(f"--workers must be 0 or more, got {self.workers}")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from clipminer import __version__
+from clipminer.config import VideoSource, VideoTrainConfig
 from clipminer.data.videos import (
     ClipDataset,
     ClipSpec,
@@ -40,7 +41,6 @@ from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
 from clipminer.report import write_classification_report
 from clipminer.train import (
     EpochResult,
-    FitConfig,
     FitResult,
     Reporter,
     fit,
@@ -54,66 +54,25 @@ from clipminer.train import (
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class VideoSource:
-    """Where labelled videos come from: UCF-101 official splits or a folder tree."""
-
-    ucf101: Path | None = None
-    splits: Path | None = None
-    split: int = 1
-    videos: Path | None = None
-    val_dir: Path | None = None
-    val_fraction: float = 0.2
-
-    def __post_init__(self) -> None:
-        if (self.ucf101 is None) == (self.videos is None):
-            raise UsageError("give either --ucf101 ROOT --splits DIR or --videos DIR")
-        if self.ucf101 is not None and self.splits is None:
-            raise UsageError(
-                "--ucf101 needs --splits DIR (classInd.txt, trainlistNN.txt, testlistNN.txt)"
-            )
-
-    def load(self, *, labels: tuple[str, ...] | None = None) -> VideoSet:
-        """Read the lists, probe every video, drop and record unreadable ones."""
-        if self.ucf101 is not None:
-            assert self.splits is not None
-            videos = read_ucf101(self.ucf101, self.splits, self.split)
+def load_videos(source: VideoSource, *, labels: tuple[str, ...] | None = None) -> VideoSet:
+    """Read the lists, probe every video, drop and record unreadable ones."""
+    if source.ucf101 is not None:
+        assert source.splits is not None
+        videos = read_ucf101(source.ucf101, source.splits, source.split)
+    else:
+        assert source.videos is not None
+        found, items, unknown = scan_video_folder(source.videos, labels=labels)
+        if unknown and labels is not None:
+            log.warning("%s: classes the model does not know, not used: %s", source.videos, unknown)
+        if source.val_dir is not None:
+            _, val, _ = scan_video_folder(source.val_dir, labels=found)
+            videos = VideoSet(labels=found, train=items, val=val)
         else:
-            assert self.videos is not None
-            found, items, unknown = scan_video_folder(self.videos, labels=labels)
-            if unknown and labels is not None:
-                log.warning(
-                    "%s: classes the model does not know, not used: %s", self.videos, unknown
-                )
-            if self.val_dir is not None:
-                _, val, _ = scan_video_folder(self.val_dir, labels=found)
-                videos = VideoSet(labels=found, train=items, val=val)
-            else:
-                train, val = split_by_name(items, self.val_fraction)
-                videos = VideoSet(labels=found, train=train, val=val)
-        videos.train = check_readable(videos.train, videos.unreadable)
-        videos.val = check_readable(videos.val, videos.unreadable)
-        return videos
-
-
-@dataclass(frozen=True)
-class VideoTrainConfig:
-    """Everything ``train-video`` was asked to do (recorded in the bundle)."""
-
-    arch: str = "r2plus1d_18"
-    weights: str = "none"
-    clip: ClipSpec = field(default_factory=ClipSpec)
-    batch_size: int = 8
-    val_clips_per_video: int = 3
-    hflip: bool = False
-    workers: int = 2
-    device: str = "auto"
-    cache: Path | None = None
-    fit: FitConfig = field(default_factory=FitConfig)
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.val_clips_per_video < 1 or self.workers < 0:
-            raise UsageError(f"bad batch size, clips per video or workers in {self}")
+            train, val = split_by_name(items, source.val_fraction)
+            videos = VideoSet(labels=found, train=train, val=val)
+    videos.train = check_readable(videos.train, videos.unreadable)
+    videos.val = check_readable(videos.val, videos.unreadable)
+    return videos
 
 
 @dataclass(frozen=True)

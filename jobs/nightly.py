@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clipminer.batch import BatchConfig
+from clipminer.config import BatchConfig, findclips_config
 from clipminer.errors import UsageError
-from clipminer.findclips import findclips_config
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, Literal, TypeAlias
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 import imagehash
@@ -51,8 +51,9 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.poolmanager import PoolManager
 from urllib3.util.retry import Retry
 
-from clipminer.errors import ClipminerError, UsageError
+from clipminer.errors import ClipminerError
 from clipminer.fsutil import atomic_path
+from scrapers.config import DownloadConfig
 from scrapers.engines import scheme_refusal
 
 Status = Literal[
@@ -66,7 +67,6 @@ Status = Literal[
     "timeout",
     "blocked",
 ]
-SaveAs = Literal["original", "jpeg"]
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver: TypeAlias = Callable[[str], Sequence[IPAddress]]
 """Host name -> the addresses a connection to it may reach."""
@@ -80,71 +80,6 @@ _CHUNK_BYTES = 64 * 1024
 
 class DownloadError(ClipminerError):
     """An image could not be written into the output folder; the message names the path."""
-
-
-@dataclass(frozen=True)
-class DownloadConfig:
-    """Limits and manners of the downloader."""
-
-    connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 15.0
-    """Longest wait for any one read from the host."""
-    deadline_seconds: float = 60.0
-    """Longest time one download takes on the wall clock, redirects, retries and waits
-    included, however slowly the host sends."""
-    max_retry_after_seconds: float = 30.0
-    """Longest Retry-After of a 429 that is waited out; a host asking for more is
-    recorded as ``blocked`` at once."""
-    max_bytes: int = 20_000_000
-    max_pixels: int = 40_000_000
-    min_size: int = 0
-    """Smallest accepted shorter side, in pixels."""
-    retries: int = 2
-    max_redirects: int = 5
-    per_host: int = 2
-    """Simultaneous requests to one host."""
-    polite_seconds: float = 0.5
-    """Least time between two requests to one host."""
-    save_as: SaveAs = "original"
-    phash_distance: int = 4
-    """Hamming distance of perceptual hashes at or below which an image is a near-duplicate."""
-    allowed_hosts: frozenset[str] = frozenset()
-    """Host names that may resolve to loopback or private addresses (the scraper adds
-    the engine's own host)."""
-    allow_private_addresses: bool = False
-    """Let any URL or redirect reach loopback, private and link-local addresses."""
-    decode_slots: int = 1
-    """Threads that decode images, one image each at a time; each takes up to about 8
-    bytes per pixel of ``max_pixels`` while it checks one."""
-
-    def __post_init__(self) -> None:
-        positive = {
-            "connect_timeout_seconds": self.connect_timeout_seconds,
-            "read_timeout_seconds": self.read_timeout_seconds,
-            "deadline_seconds": self.deadline_seconds,
-            "max_bytes": self.max_bytes,
-            "max_pixels": self.max_pixels,
-            "per_host": self.per_host,
-            "decode_slots": self.decode_slots,
-        }
-        not_negative = {
-            "max_retry_after_seconds": self.max_retry_after_seconds,
-            "min_size": self.min_size,
-            "retries": self.retries,
-            "max_redirects": self.max_redirects,
-            "polite_seconds": self.polite_seconds,
-            "phash_distance": self.phash_distance,
-        }
-        for name, value in positive.items():
-            if not value > 0:
-                raise UsageError(f"download {name} must be more than 0, got {value!r}")
-        for name, value in not_negative.items():
-            if not value >= 0:
-                raise UsageError(f"download {name} must be 0 or more, got {value!r}")
-        if self.save_as not in get_args(SaveAs):
-            raise UsageError(f"--save-as must be one of {get_args(SaveAs)}, got {self.save_as!r}")
-        hosts = frozenset(h.strip().strip("[]").rstrip(".").lower() for h in self.allowed_hosts)
-        object.__setattr__(self, "allowed_hosts", hosts)
 
 
 @dataclass(frozen=True)

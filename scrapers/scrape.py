@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import atomic_path, safe_component, short_hash
 from clipminer.labels import label_key
-from scrapers.download import Checked, DedupIndex, Download, DownloadConfig, Downloader
+from scrapers.config import ScrapeConfig
+from scrapers.download import Checked, DedupIndex, Download, Downloader
 from scrapers.engines import Engine, Link, RefusedLink, engines, scheme_refusal
 from scrapers.hits import EngineBlocked, ImageHit, NoResults
 
@@ -72,36 +73,6 @@ class ManifestRow:
     bytes: str = ""
     status: str = ""
     error: str = ""
-
-
-@dataclass(frozen=True)
-class ScrapeConfig:
-    """Everything ``scrape`` was asked to do."""
-
-    engine: str = "bing"
-    engine_url: str | None = None
-    per_action: int = 100
-    workers: int = 1
-    """Browsers in parallel (one action at a time each)."""
-    download_workers: int = 4
-    query_template: str = "{action}"
-    max_pages: int = 20
-    retry_failed: bool = False
-    """Fetch again the URLs whose earlier try ended in http_error or timeout."""
-    download: DownloadConfig = field(default_factory=DownloadConfig)
-    page_load_timeout_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.engine not in engines():
-            raise UsageError(f"--engine must be one of {sorted(engines())}, got {self.engine!r}")
-        if self.per_action < 1 or self.workers < 1 or self.download_workers < 1:
-            raise UsageError("--per-action, --workers and download workers must be at least 1")
-        if "{action}" not in self.query_template:
-            raise UsageError(
-                f"--query-template must contain {{action}}, got {self.query_template!r}"
-            )
-        if self.engine_url is not None and not self.engine_url.startswith(("http://", "https://")):
-            raise UsageError(f"--engine-url must be an http(s) URL, got {self.engine_url!r}")
 
 
 @dataclass

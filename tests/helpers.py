@@ -54,6 +54,24 @@ def save_tiny_models(root: Path) -> tuple[Path, Path]:
     return root / "image.pt", root / "video.pt"
 
 
+TINY_FLAGS = (
+    "--segment-on",
+    "action",
+    "--min-seconds",
+    "1",
+    "--max-seconds",
+    "4",
+    "--device",
+    "cpu",
+)
+"""The command-line twin of :func:`tiny_findclips_config`."""
+
+
+def model_flags(models: tuple[Path, Path]) -> list[str]:
+    """``--image-model`` and ``--video-model`` for the tiny bundles."""
+    return ["--image-model", str(models[0]), "--video-model", str(models[1])]
+
+
 def tiny_findclips_config(**kw: object) -> FindClipsConfig:
     """Action mode with short segments: the tiny models give clips to cut."""
     segment = SegmentConfig(segment_on="action", min_seconds=1.0, max_seconds=4.0)
@@ -95,43 +113,58 @@ def make_videos(
 
 
 class TrainedModels(NamedTuple):
-    """Small trained bundles (``models[0]``/``models[1]`` are the paths, as with tiny_models)."""
+    """Small trained bundles and what they were trained on (``models[0]``/``models[1]``
+    are the two bundle paths, as with ``tiny_models``)."""
 
     image: Path
-    """resnet18 image bundle (48 px) trained on all six synthetic classes."""
+    """resnet18 image bundle (48 px)."""
     video: Path
-    """small3d video bundle (8 frames at 12.5 fps, 48 px) trained on all six classes."""
+    """small3d video bundle (8 frames at 12.5 fps, 48 px)."""
     image_result: ImageTrainResult
     video_result: VideoTrainResult
+    images: Path
+    """The image model's ImageFolder tree (40 images per class, 80×80)."""
+    clips: Path
+    """The video model's folder-per-class clips (16 per class, 2 s, 80×64, 25 fps)."""
 
 
-def train_small_models(root: Path, *, seed: int = 0) -> TrainedModels:
+def train_small_models(
+    root: Path,
+    *,
+    labels: tuple[str, ...] = synth.LABELS,
+    val_fraction: float = 0.2,
+    image_epochs: int = 4,
+    video_epochs: int = 12,
+    seed: int = 0,
+) -> TrainedModels:
     """Train the suite's small image and video models, each on its own synthetic data.
 
-    The image model sees single frames (40 images per class, 80×80); the video model sees
-    2-second clips (16 per class, 80×64, 25 fps), so it can tell the motion-only pair
-    apart. About a minute on two CPU cores; accuracy tests and find-clips quality tests
-    depend on these exact settings.
+    The image model sees single frames; the video model sees 2-second clips, so it can
+    tell the motion-only pair apart. With the defaults (all six classes) about a minute
+    and a half on two idle CPU cores; the find-clips quality figures depend on them.
     """
     root.mkdir(parents=True, exist_ok=True)
-    synth.make_images(root / "images", per_class=40, size=(80, 80), seed=seed)
+    images, clips = root / "images", root / "clips"
+    synth.make_images(images, per_class=40, size=(80, 80), seed=seed, labels=labels)
     image_result = train_image(
-        root / "images",
+        images,
         root / "image.pt",
         config=ImageTrainConfig(
             arch="resnet18",
             weights="none",
             image_size=48,
             batch_size=16,
-            val_fraction=0.2,
+            val_fraction=val_fraction,
             workers=2,
             device="cpu",
-            fit=FitConfig(epochs=4, seed=seed),
+            fit=FitConfig(epochs=image_epochs, seed=seed),
         ),
     )
-    synth.make_clips(root / "clips", per_class=16, seconds=2.0, fps=25, size=(64, 80), seed=seed)
+    synth.make_clips(
+        clips, per_class=16, seconds=2.0, fps=25, size=(64, 80), seed=seed, labels=labels
+    )
     video_result = train_video(
-        VideoSource(videos=root / "clips", val_fraction=0.2),
+        VideoSource(videos=clips, val_fraction=val_fraction),
         root / "video.pt",
         config=VideoTrainConfig(
             arch="small3d",
@@ -139,9 +172,14 @@ def train_small_models(root: Path, *, seed: int = 0) -> TrainedModels:
             batch_size=8,
             workers=2,
             device="cpu",
-            fit=FitConfig(epochs=12, lr=3e-3, seed=seed),
+            fit=FitConfig(epochs=video_epochs, lr=3e-3, seed=seed),
         ),
     )
     return TrainedModels(
-        image_result.model_path, video_result.model_path, image_result, video_result
+        image_result.model_path,
+        video_result.model_path,
+        image_result,
+        video_result,
+        images,
+        clips,
     )

@@ -20,7 +20,7 @@ from clipminer.batch import BatchConfig, BatchLocked, run_batch
 from clipminer.cli import app
 from clipminer.findclips import FindClipsConfig
 
-from .helpers import batch_config, make_videos
+from .helpers import TINY_FLAGS, batch_config, make_videos, model_flags
 
 runner = CliRunner()
 
@@ -95,27 +95,8 @@ def test_lock_keeps_a_second_run_out(tiny_models, tmp_path: Path) -> None:
 
 
 def _batch_command(folder: Path, out: Path, tiny_models) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "clipminer",
-        "batch",
-        str(folder),
-        "--out",
-        str(out),
-        "--image-model",
-        str(tiny_models[0]),
-        "--video-model",
-        str(tiny_models[1]),
-        "--segment-on",
-        "action",
-        "--min-seconds",
-        "1",
-        "--max-seconds",
-        "4",
-        "--device",
-        "cpu",
-    ]
+    command = [sys.executable, "-m", "clipminer", "batch", str(folder), "--out", str(out)]
+    return [*command, *model_flags(tiny_models), *TINY_FLAGS]
 
 
 def test_sigkill_at_random_moments_then_resume(tiny_models, tmp_path: Path) -> None:

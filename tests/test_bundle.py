@@ -43,7 +43,9 @@ def test_round_trip(tmp_path: Path, kind: str) -> None:
     assert loaded.state_dict.keys() == original.state_dict.keys()
     for key, tensor in original.state_dict.items():
         assert torch.equal(loaded.state_dict[key], tensor)
-    assert "params=" in repr(loaded) and "tensor(" not in repr(loaded)
+    # Conv2d(3, 4, 3): 108 weights + 4 biases; BatchNorm2d(4): 4 x 4 values + 1 counter.
+    assert f"kind={kind!r}, arch='tiny', labels=3, " in repr(loaded)
+    assert "tensors=7, params=129, " in repr(loaded) and "tensor(" not in repr(loaded)
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
 
 

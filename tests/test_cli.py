@@ -153,3 +153,25 @@ def test_console_script_exits_nonzero_on_bad_input(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "missing.mp4: no such file" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_help_reads_well_at_100_columns() -> None:
+    """What a user sees in a 100-column terminal: whole summaries, no <bool>, no wrapping."""
+    env = {**os.environ, "COLUMNS": "100"}
+
+    def help_of(*command: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "clipminer", *command, "--help"],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stdout
+
+    top = help_of()
+    commands = top.split("Commands:")[1]
+    assert "..." not in commands  # every one-line summary is whole
+    names = [line.split()[0] for line in commands.strip().splitlines()]
+    assert {"find-clips", "batch", "scrape", "train-video"} <= set(names)
+    for name in [*names, "synth long"]:
+        text = help_of(*name.split())
+        assert "<bool>" not in text and "[default: no-" not in text, name
+        assert all(len(line) <= 100 for line in text.splitlines()), name

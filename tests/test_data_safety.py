@@ -31,35 +31,15 @@ from clipminer.layout import RESERVED_NAMES, folder_name, read_source
 from clipminer.models.bundle import load_bundle, save_bundle
 from clipminer.segments import Segment
 
-from .helpers import batch_config, make_videos, tiny_findclips_config
+from .helpers import TINY_FLAGS, batch_config, make_videos, model_flags, tiny_findclips_config
 
 runner = CliRunner()
 OUT_FILES = ("kinetics.csv", "summary.csv", "report.html", "state.sqlite")
 
 
 def _find_clips(models: tuple[Path, Path], videos: list[Path], out: Path, *extra: str) -> object:
-    return runner.invoke(
-        app,
-        [
-            "find-clips",
-            *map(str, videos),
-            "--out",
-            str(out),
-            "--image-model",
-            str(models[0]),
-            "--video-model",
-            str(models[1]),
-            "--segment-on",
-            "action",
-            "--min-seconds",
-            "1",
-            "--max-seconds",
-            "4",
-            "--device",
-            "cpu",
-            *extra,
-        ],
-    )
+    command = ["find-clips", *map(str, videos), "--out", str(out), *model_flags(models)]
+    return runner.invoke(app, [*command, *TINY_FLAGS, *extra])
 
 
 def _kinetics_ids(out: Path) -> list[str]:

@@ -60,7 +60,9 @@ def test_weights_from_a_state_dict_file(tmp_path: Path) -> None:
     model = image.build("resnet18", num_classes=6, weights=str(tmp_path / "r18.pth"))
     assert torch.equal(model.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
     assert model.fc.out_features == 6
-    with pytest.raises(ClipminerError, match="does not fit this architecture"):
+    with pytest.raises(
+        ClipminerError, match=r"r18\.pth \(state dict\): does not fit this architecture"
+    ):
         image.build("densenet121", num_classes=6, weights=str(tmp_path / "r18.pth"))
 
 

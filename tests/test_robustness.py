@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from clipminer.batch import run_batch
 from clipminer.cli import app
 from clipminer.encode import VideoWriter
+from clipminer.layout import read_source
 
-from .helpers import batch_config
+from .helpers import TINY_FLAGS, batch_config, model_flags
 
 
 def _write(path: Path, frames: int, size: tuple[int, int]) -> Path:
@@ -50,33 +51,31 @@ def awkward(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path
     _write(folder / "single_frame.mp4", 1, (48, 64))
     _write(folder / "four_frames.mp4", 4, (48, 64))
     _write(folder / "very_wide.mp4", 30, (16, 640))
+    # Names that exist on real disks (issue #11): each must get its own safe folder.
+    for name in HOSTILE_NAMES:
+        _write(folder / name, 12, (48, 64))
     return folder
+
+
+HOSTILE_NAMES = (
+    "..mp4", "...mp4", "state.sqlite.mp4", "kinetics.csv.mp4", "$^$.mp4", "x[y.mp4",
+    "Song [official video].mp4", "[bold]x[red].mp4", "tab\there.mp4", "日本語" * 20 + ".mp4",
+    "four_frames.mkv",
+)  # fmt: skip
 
 
 BAD = {"zero.mp4", "half.mp4", "text.mp4", "audio_only.m4a"}
 
 
+def _source(folder: Path) -> Path | None:
+    source = read_source(folder)
+    return Path(source.path) if source else None
+
+
 def test_find_clips_on_every_awkward_file(tiny_models, awkward: Path, tmp_path: Path) -> None:
     for path in sorted(awkward.iterdir()):
-        result = CliRunner().invoke(
-            app,
-            [
-                "find-clips",
-                str(path),
-                "--image-model",
-                str(tiny_models[0]),
-                "--video-model",
-                str(tiny_models[1]),
-                "--out",
-                str(tmp_path / "out"),
-                "--device",
-                "cpu",
-                "--segment-on",
-                "action",
-                "--min-seconds",
-                "1",
-            ],
-        )
+        command = ["find-clips", str(path), *model_flags(tiny_models), *TINY_FLAGS]
+        result = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "out")])
         assert "Traceback" not in result.output, (path.name, result.output)
         if path.name in BAD:
             assert result.exit_code == 1, (path.name, result.output)
@@ -84,7 +83,12 @@ def test_find_clips_on_every_awkward_file(tiny_models, awkward: Path, tmp_path: 
             assert len(errors) == 1 and path.name in errors[0], result.output
         else:
             assert result.exit_code == 0, (path.name, result.output)
-            assert (tmp_path / "out" / "videos" / path.stem / "segments.csv").is_file()
+            # shown as it is (tabs expanded), never as markup
+            assert all(part in result.output for part in path.name.split()), path.name
+            (folder,) = [f for f in (tmp_path / "out" / "videos").iterdir() if _source(f) == path]
+            assert (folder / "segments.csv").is_file() and not folder.name.startswith(".")
+    # Every video kept its own folder; OUT holds only its own files.
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"kinetics.csv", "videos"}
 
 
 def test_batch_completes_over_every_awkward_file(
@@ -96,5 +100,8 @@ def test_batch_completes_over_every_awkward_file(
     # Audio only, with an audio suffix: not a video, listed as skipped rather than failed.
     assert set(failed) == BAD - {"audio_only.m4a"} and summary.skipped == 1
     assert all(name in error and "\n" not in error for name, error in failed.items())
-    assert len(done) == len(list(awkward.iterdir())) - len(BAD)
+    hidden = {p.name for p in awkward.iterdir() if p.name.startswith(".")}  # ..mp4, ...mp4
+    assert hidden and len(done) == len(list(awkward.iterdir())) - len(BAD) - len(hidden)
     assert (tmp_path / "out" / "report.html").is_file()
+    outputs = {_source(f) for f in (tmp_path / "out" / "videos").iterdir()}
+    assert outputs == {awkward.resolve() / name for name in done}

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from clipminer.cli import app
+from clipminer.config import FindClipsConfig, findclips_config
 from clipminer.errors import UsageError
-from clipminer.findclips import FindClipsConfig, findclips_config
 from clipminer.settings import flat_fields, to_flat
 from jobs import nightly
 
@@ -51,13 +51,13 @@ def _toml_value(value: object) -> str:
 
 
 def test_every_setting_is_an_option_of_find_clips_and_batch() -> None:
-    names = [f.name for f in flat_fields(FindClipsConfig)]
-    assert len(names) == len(set(names)) >= 18
+    options = [f.option for f in flat_fields(FindClipsConfig)]
+    assert len(options) == len(set(options)) >= 18
     for command in ("find-clips", "batch"):
         result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "100"})
         assert result.exit_code == 0
-        for name in names:
-            assert f"--{name.replace('_', '-')}" in result.output, (command, name)
+        for option in options:
+            assert option in result.output, (command, option)
         assert "<bool>" not in result.output
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clipminer.batch import BatchConfig, BatchSummary, Engine, Outcome
 from clipminer.cli.common import (
     ImageModel,
     VideoModels,
@@ -17,7 +16,10 @@ from clipminer.cli.common import (
     print_error,
     settings_options,
 )
-from clipminer.findclips import FindClipsConfig
+from clipminer.config import BatchConfig, Engine, FindClipsConfig
+
+if TYPE_CHECKING:
+    from clipminer.batch import BatchSummary, Outcome
 
 
 @app.command()

@@ -175,7 +175,9 @@ def flag(help: str) -> Any:
 
 def _option(spec: FlatField) -> inspect.Parameter:
     """The typer parameter of one setting (see :mod:`clipminer.settings`)."""
-    metavar = spec.metavar or {"float": "NUM", "int": "N", "str": "TEXT"}.get(spec.kind)
+    metavar = spec.metavar or {"float": "NUM", "int": "N", "str": "TEXT", "path": "PATH"}.get(
+        spec.kind
+    )
     kw: dict[str, Any] = {"help": spec.help, "metavar": metavar}
     if spec.kind in ("float", "int"):
         kw.update(min=spec.min, max=spec.max)
@@ -184,6 +186,12 @@ def _option(spec: FlatField) -> inspect.Parameter:
         base = Enum(f"{spec.name}_choice", {c: c for c in spec.choices}, type=str)  # type: ignore[misc,no-redef]
     elif spec.kind == "strings":
         base = list[str]
+    elif spec.kind == "path":
+        base = Path
+    elif spec.kind == "bool":
+        base = bool
+        kw["show_default"] = False
+        kw.pop("metavar")
     else:
         base = str
     optional = spec.optional or spec.kind == "strings"
@@ -194,7 +202,8 @@ def _option(spec: FlatField) -> inspect.Parameter:
             kw["help"] += f"  [default: {', '.join(spec.default)}]"
     elif spec.kind == "choice":
         default = base(spec.default)
-    annotation = Annotated[base | None if optional else base, typer.Option(**kw)]  # type: ignore[valid-type]
+    decls = [f"{spec.option}/--no-{spec.option[2:]}"] if spec.kind == "bool" else [spec.option]
+    annotation = Annotated[base | None if optional else base, typer.Option(*decls, **kw)]  # type: ignore[valid-type]
     return inspect.Parameter(
         spec.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
     )

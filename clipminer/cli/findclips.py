@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import Progress, TextColumn
@@ -19,8 +19,11 @@ from clipminer.cli.common import (
     print_error,
     settings_options,
 )
+from clipminer.config import FindClipsConfig
 from clipminer.errors import ClipminerError
-from clipminer.findclips import FindClipsConfig, VideoResult
+
+if TYPE_CHECKING:
+    from clipminer.findclips import VideoResult
 
 
 @app.command("find-clips")

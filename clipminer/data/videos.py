@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from clipminer.config import ClipSpec
 from clipminer.decode import VideoReader, probe
 from clipminer.encode import VideoWriter
 from clipminer.errors import ClipminerError, DecodeError, UsageError
-from clipminer.models.bundle import InputSpec
 from clipminer.sampling import (
     random_window_start,
     uniform_window_starts,
@@ -222,40 +222,6 @@ def check_readable(items: list[VideoItem], unreadable: list[tuple[Path, str]]) -
 
 
 # -- clips ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """How clips are cut from a video for a model."""
-
-    clip_len: int = 16
-    frame_rate: float = 15.0
-    size: int = 112
-    """Square crop side."""
-    mean: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
-    std: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
-
-    @property
-    def short_side(self) -> int:
-        """Frames are decoded with this short side (128 for a 112 crop), then cropped."""
-        return round(self.size * 8 / 7 / 2) * 2
-
-    def __post_init__(self) -> None:
-        if self.clip_len < 1 or self.frame_rate <= 0 or self.size < 8:
-            raise UsageError(f"bad clip settings: {self}")
-
-    @classmethod
-    def from_input(cls, spec: InputSpec) -> ClipSpec:
-        """The clip settings a video bundle was trained with."""
-        if spec.clip_len is None or spec.frame_rate is None:
-            raise UsageError("not a video model input: clip_len and frame_rate are missing")
-        return cls(
-            clip_len=spec.clip_len,
-            frame_rate=spec.frame_rate,
-            size=spec.size[0],
-            mean=spec.mean,
-            std=spec.std,
-        )
 
 
 def decode_frames(

@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -20,13 +19,12 @@ import torchvision.models as tvm
 from torch import nn
 from torchvision.models import WeightsEnum
 
+from clipminer.config import TrainLayers
 from clipminer.devices import resolve_device, to_channels_last
 from clipminer.errors import BundleError, UsageError
 from clipminer.models.bundle import Bundle, build_from_bundle, load_bundle
 from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
 from clipminer.transforms import normalize, resize_center_crop
-
-TrainLayers = Literal["all", "last-block", "head"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,308 @@
+"""Run settings that cross module boundaries, importable without torch or PyAV.
+
+:class:`FindClipsConfig` is the one find-clips configuration: ``find-clips`` and
+``batch`` generate their options from its fields and the ``[findclips]`` table of
+``jobs/nightly.toml`` uses the same names (:mod:`clipminer.settings`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from clipminer.errors import UsageError
+from clipminer.segments import SegmentConfig
+from clipminer.settings import from_flat, setting
+
+if TYPE_CHECKING:
+    from clipminer.data.videos import VideoSet
+    from clipminer.models.bundle import InputSpec
+
+CutMode = Literal["reencode", "copy", "none"]
+Engine = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class FindClipsConfig:
+    """Everything find-clips was asked to do."""
+
+    sample_fps: float = setting(
+        2.0, "Frames per second scored by the image model (by timestamp).", min=0.01
+    )
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    max_clips_per_video: int | None = setting(
+        None, "Keep only the best-scoring segments of each video.", min=1
+    )
+    cut: CutMode = setting(
+        "reencode",
+        "reencode: frame-exact, source frame rate and audio kept; copy: stream copy from the "
+        "keyframe at or before the start (fast, actual start recorded); none: manifests only.",
+    )
+    batch_size: int | None = setting(
+        None,
+        "Frames per image-model batch (default on the CPU: 4 at 224 px, more for smaller "
+        "inputs; 32 on CUDA).",
+        min=1,
+    )
+    """Default on the CPU 4 at 224 px, more for smaller inputs (4 x (224 / size)^2, at
+    most 32: the same activation memory), measured as fast end to end as 8 or 16 at 224 px
+    with the peak under 1 GiB on 1080p; 32 on CUDA."""
+    device: str = setting(
+        "auto", "Where the models run: auto (CUDA when present), cpu, cuda, cuda:N."
+    )
+    decode_device: str = setting(
+        "cpu", "cpu, or cuda/cuda:N to decode with NVDEC (falls back to the CPU when unavailable)."
+    )
+    image_size: int | None = setting(
+        None, "Run the image model at this square size instead of its trained size.", min=16
+    )
+    relabel_windows: int = setting(
+        4, "Most windows of the video model's clip length averaged over a segment.", min=1
+    )
+
+    def __post_init__(self) -> None:
+        if not self.sample_fps > 0:
+            raise UsageError(f"--sample-fps must be positive, got {self.sample_fps}")
+        if self.cut not in ("reencode", "copy", "none"):
+            raise UsageError(f"--cut must be reencode, copy or none, got {self.cut!r}")
+        if self.max_clips_per_video is not None and self.max_clips_per_video < 1:
+            raise UsageError("--max-clips-per-video must be at least 1")
+        if (self.batch_size is not None and self.batch_size < 1) or self.relabel_windows < 1:
+            raise UsageError("batch size and relabel windows must be at least 1")
+
+
+def findclips_config(values: dict[str, Any], *, where: str) -> FindClipsConfig:
+    """A :class:`FindClipsConfig` from flat snake_case settings (the command line's
+    options or the ``[findclips]`` table of ``nightly.toml``); unknown keys are refused."""
+    return from_flat(FindClipsConfig, values, where=where)
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """What ``batch`` was asked to do."""
+
+    image_model: str
+    video_models: tuple[str, ...] = ()
+    findclips: FindClipsConfig = field(default_factory=FindClipsConfig)
+    engine: Engine = "local"
+    ray_address: str | None = None
+    workers: int = 1
+    retry_failed: bool = False
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise UsageError(f"--engine must be local or ray, got {self.engine!r}")
+        if self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.workers}")
+
+    def options_hash(self) -> str:
+        """Changes when anything that shapes the outputs changes (options or models)."""
+        models = [_file_digest(Path(p)) for p in (self.image_model, *self.video_models)]
+        settings = json.dumps(asdict(self.findclips), sort_keys=True, default=str)
+        return hashlib.sha256(f"{settings}|{models}".encode()).hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such model file")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+# -- training ----------------------------------------------------------------------------
+
+Schedule = Literal["cosine", "onecycle"]
+TrainLayers = Literal["all", "last-block", "head"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Optimisation settings."""
+
+    epochs: int = setting(10, "Passes over the training data.", min=1)
+    lr: float = setting(1e-3, "Peak learning rate of AdamW.", min=0.0)
+    weight_decay: float = setting(0.05, "AdamW weight decay.", min=0.0)
+    label_smoothing: float = setting(
+        0.0, "Label smoothing of the cross-entropy loss.", min=0.0, max=0.99
+    )
+    schedule: Schedule = setting("cosine", "Learning-rate schedule, stepped per batch.")
+    grad_accum_steps: int = setting(
+        1, "Steps whose gradients are summed per update.", min=1, flag="grad_accum"
+    )
+    amp: bool = setting(True, "Mixed precision on CUDA (ignored on the CPU).")
+    seed: int = setting(0, "Random seed.")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.schedule not in ("cosine", "onecycle"):
+            raise ValueError(f"schedule must be cosine or onecycle, got {self.schedule!r}")
+        if self.grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be at least 1, got {self.grad_accum_steps}")
+
+
+@dataclass(frozen=True)
+class ImageTrainConfig:
+    """Everything ``train-image`` was asked to do (recorded in the bundle)."""
+
+    arch: str = setting(
+        "densenet121",
+        "densenet121, densenet161, densenet169, densenet201, resnet18, resnet50 or "
+        "mobilenet_v3_large.",
+        metavar="ARCH",
+    )
+    weights: str = setting(
+        "imagenet",
+        "imagenet (torchvision weights: hub cache, or download), none (random init), or a "
+        "PATH to a torchvision state dict or a clipminer bundle.",
+        metavar="WEIGHTS",
+    )
+    train_layers: TrainLayers = setting(
+        "all", "Fine-tune all layers, only the last feature block and the head, or the head."
+    )
+    image_size: int = setting(224, "Square input size in pixels.", min=16)
+    batch_size: int = setting(32, "Images per step.", min=1)
+    val_fraction: float = setting(
+        0.1,
+        "Share of each class held out for validation, chosen by content hash (stable across "
+        "re-runs).",
+        min=0.0,
+        max=0.99,
+    )
+    balanced: bool = setting(False, "Sample classes equally often (for imbalanced data).")
+    workers: int = setting(2, "DataLoader worker processes (0: load in the main process).", min=0)
+    device: str = setting(
+        "auto",
+        "Where the model runs: auto (CUDA when present), cpu, cuda, cuda:N.",
+        metavar="DEVICE",
+    )
+    fit: FitConfig = field(default_factory=FitConfig)
+
+    def __post_init__(self) -> None:
+        if self.image_size < 16:
+            raise UsageError(f"--image-size must be at least 16, got {self.image_size}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.workers < 0:
+            raise UsageError(f"--workers must be 0 or more, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How clips are cut from a video for a model."""
+
+    clip_len: int = setting(16, "Frames per clip.", min=1)
+    frame_rate: float = setting(15.0, "Frames per second clips are sampled at.", min=0.1)
+    size: int = setting(112, "Square crop side in pixels.", min=8, flag="frame_size")
+    mean: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
+    std: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
+
+    @property
+    def short_side(self) -> int:
+        """Frames are decoded with this short side (128 for a 112 crop), then cropped."""
+        return round(self.size * 8 / 7 / 2) * 2
+
+    def __post_init__(self) -> None:
+        if self.clip_len < 1 or self.frame_rate <= 0 or self.size < 8:
+            raise UsageError(f"bad clip settings: {self}")
+
+    @classmethod
+    def from_input(cls, spec: InputSpec) -> ClipSpec:
+        """The clip settings a video bundle was trained with."""
+        if spec.clip_len is None or spec.frame_rate is None:
+            raise UsageError("not a video model input: clip_len and frame_rate are missing")
+        return cls(
+            clip_len=spec.clip_len,
+            frame_rate=spec.frame_rate,
+            size=spec.size[0],
+            mean=spec.mean,
+            std=spec.std,
+        )
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """Where labelled videos come from: UCF-101 official splits or a folder tree."""
+
+    ucf101: Path | None = setting(
+        None, "UCF-101 root: <Class>/v_<Class>_gXX_cYY.avi.", metavar="DIR"
+    )
+    splits: Path | None = setting(
+        None,
+        "With --ucf101: folder with classInd.txt, trainlistNN.txt, testlistNN.txt.",
+        metavar="DIR",
+    )
+    split: int = setting(1, "UCF-101 split 1, 2 or 3.", min=1, max=3)
+    videos: Path | None = setting(
+        None,
+        "Instead of UCF-101: a folder with one sub-folder of videos per class.",
+        metavar="DIR",
+    )
+    val_dir: Path | None = setting(
+        None, "With --videos: validate on this folder instead of a split.", metavar="DIR"
+    )
+    val_fraction: float = setting(
+        0.2, "With --videos: share of each class held out (by file name).", min=0.01, max=0.99
+    )
+
+    def __post_init__(self) -> None:
+        if (self.ucf101 is None) == (self.videos is None):
+            raise UsageError("give either --ucf101 ROOT --splits DIR or --videos DIR")
+        if self.ucf101 is not None and self.splits is None:
+            raise UsageError(
+                "--ucf101 needs --splits DIR (classInd.txt, trainlistNN.txt, testlistNN.txt)"
+            )
+
+    def load(self, *, labels: tuple[str, ...] | None = None) -> VideoSet:
+        """Read the lists, probe every video, drop and record unreadable ones."""
+        from clipminer.train_video import load_videos
+
+        return load_videos(self, labels=labels)
+
+
+@dataclass(frozen=True)
+class VideoTrainConfig:
+    """Everything ``train-video`` was asked to do (recorded in the bundle)."""
+
+    arch: str = setting(
+        "r2plus1d_18",
+        "c3d, small3d, r3d_18, mc3_18, r2plus1d_18, r3d_50, slowfast_r18, lrcn or fstcn.",
+        metavar="ARCH",
+    )
+    weights: str = setting(
+        "none",
+        "none, kinetics400 (torchvision weights for r3d_18, mc3_18, r2plus1d_18), or a PATH: "
+        "torchvision state dict, C3D Sports-1M state dict, clipminer bundle.",
+        metavar="WEIGHTS",
+    )
+    clip: ClipSpec = field(default_factory=ClipSpec)
+    batch_size: int = setting(8, "Clips per step.", min=1)
+    val_clips_per_video: int = setting(3, "Clips averaged per validation video.", min=1)
+    hflip: bool = setting(
+        False, "Random horizontal flips (off by default: they swap left/right motions)."
+    )
+    workers: int = setting(2, "DataLoader worker processes (0: load in the main process).", min=0)
+    device: str = setting(
+        "auto",
+        "Where the model runs: auto (CUDA when present), cpu, cuda, cuda:N.",
+        metavar="DEVICE",
+    )
+    cache: Path | None = setting(
+        None, "A cache made by prepare-videos (same frame rate and size).", metavar="DIR"
+    )
+    fit: FitConfig = field(default_factory=FitConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.val_clips_per_video < 1 or self.workers < 0:
+            raise UsageError(f"bad batch size, clips per video or workers in {self}")
