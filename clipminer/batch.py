@@ -16,7 +16,6 @@ per video path).
 from __future__ import annotations
 
 import contextlib
-import csv
 import ctypes
 import fcntl
 import json
@@ -31,14 +30,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from clipminer import THREAD_ENV, __version__
 from clipminer.config import BatchConfig
 from clipminer.data.videos import VIDEO_SUFFIXES
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.findclips import ClipMiner, VideoResult
-from clipminer.fsutil import atomic_path
 from clipminer.layout import (
     VIDEOS_DIR,
     SourceId,
@@ -47,6 +45,7 @@ from clipminer.layout import (
     folder_name,
     videos_root,
 )
+from clipminer.report import write_batch_reports
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +375,7 @@ def run_batch(
                     summary.failed += 1
                 if on_outcome:
                     on_outcome(outcome)
-            write_reports(out, state.all())
+            write_batch_reports(out, state.all())
         finally:
             state.close()
     return summary
@@ -556,67 +555,3 @@ def _execute_ray(todo: list[tuple[Path, str]], out: Path, config: BatchConfig) -
     finally:
         if started_here:
             ray.shutdown()
-
-
-# -- reports ------------------------------------------------------------------------------
-
-SUMMARY_COLUMNS = (
-    "video",
-    "status",
-    "duration_seconds",
-    "segments",
-    "clips_per_label",
-    "realtime_factor",
-    "seconds",
-    "output",
-    "error",
-)
-
-
-def write_reports(out: Path, rows: Sequence[VideoRow]) -> None:
-    """``summary.csv``, ``kinetics.csv`` over every done video, and ``report.html``."""
-    from clipminer.report import write_batch_html, write_kinetics_csv
-
-    with atomic_path(out / "summary.csv", durable=True) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(SUMMARY_COLUMNS)
-        for row in rows:
-            writer.writerow(
-                [
-                    row.path,
-                    row.status,
-                    _num(row.duration_seconds),
-                    row.segments,
-                    row.clips_json if row.status == "done" else "",
-                    _num(row.fps),
-                    _num(row.seconds),
-                    row.output,
-                    row.error,
-                ]
-            )
-    kinetics: list[tuple[str, str, float, float]] = []
-    cards = []
-    for row in rows:
-        if row.status != "done":
-            continue
-        segments_csv = out / row.output / "segments.csv"
-        clips = _read_segments(segments_csv) if segments_csv.is_file() else []
-        kinetics += [
-            (c["final_label"], Path(row.output).name, float(c["time_start"]), float(c["time_end"]))
-            for c in clips
-        ]
-        cards.append((row, clips))
-    write_kinetics_csv(out / "kinetics.csv", kinetics)
-    write_batch_html(out / "report.html", out, rows, cards)
-
-
-def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
-
-
-def _read_segments(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        row["final_label"] = row["video_label"] or row["label"]
-    return rows

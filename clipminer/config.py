@@ -207,11 +207,13 @@ class ClipSpec:
     size: int = setting(112, "Square crop side in pixels.", min=8, flag="frame_size")
     mean: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
     std: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
+    crop_fraction: float = 0.875
+    """The crop keeps this share of the short side (travels in the bundle's input spec)."""
 
     @property
     def short_side(self) -> int:
         """Frames are decoded with this short side (128 for a 112 crop), then cropped."""
-        return round(self.size * 8 / 7 / 2) * 2
+        return round(self.size / self.crop_fraction / 2) * 2
 
     def __post_init__(self) -> None:
         if self.clip_len < 1 or self.frame_rate <= 0 or self.size < 8:
@@ -228,6 +230,7 @@ class ClipSpec:
             size=spec.size[0],
             mean=spec.mean,
             std=spec.std,
+            crop_fraction=spec.crop_fraction,
         )
 
 

@@ -99,6 +99,8 @@ class Tap:
     """(height, width) after rotation; None keeps the display size."""
     short_side: int | None = None
     """Instead of ``size``: scale the shorter display side to this, keeping the aspect."""
+    name: str = ""
+    """What the frames are for (``"image"``, ``"video"``): consumers route by it."""
 
     def __post_init__(self) -> None:
         if self.size is not None and (len(self.size) != 2 or min(self.size) < 1):

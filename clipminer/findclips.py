@@ -54,6 +54,9 @@ from clipminer.transforms import eval_resize_shape
 
 log = logging.getLogger(__name__)
 
+IMAGE_TAP, VIDEO_TAP = "image", "video"
+"""Names of the decode outputs of the pass: frames for the image model and for the video
+models' ring buffers."""
 Progress = Callable[[float, float], None]
 """Called with (seconds of video done, total seconds or 0 when unknown)."""
 
@@ -194,7 +197,7 @@ class VideoRelabeler:
 
 
 def _tap(spec: ClipSpec) -> Tap:
-    return Tap(sample_fps=spec.frame_rate, short_side=spec.short_side)
+    return Tap(sample_fps=spec.frame_rate, short_side=spec.short_side, name=VIDEO_TAP)
 
 
 # -- the pass -----------------------------------------------------------------------------
@@ -353,8 +356,10 @@ class ClipMiner:
 
     def _image_tap(self, info: VideoInfo) -> Tap:
         assert self.scorer is not None
-        hw = eval_resize_shape((info.height, info.width), self.scorer.size)
-        return Tap(sample_fps=self.config.sample_fps, size=hw)
+        hw = eval_resize_shape(
+            (info.height, info.width), self.scorer.size, self.scorer.bundle.input.crop_fraction
+        )
+        return Tap(sample_fps=self.config.sample_fps, size=hw, name=IMAGE_TAP)
 
     def _scan(
         self, video: Path, info: VideoInfo, progress: Progress | None
@@ -422,7 +427,7 @@ class ClipMiner:
                 if isinstance(item, _Failed):
                     raise item.error
                 tap_index, frame = item
-                if tap_index == 0:
+                if taps[tap_index].name == IMAGE_TAP:
                     batch.append(frame)
                     if len(batch) >= self.batch_size:
                         flush()

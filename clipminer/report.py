@@ -340,3 +340,68 @@ table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #eee; 
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
+
+
+# -- the nightly batch's reports -------------------------------------------------------
+
+SUMMARY_COLUMNS = (
+    "video",
+    "status",
+    "duration_seconds",
+    "segments",
+    "clips_per_label",
+    "realtime_factor",
+    "seconds",
+    "output",
+    "error",
+)
+
+
+def write_batch_reports(out: Path, rows: Sequence[Any]) -> None:
+    """``summary.csv``, ``kinetics.csv`` over every done video, and ``report.html``.
+
+    ``rows`` are the batch state's rows (:class:`clipminer.batch.VideoRow`).
+    """
+    with atomic_path(out / "summary.csv", durable=True) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SUMMARY_COLUMNS)
+        for row in rows:
+            writer.writerow(
+                [
+                    row.path,
+                    row.status,
+                    _num(row.duration_seconds),
+                    row.segments,
+                    row.clips_json if row.status == "done" else "",
+                    _num(row.fps),
+                    _num(row.seconds),
+                    row.output,
+                    row.error,
+                ]
+            )
+    kinetics: list[tuple[str, str, float, float]] = []
+    cards = []
+    for row in rows:
+        if row.status != "done":
+            continue
+        segments_csv = out / row.output / "segments.csv"
+        clips = _read_segments(segments_csv) if segments_csv.is_file() else []
+        kinetics += [
+            (c["final_label"], Path(row.output).name, float(c["time_start"]), float(c["time_end"]))
+            for c in clips
+        ]
+        cards.append((row, clips))
+    write_kinetics_csv(out / "kinetics.csv", kinetics)
+    write_batch_html(out / "report.html", out, rows, cards)
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _read_segments(path: Path) -> list[dict[str, Any]]:
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["final_label"] = row["video_label"] or row["label"]
+    return rows

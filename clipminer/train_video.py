@@ -159,6 +159,7 @@ def train_video(
                     std=spec.std,
                     clip_len=spec.clip_len,
                     frame_rate=spec.frame_rate,
+                    crop_fraction=spec.crop_fraction,
                 ),
                 state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
                 metrics=metrics.to_dict() | {"epoch": epoch.epoch, "level": "video"},
@@ -306,7 +307,7 @@ def image_model_video_probs(
         )
     columns = [image_col for image_col, _ in pairs]
     targets = [video_col for _, video_col in pairs]
-    short = min(eval_resize_shape((1000, 1000), scorer.size))
+    short = min(eval_resize_shape((1000, 1000), scorer.size, scorer.bundle.input.crop_fraction))
     out = np.zeros((len(videos.val), len(labels)), np.float32)
     for row, item in enumerate(videos.val):
         frames = np.stack(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import fcntl
 import os
-import random
 import signal
 import sqlite3
 import subprocess
@@ -99,20 +98,46 @@ def _batch_command(folder: Path, out: Path, tiny_models) -> list[str]:
     return [*command, *model_flags(tiny_models), *TINY_FLAGS]
 
 
-def test_sigkill_at_random_moments_then_resume(tiny_models, tmp_path: Path) -> None:
+def _statuses(out: Path) -> set[str]:
+    try:
+        with sqlite3.connect(out / "state.sqlite", timeout=5) as db:
+            return {row[0] for row in db.execute("SELECT status FROM videos")}
+    except sqlite3.Error:  # not created yet
+        return set()
+
+
+def _staging(out: Path) -> bool:
+    videos = out / "videos"
+    return videos.is_dir() and any(p.name.endswith(".partial") for p in videos.iterdir())
+
+
+def test_sigkill_at_each_stage_then_resume(tiny_models, tmp_path: Path) -> None:
+    """Kill -9 when the plan is written, while a video's folder is being staged, and right
+    after a video is done; then a clean run finishes everything exactly once."""
     folder = tmp_path / "in"
     videos = make_videos(folder, 4)
     out = tmp_path / "out"
     command = _batch_command(folder, out, tiny_models)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    rng = random.Random(7)
-    for _ in range(4):
+    moments = [
+        lambda: "queued" in _statuses(out),
+        lambda: _staging(out),
+        lambda: "done" in _statuses(out),
+        lambda: _staging(out),
+    ]
+    killed = 0
+    for moment in moments:
         process = subprocess.Popen(
             command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(1.5, 6.0))
-        process.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline and not moment():
+            time.sleep(0.005)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            killed += 1
         process.wait(timeout=30)
+    assert killed >= 3, "the batch finished before it could be killed at its stages"
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
     state = _state(out)
@@ -190,3 +215,14 @@ def test_report_opens_from_disk_in_chromium(tiny_models, tmp_path: Path) -> None
     assert videos and all(state >= 1 and error == 0 for _, state, error in videos), videos
     assert logs == []
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_state_schema_is_the_row_dataclass(tmp_path: Path) -> None:
+    from dataclasses import fields
+
+    from clipminer.batch import StateStore, VideoRow
+
+    store = StateStore(tmp_path / "state.sqlite")
+    columns = [row[1] for row in store.db.execute("PRAGMA table_info(videos)")]
+    store.close()
+    assert columns == [f.name for f in fields(VideoRow)]

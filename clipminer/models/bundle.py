@@ -44,12 +44,19 @@ class InputSpec:
     """Frames per clip (video models only)."""
     frame_rate: float | None = None
     """Frames per second that clips are sampled at (video models only)."""
+    crop_fraction: float = 0.875
+    """Share of the resized frame the centre crop keeps: images are resized so that
+    ``size / crop_fraction`` is covered, video frames to a short side of
+    ``size / crop_fraction`` (128 for 112), then cropped. Bundles written before this
+    field existed get 0.875, what clipminer always used."""
 
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 1:
             raise ValueError(f"size must be (height, width), got {self.size!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"mean and std need 3 values, std > 0: {self.mean!r}, {self.std!r}")
+        if not 0 < self.crop_fraction <= 1:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +65,7 @@ class InputSpec:
             "std": list(self.std),
             "clip_len": self.clip_len,
             "frame_rate": self.frame_rate,
+            "crop_fraction": self.crop_fraction,
         }
 
     @classmethod
@@ -68,6 +76,7 @@ class InputSpec:
             std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
             clip_len=None if data.get("clip_len") is None else int(data["clip_len"]),
             frame_rate=None if data.get("frame_rate") is None else float(data["frame_rate"]),
+            crop_fraction=float(data.get("crop_fraction", 0.875)),
         )
 
 

@@ -191,7 +191,9 @@ class ImageScorer:
             )
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
-        images = resize_center_crop(batch.permute(0, 3, 1, 2), self.size)
+        images = resize_center_crop(
+            batch.permute(0, 3, 1, 2), self.size, self.bundle.input.crop_fraction
+        )
         inputs = normalize(images, self.bundle.input.mean, self.bundle.input.std)
         inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, enabled=self.amp and self.device.type == "cuda"):
