@@ -12,6 +12,7 @@ with the video's length (the scores, a few floats per sampled frame, are kept fo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -19,7 +20,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -104,6 +105,33 @@ class Candidate:
 
 
 @dataclass
+class StageTimes:
+    """Wall seconds spent in each stage of one video; decoding runs in its own thread,
+    beside scoring and re-labelling, so the stages can add up to more than the pass."""
+
+    decode_seconds: float = 0.0
+    score_seconds: float = 0.0
+    relabel_seconds: float = 0.0
+    cut_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+    @contextlib.contextmanager
+    def timing(
+        self, stage: Literal["decode", "score", "relabel", "cut", "write"]
+    ) -> Iterator[None]:
+        """Add the time the block takes to ``<stage>_seconds``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            name = f"{stage}_seconds"
+            setattr(self, name, getattr(self, name) + time.perf_counter() - started)
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in asdict(self).items()}
+
+
+@dataclass
 class VideoResult:
     """What find-clips did with one video."""
 
@@ -117,6 +145,7 @@ class VideoResult:
     """Wall time of the pass."""
     times: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     scores: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    stages: StageTimes = field(default_factory=StageTimes)
 
 
 # -- re-labelling ---------------------------------------------------------------------
@@ -210,10 +239,17 @@ class _Failed:
     error: BaseException
 
 
-def _produce(reader: VideoReader, out: queue.Queue[Any], stop: threading.Event) -> None:
+def _produce(
+    reader: VideoReader, out: queue.Queue[Any], stop: threading.Event, stages: StageTimes
+) -> None:
     """Decode thread: put (tap index, Frame) items, then _DONE or _Failed."""
     try:
-        for item in reader.iter_taps():
+        items = reader.iter_taps()
+        while True:
+            with stages.timing("decode"):
+                item = next(items, _DONE)
+            if item is _DONE:
+                break
             while not stop.is_set():
                 try:
                     out.put(item, timeout=0.1)
@@ -263,6 +299,11 @@ class ClipMiner:
             if bundles
             else None
         )
+        self.precision: dict[str, str | None] = {
+            "image": "fp32" if self.scorer else None,
+            "video": "fp32" if self.relabeler else None,
+        }
+        """What each model actually runs at (recorded in ``run.json``)."""
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -288,9 +329,10 @@ class ClipMiner:
         source = source or _source_of(video)
         folder = videos_root(out_root) / (name or folder_name(video, source, out_root))
         started = time.perf_counter()
-        times, scores, segments = self._scan(video, info, progress)
+        stages = StageTimes()
+        times, scores, segments = self._scan(video, info, progress, stages)
         return self._complete(
-            video, info, times, scores, segments, folder, started, source, labels=self.labels
+            video, info, times, scores, segments, folder, started, source, stages, self.labels
         )
 
     def rescore(
@@ -307,18 +349,20 @@ class ClipMiner:
         source = _source_of(video)
         folder = videos_root(out_root) / (name or folder_name(video, source, out_root))
         started = time.perf_counter()
+        stages = StageTimes()
         times, scores, labels = _read_scores(Path(scores_path))
         segmenter = self._segmenter(labels)
         segments: list[Segment] = []
         for t, p in zip(times, scores, strict=True):
             segments += segmenter.push(float(t), p)
         segments += segmenter.finish()
-        chosen = [
-            (seg, self._relabel_by_decoding(video, seg) if self.relabeler else None)
-            for seg in self._pick(segments, info)
-        ]
+        with stages.timing("relabel"):
+            chosen = [
+                (seg, self._relabel_by_decoding(video, seg) if self.relabeler else None)
+                for seg in self._pick(segments, info)
+            ]
         return self._complete(
-            video, info, times, scores, chosen, folder, started, source, labels=labels
+            video, info, times, scores, chosen, folder, started, source, stages, labels
         )
 
     def _complete(
@@ -331,11 +375,12 @@ class ClipMiner:
         folder: Path,
         started: float,
         source: SourceId,
-        *,
+        stages: StageTimes,
         labels: Sequence[str],
     ) -> VideoResult:
         """Pick, merge and cut the segments, then write the outputs."""
-        candidates = self._finish(video, info, segments, folder)
+        with stages.timing("cut"):
+            candidates = self._finish(video, info, segments, folder)
         result = VideoResult(
             video,
             folder,
@@ -345,8 +390,12 @@ class ClipMiner:
             time.perf_counter() - started,
             times,
             scores,
+            stages,
         )
-        return self._write(result, source, labels=labels)
+        with stages.timing("write"):
+            self._write_outputs(result, labels=labels)
+        self._publish(result, source)
+        return result
 
     def _segmenter(self, labels: Sequence[str]) -> OnlineSegmenter:
         try:
@@ -362,7 +411,7 @@ class ClipMiner:
         return Tap(sample_fps=self.config.sample_fps, size=hw, name=IMAGE_TAP)
 
     def _scan(
-        self, video: Path, info: VideoInfo, progress: Progress | None
+        self, video: Path, info: VideoInfo, progress: Progress | None, stages: StageTimes
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[Segment, Relabel | None]]]:
         """The single pass: times, scores, and the segments with their re-labels."""
         scorer = self.scorer
@@ -382,7 +431,10 @@ class ClipMiner:
         items: queue.Queue[Any] = queue.Queue(maxsize=64)
         stop = threading.Event()
         thread = threading.Thread(
-            target=_produce, args=(reader, items, stop), daemon=True, name=f"decode {video.name}"
+            target=_produce,
+            args=(reader, items, stop, stages),
+            daemon=True,
+            name=f"decode {video.name}",
         )
         thread.start()
         times: list[float] = []
@@ -403,13 +455,16 @@ class ClipMiner:
                         ]
                         for tap, ring in rings.items()
                     }
-                    label = self.relabeler(frames) if all(frames.values()) else None
+                    if all(frames.values()):
+                        with stages.timing("relabel"):
+                            label = self.relabeler(frames)
                 segments.append((seg, label))
 
         def flush() -> None:
             if not batch:
                 return
-            probs = scorer(np.stack([f.pixels for f in batch]))
+            with stages.timing("score"):
+                probs = scorer(np.stack([f.pixels for f in batch]))
             for frame, p in zip(batch, probs, strict=True):
                 times.append(frame.pts_seconds)
                 scores.append(p)
@@ -535,14 +590,11 @@ class ClipMiner:
             clip_end_seconds=result.time_end_seconds,
         )
 
-    def _write(
-        self, result: VideoResult, source: SourceId, *, labels: Sequence[str]
-    ) -> VideoResult:
-        """Write the per-video outputs into a staging folder, then swap it in."""
+    def _write_outputs(self, result: VideoResult, *, labels: Sequence[str]) -> None:
+        """Write the per-video tables and plot into the staging folder."""
         from clipminer import report
 
-        final = result.out_dir
-        stage = _staging(final)
+        stage = _staging(result.out_dir)
         stage.mkdir(parents=True, exist_ok=True)
         report.write_scores_parquet(stage / "scores.parquet", result.times, result.scores, labels)
         report.write_segments_csv(stage / "segments.csv", result.video, result.candidates)
@@ -555,6 +607,13 @@ class ClipMiner:
             background=self.config.segment.background_labels,
             title=result.video.name,
         )
+
+    def _publish(self, result: VideoResult, source: SourceId) -> None:
+        """Write ``run.json`` (source, settings, stage times), then swap the folder in."""
+        from clipminer import report
+
+        final = result.out_dir
+        stage = _staging(final)
         report.write_json(
             stage / RUN_JSON,
             run_json(
@@ -562,7 +621,11 @@ class ClipMiner:
                 name=final.name,
                 clipminer_version=__version__,
                 seconds=round(result.seconds, 3),
+                stages=result.stages.rounded(),
                 frames_scored=result.frames_scored,
+                video_seconds=result.info.duration_seconds,
+                device=str(self.device),
+                precision=self.precision,
                 config=asdict(self.config),
             ),
         )
@@ -573,7 +636,6 @@ class ClipMiner:
             final.rename(old)
         stage.rename(final)
         shutil.rmtree(old, ignore_errors=True)
-        return result
 
 
 def merge_same_label(

@@ -265,14 +265,14 @@ def write_batch_html(path: Path, out: Path, rows: Sequence[Any], cards: Sequence
     from urllib.parse import quote
 
     status = Counter(row.status for row in rows)
-    clips_total = sum(len(clips) for _, clips in cards)
-    labels = Counter(c["final_label"] for _, clips in cards for c in clips)
+    clips_total = sum(len(card[1]) for card in cards)
+    labels = Counter(c["final_label"] for card in cards for c in card[1])
 
     def link(relative: str) -> str:
         return html.escape(quote(relative))
 
     parts = []
-    for row, clips in cards:
+    for row, clips, stages in cards:
         body = []
         for c in clips:
             clip_rel = c["clip_path"]
@@ -306,7 +306,7 @@ def write_batch_html(path: Path, out: Path, rows: Sequence[Any], cards: Sequence
         parts.append(
             f'<section class="card"><h2>{html.escape(Path(row.path).name)}</h2>'
             f"<p>{html.escape(row.path)} · {row.duration_seconds or 0:.1f} s · {len(clips)} clips · "
-            f'mined at {row.fps or 0:.1f}x realtime · <a href="{link(row.output + "/segments.csv")}">segments.csv</a></p>'
+            f'mined at {row.fps or 0:.1f}x realtime{html.escape(stages)} · <a href="{link(row.output + "/segments.csv")}">segments.csv</a></p>'
             + (
                 f'<img class="timeline" src="{link(timeline)}" alt="timeline">'
                 if (out / timeline).is_file()
@@ -390,7 +390,7 @@ def write_batch_reports(out: Path, rows: Sequence[Any]) -> None:
             (c["final_label"], Path(row.output).name, float(c["time_start"]), float(c["time_end"]))
             for c in clips
         ]
-        cards.append((row, clips))
+        cards.append((row, clips, _stage_text(out / row.output / "run.json")))
     write_kinetics_csv(out / "kinetics.csv", kinetics)
     write_batch_html(out / "report.html", out, rows, cards)
 
@@ -405,3 +405,13 @@ def _read_segments(path: Path) -> list[dict[str, Any]]:
     for row in rows:
         row["final_label"] = row["video_label"] or row["label"]
     return rows
+
+
+def _stage_text(run_json: Path) -> str:
+    """`` (decode 12.3 s, score 40.1 s, ...)`` from a video's ``run.json``; empty if absent."""
+    try:
+        stages = json.loads(run_json.read_text())["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    parts = [f"{k.removesuffix('_seconds')} {v:.1f} s" for k, v in stages.items()]
+    return f" ({', '.join(parts)})"

@@ -139,6 +139,7 @@ def test_batch_keeps_out_files_and_separates_look_alikes(tiny_models, tmp_path: 
         for name in OUT_FILES:
             assert (out / name).is_file(), name
     assert summary.already_done == len(names)
+    assert "(decode " in (out / "report.html").read_text()  # stage times per video
     folders = _video_folders(out)
     assert len(folders) == len(names) and len(set(folders.values())) == len(names)
     with sqlite3.connect(out / "state.sqlite") as db:
