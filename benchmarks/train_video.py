@@ -6,10 +6,15 @@ Prints one JSON line per case:
   a batch already in memory (CPU unless --device says otherwise);
 - ``{"case": "loader", "cache": false|true, "clips_per_s": ...}``: the training DataLoader
   alone (decode, random window and crop), ``--workers`` processes, on UCF-101-like
-  320x240 25 fps clips; and the one-off cost of building the cache.
+  320x240 25 fps clips; and the one-off cost of building the cache, which is deleted
+  first so that every run builds it from the source files.
+
+Warm-up, untimed: one training step per architecture, and for each loader the batches
+that pay for starting its workers (one per worker). Every timed loader batch is decoded
+(from the sources, or read from the cache) by the workers during the timed pass.
 
 Usage: python benchmarks/train_video.py [--archs small3d,r2plus1d_18] [--clip-len 16]
-       [--size 112] [--batch-size 4] [--steps 2] [--workers 2]
+       [--size 112] [--batch-size 4] [--steps 2] [--workers 2] [--quick]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -34,8 +40,9 @@ from clipminer.data.videos import (
     prepare_videos,
     scan_video_folder,
 )
+from clipminer.devices import to_channels_last
 from clipminer.models import video
-from clipminer.train import loader_kwargs, to_channels_last
+from clipminer.train import loader_kwargs
 
 
 def step_rate(arch: str, args: argparse.Namespace) -> float:
@@ -65,10 +72,13 @@ def loader_rate(dataset: ClipDataset, args: argparse.Namespace) -> float:
         **loader_kwargs(args.workers, torch.device("cpu")),
     )
     iterator = iter(loader)
-    next(iterator)  # worker start-up is not throughput
+    for _ in range(max(1, args.workers)):  # worker start-up is not throughput
+        next(iterator)
     started, clips = time.perf_counter(), 0
     for batch, _ in iterator:
         clips += len(batch)
+    if clips == 0:
+        raise SystemExit("too few clips to time the loader after its warm-up")
     return clips / (time.perf_counter() - started)
 
 
@@ -81,7 +91,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--quick", action="store_true", help="small3d only, 8 frames at 64 px, 1 step"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.archs, args.clip_len, args.size, args.steps = "small3d", 8, 64, 1
     common = {
         "cpus": os.cpu_count(),
         "clip_len": args.clip_len,
@@ -110,9 +125,12 @@ def main() -> None:
     spec = ClipSpec(clip_len=args.clip_len, frame_rate=15.0, size=args.size)
     plain = loader_rate(ClipDataset(items, spec), args)
     cache_dir = args.work / "train_video_cache"
+    shutil.rmtree(cache_dir, ignore_errors=True)  # a cache left by an earlier run is no build
     started = time.perf_counter()
-    prepare_videos(items, cache_dir, spec)
+    written, kept, failed = prepare_videos(items, cache_dir, spec)
     build_seconds = time.perf_counter() - started
+    if kept or failed or written != len(items):
+        raise SystemExit(f"the cache was not built from scratch: {written=} {kept=} {failed=}")
     cached = loader_rate(ClipDataset(items, spec, cache=VideoCache.open(cache_dir, spec)), args)
     source = f"{len(items)} clips of 5 s, 320x240, 25 fps"
     for cache, rate in ((False, plain), (True, cached)):
@@ -135,6 +153,7 @@ def main() -> None:
                 "benchmark": "train_video",
                 "case": "cache",
                 "build_seconds": round(build_seconds, 2),
+                "clips_written": written,
                 "loader_speedup": round(cached / plain, 2),
                 "source": source,
             }

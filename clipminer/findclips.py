@@ -12,6 +12,7 @@ with the video's length (the scores, a few floats per sampled frame, are kept fo
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -30,7 +31,7 @@ import torch
 
 from clipminer import __version__
 from clipminer.config import FindClipsConfig
-from clipminer.cut import cut_clip
+from clipminer.cut import CutResult, cut_clip
 from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device, to_channels_last
@@ -263,6 +264,54 @@ def _produce(
         out.put(_Failed(exc))
 
 
+def _clip_name(folder: Path, label: str, seg: Segment) -> tuple[str, str]:
+    """(label folder, file stem) of a clip: ``<label>/<video>_<start>_<end>``."""
+    stem = f"{folder.name}_{seg.time_start_seconds:08.2f}_{seg.time_end_seconds:08.2f}"
+    return safe_component(label), stem
+
+
+class _EarlyCutter:
+    """Cuts clips in a worker thread as segments close, while the pass goes on.
+
+    Which segments become clips (the best N, merges) is final only at the end: a clip cut
+    early is used when a final candidate has the same label and range, and removed
+    otherwise. Only the source's range is re-read, so this overlaps the pass's decoding
+    and scoring (on a GPU machine the CPU is otherwise idle).
+    """
+
+    def __init__(self, video: Path, folder: Path, mode: Literal["reencode", "copy"]) -> None:
+        self.video, self.folder, self.mode = video, folder, mode
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cut")
+        self._jobs: dict[tuple[str, str], concurrent.futures.Future[CutResult]] = {}
+
+    def submit(self, seg: Segment, label: str) -> None:
+        key = _clip_name(self.folder, label, seg)
+        if key not in self._jobs:
+            dest = _staging(self.folder) / "clips" / key[0] / f"{key[1]}.mp4"
+            start, end = seg.time_start_seconds, seg.time_end_seconds
+            self._jobs[key] = self._pool.submit(
+                cut_clip, self.video, dest, start, end, mode=self.mode
+            )
+
+    def take(self, key: tuple[str, str]) -> CutResult | None:
+        """The early cut of ``key``, or None (never cut, or it failed: cut it again)."""
+        job = self._jobs.pop(key, None)
+        if job is None:
+            return None
+        try:
+            return job.result()
+        except ClipminerError:
+            return None
+
+    def close(self) -> None:
+        """Wait for running cuts and remove the clips no candidate took."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for job in self._jobs.values():
+            if job.done() and not job.cancelled() and job.exception() is None:
+                job.result().path.unlink(missing_ok=True)
+        self._jobs.clear()
+
+
 class ClipMiner:
     """Loads the models once and mines any number of videos.
 
@@ -330,10 +379,21 @@ class ClipMiner:
         folder = videos_root(out_root) / (name or folder_name(video, source, out_root))
         started = time.perf_counter()
         stages = StageTimes()
-        times, scores, segments = self._scan(video, info, progress, stages)
-        return self._complete(
-            video, info, times, scores, segments, folder, started, source, stages, self.labels
-        )
+        _clear_staging(folder)
+        cutter = None
+        if self.config.cut != "none" and self.config.max_clips_per_video is None:
+            cutter = _EarlyCutter(
+                video, folder, "copy" if self.config.cut == "copy" else "reencode"
+            )
+        try:
+            times, scores, segments = self._scan(video, info, progress, stages, cutter)
+            return self._complete(
+                video, info, times, scores, segments, folder, started, source, stages,
+                self.labels, cutter,
+            )  # fmt: skip
+        finally:
+            if cutter is not None:
+                cutter.close()
 
     def rescore(
         self,
@@ -350,6 +410,7 @@ class ClipMiner:
         folder = videos_root(out_root) / (name or folder_name(video, source, out_root))
         started = time.perf_counter()
         stages = StageTimes()
+        _clear_staging(folder)
         times, scores, labels = _read_scores(Path(scores_path))
         segmenter = self._segmenter(labels)
         segments: list[Segment] = []
@@ -377,10 +438,11 @@ class ClipMiner:
         source: SourceId,
         stages: StageTimes,
         labels: Sequence[str],
+        cutter: _EarlyCutter | None = None,
     ) -> VideoResult:
         """Pick, merge and cut the segments, then write the outputs."""
         with stages.timing("cut"):
-            candidates = self._finish(video, info, segments, folder)
+            candidates = self._finish(video, info, segments, folder, cutter)
         result = VideoResult(
             video,
             folder,
@@ -411,7 +473,12 @@ class ClipMiner:
         return Tap(sample_fps=self.config.sample_fps, size=hw, name=IMAGE_TAP)
 
     def _scan(
-        self, video: Path, info: VideoInfo, progress: Progress | None, stages: StageTimes
+        self,
+        video: Path,
+        info: VideoInfo,
+        progress: Progress | None,
+        stages: StageTimes,
+        cutter: _EarlyCutter | None = None,
     ) -> tuple[np.ndarray, np.ndarray, list[tuple[Segment, Relabel | None]]]:
         """The single pass: times, scores, and the segments with their re-labels."""
         scorer = self.scorer
@@ -459,6 +526,10 @@ class ClipMiner:
                         with stages.timing("relabel"):
                             label = self.relabeler(frames)
                 segments.append((seg, label))
+                final = label.label if label else seg.label
+                clamped = clamp(seg, info.duration_seconds)
+                if cutter and clamped and final not in cfg.segment.background_labels:
+                    cutter.submit(clamped, final)
 
         def flush() -> None:
             if not batch:
@@ -516,6 +587,7 @@ class ClipMiner:
         info: VideoInfo,
         segments: Sequence[tuple[Segment, Relabel | None]],
         folder: Path,
+        cutter: _EarlyCutter | None = None,
     ) -> list[Candidate]:
         """Pick the best, drop what the video model calls background, merge, and cut."""
         clamped = [
@@ -541,15 +613,12 @@ class ClipMiner:
                 )
                 continue
             chosen.append((seg, relabel))
-        stage = _staging(folder)
-        if stage.exists():
-            shutil.rmtree(stage)
         candidates: list[Candidate] = []
         used: set[str] = set()
         for seg, relabel in merge_same_label(chosen):
             candidate = Candidate(len(candidates), seg, relabel)
             if self.config.cut != "none":
-                candidate = self._cut(video, candidate, folder, stage, used)
+                candidate = self._cut(video, candidate, folder, used, cutter)
             candidates.append(candidate)
         return candidates
 
@@ -565,24 +634,32 @@ class ClipMiner:
         return self.relabeler(frames) if all(frames.values()) else None
 
     def _cut(
-        self, video: Path, candidate: Candidate, folder: Path, stage: Path, used: set[str]
+        self,
+        video: Path,
+        candidate: Candidate,
+        folder: Path,
+        used: set[str],
+        cutter: _EarlyCutter | None,
     ) -> Candidate:
-        """Cut one clip into the staging folder under a name no other clip of the video has."""
+        """Cut one clip into the staging folder under a name no other clip of the video has
+        (or take the one the early cutter made)."""
         seg = candidate.segment
-        label_dir = safe_component(candidate.final_label)
-        name = f"{folder.name}_{seg.time_start_seconds:08.2f}_{seg.time_end_seconds:08.2f}"
+        label_dir, name = _clip_name(folder, candidate.final_label, seg)
+        result = cutter.take((label_dir, name)) if cutter else None
         if f"{label_dir}/{name}" in used:
             name += f"_{candidate.clip_id}"
+            result = None
         used.add(f"{label_dir}/{name}")
         relative = Path(folder.parent.name) / folder.name / "clips" / label_dir / f"{name}.mp4"
         mode: Literal["reencode", "copy"] = "copy" if self.config.cut == "copy" else "reencode"
-        result = cut_clip(
-            video,
-            stage / "clips" / label_dir / f"{name}.mp4",
-            seg.time_start_seconds,
-            seg.time_end_seconds,
-            mode=mode,
-        )
+        if result is None:
+            result = cut_clip(
+                video,
+                _staging(folder) / "clips" / label_dir / f"{name}.mp4",
+                seg.time_start_seconds,
+                seg.time_end_seconds,
+                mode=mode,
+            )
         return replace(
             candidate,
             clip_path=relative.as_posix(),
@@ -677,6 +754,13 @@ def merge_same_label(
 def _staging(folder: Path) -> Path:
     """Where a video's outputs are prepared before they are swapped in."""
     return folder.parent / f".{folder.name}.partial"
+
+
+def _clear_staging(folder: Path) -> None:
+    """Remove what a killed run left in ``folder``'s staging folder."""
+    stage = _staging(folder)
+    if stage.exists():
+        shutil.rmtree(stage)
 
 
 def _source_of(video: Path) -> SourceId:

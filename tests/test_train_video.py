@@ -74,6 +74,7 @@ def test_video_bundle_and_report(pair_models: TrainedModels) -> None:
         "std": list(ClipSpec().std),
         "clip_len": 8,
         "frame_rate": 12.5,
+        "crop_fraction": ClipSpec().crop_fraction,
     }
     metrics = json.loads((pair_models.video_result.report_dir / "metrics.json").read_text())
     assert metrics["level"] == "video" and len(metrics["history"]) == VIDEO_EPOCHS

@@ -1,0 +1,149 @@
+"""What several benchmarks share: facts about a video read from the file itself, the peak
+memory of a child process, and small models trained on synthetic data.
+
+Only clipminer's public API is used here and in the benchmarks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from clipminer.decode import probe
+
+PEAK_RSS_PRELUDE = (
+    "def PEAK():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            return int(line.split()[1])\n"
+)
+"""Defines ``PEAK()`` in a child: its own VmHWM in KiB (``ru_maxrss`` would carry the
+parent's size across exec)."""
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    """A video as its file describes it, for the JSON lines."""
+
+    duration_seconds: float
+    frames: int | None
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+
+    def describe(self) -> str:
+        fps = f"{self.fps:.3g} fps" if self.fps else "unknown fps"
+        frames = f", {self.frames} frames" if self.frames else ""
+        return (
+            f"{self.width}x{self.height} {fps} {self.codec}, {self.duration_seconds:.1f} s{frames}"
+        )
+
+
+def video_facts(path: Path) -> VideoFacts:
+    """Duration, frame count, size and rate from :func:`clipminer.decode.probe`."""
+    info = probe(path)
+    if info.duration_seconds is None:
+        raise SystemExit(f"{path}: the file declares no duration")
+    return VideoFacts(
+        duration_seconds=info.duration_seconds,
+        frames=info.num_frames,
+        width=info.width,
+        height=info.height,
+        fps=info.average_fps,
+        codec=info.codec,
+    )
+
+
+def child_peak_rss_mib(code: str, *args: str) -> float:
+    """Run ``code`` (which ends by printing ``PEAK()``) in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS_PRELUDE + code, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+@dataclass(frozen=True)
+class SmallModels:
+    """Trained bundles and their validation top-1 (from the bundles themselves)."""
+
+    image: Path
+    video: Path
+    image_top1: float
+    video_top1: float
+
+
+def train_small_models(
+    work: Path,
+    *,
+    image_arch: str = "resnet18",
+    image_size: int = 64,
+    images_per_class: int = 40,
+    image_epochs: int = 4,
+    video_size: int = 48,
+    clip_len: int = 8,
+    frame_rate: float = 12.5,
+    clips_per_class: int = 16,
+    video_epochs: int = 12,
+    seed: int = 0,
+) -> SmallModels:
+    """An image model and a small3d video model, each on its own synthetic data of all six
+    classes. Trained once per ``work`` folder and reused: training is not what is timed."""
+    from clipminer import synth
+    from clipminer.data.videos import ClipSpec
+    from clipminer.models.bundle import load_bundle
+    from clipminer.train import FitConfig
+    from clipminer.train_image import ImageTrainConfig, train_image
+    from clipminer.train_video import VideoSource, VideoTrainConfig, train_video
+
+    work.mkdir(parents=True, exist_ok=True)
+    image_model, video_model = work / "image.pt", work / "video.pt"
+    if not image_model.exists():
+        side = max(96, image_size + image_size // 2)
+        synth.make_images(work / "images", per_class=images_per_class, size=(side, side), seed=seed)
+        train_image(
+            work / "images",
+            image_model,
+            config=ImageTrainConfig(
+                arch=image_arch,
+                weights="none",
+                image_size=image_size,
+                batch_size=16,
+                val_fraction=0.2,
+                workers=2,
+                device="cpu",
+                fit=FitConfig(epochs=image_epochs, lr=1e-3, seed=seed),
+            ),
+        )
+    if not video_model.exists():
+        synth.make_clips(
+            work / "clips",
+            per_class=clips_per_class,
+            seconds=2.0,
+            fps=25,
+            size=(64, 80),
+            seed=seed,
+        )
+        train_video(
+            VideoSource(videos=work / "clips", val_fraction=0.2),
+            video_model,
+            config=VideoTrainConfig(
+                arch="small3d",
+                clip=ClipSpec(clip_len=clip_len, frame_rate=frame_rate, size=video_size),
+                batch_size=8,
+                workers=2,
+                device="cpu",
+                fit=FitConfig(epochs=video_epochs, lr=3e-3, seed=seed),
+            ),
+        )
+    return SmallModels(
+        image=image_model,
+        video=video_model,
+        image_top1=float(load_bundle(image_model, kind="image").metrics["top1"]),
+        video_top1=float(load_bundle(video_model, kind="video").metrics["top1"]),
+    )

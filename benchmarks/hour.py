@@ -1,0 +1,175 @@
+"""The issue-13 target: an hour of 1080p H.264 through the full default find-clips pipeline.
+
+Builds the hour by stream-copy concatenation of a 1-minute synthetic 1080p video with
+actions, trains (once per work folder, then reuses) a densenet121 at 224 px and an
+r2plus1d_18 at 16 x 112 px on synthetic data, runs ``clipminer find-clips`` with its
+defaults (2 fps scoring, re-labelling, ``--cut reencode``) in a fresh process, and prints
+one JSON line: wall time, per-stage times (from run.json), clips, peak RSS, and, measured
+in the same run, the decode floor (ffmpeg with the same thread count as the pipeline's
+decoder: FFmpeg's automatic choice) and the models-alone floors (the image model on as
+many frames as the pass scores; the video model on as many windows as it re-labelled),
+each extrapolated from a timed sample after a warm-up. Targets: wall <= 6 min for 60
+minutes, <= 2.1 x the ffmpeg floor, peak RSS <= 1 GiB.
+
+Usage: python benchmarks/hour.py [--minutes 60] [--work bench-out/hour]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import clipminer  # noqa: F401 - first: sets the thread environment before torch loads
+
+# isort: split
+import numpy as np
+import torch
+from benchutil import PEAK_RSS_PRELUDE, video_facts
+
+from clipminer import synth
+from clipminer.config import ClipSpec, FitConfig, ImageTrainConfig, VideoSource, VideoTrainConfig
+from clipminer.models.bundle import load_bundle
+from clipminer.models.image import ImageScorer
+from clipminer.models.video import load_video_model
+
+RUN = PEAK_RSS_PRELUDE + (
+    "import sys\n"
+    "from clipminer.cli import app\n"
+    "try:\n"
+    "    app(sys.argv[1:], prog_name='clipminer')\n"
+    "except SystemExit as exc:\n"
+    "    assert not exc.code, exc.code\n"
+    "print(PEAK())\n"
+)
+
+
+def build_hour(work: Path, minutes: int) -> Path:
+    """1 minute of synthetic 1080p30 with actions, repeated ``minutes`` times by stream copy."""
+    minute = work / "minute_1080p.mp4"
+    if not minute.exists():
+        synth.make_long_video(minute, duration_seconds=60.0, size=(1080, 1920), fps=30, seed=0)
+    hour = work / f"hour_1080p_{minutes}min.mp4"
+    if not hour.exists():
+        synth.repeat_video(minute, hour, times=minutes)
+    return hour
+
+
+def train_models(work: Path) -> tuple[Path, Path]:
+    """densenet121-224 and r2plus1d_18-16x112, briefly trained on synthetic data; reused."""
+    from clipminer.train_image import train_image
+    from clipminer.train_video import train_video
+
+    image, video = work / "densenet121_224.pt", work / "r2plus1d_18_16x112.pt"
+    if not image.exists():
+        synth.make_images(work / "images", per_class=24, size=(256, 256), seed=0)
+        config = ImageTrainConfig(
+            arch="densenet121", weights="none", image_size=224, batch_size=8, workers=2,
+            device="cpu", fit=FitConfig(epochs=1, seed=0),
+        )  # fmt: skip
+        train_image(work / "images", image, config=config)
+    if not video.exists():
+        synth.make_clips(work / "clips", per_class=6, seconds=2.0, fps=25, size=(128, 160))
+        config_v = VideoTrainConfig(
+            arch="r2plus1d_18", clip=ClipSpec(clip_len=16, frame_rate=15.0, size=112),
+            batch_size=4, workers=2, device="cpu", fit=FitConfig(epochs=1, seed=0),
+        )  # fmt: skip
+        train_video(VideoSource(videos=work / "clips", val_fraction=0.25), video, config=config_v)
+    return image, video
+
+
+def ffmpeg_floor(video: Path) -> float | None:
+    """Seconds ffmpeg takes to decode every frame (automatic threads, as the pipeline)."""
+    if shutil.which("ffmpeg") is None:
+        return None
+    command = ["ffmpeg", "-v", "error", "-i", str(video), "-map", "0:v:0", "-f", "null", "-"]
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - started
+
+
+def image_floor(model: Path, frames: int, *, sample: int = 48, batch: int = 4) -> float:
+    """Seconds the image model alone needs for ``frames`` 1080p frames (from a sample)."""
+    scorer = ImageScorer(model, device="cpu")
+    pixels = np.random.default_rng(0).integers(0, 255, (batch, 252, 448, 3), dtype=np.uint8)
+    scorer(pixels)  # warm-up
+    started = time.perf_counter()
+    for _ in range(sample // batch):
+        scorer(pixels)
+    return (time.perf_counter() - started) / sample * frames
+
+
+def video_floor(model: Path, windows: int, *, sample: int = 8, batch: int = 4) -> float:
+    """Seconds the video model alone needs for ``windows`` clips (from a sample)."""
+    bundle = load_bundle(model, kind="video")
+    net = load_video_model(bundle)
+    clips = torch.randn(batch, 3, 16, 112, 112).contiguous(memory_format=torch.channels_last_3d)
+    with torch.inference_mode():
+        net(clips)  # warm-up
+        started = time.perf_counter()
+        for _ in range(sample // batch):
+            net(clips)
+    return (time.perf_counter() - started) / sample * windows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=int, default=60)
+    parser.add_argument("--work", type=Path, default=Path("bench-out/hour"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    args.work.mkdir(parents=True, exist_ok=True)
+    image, video = train_models(args.work)
+    hour = build_hour(args.work, args.minutes)
+    facts = video_facts(hour)
+    out = args.work / f"out_{args.minutes}min"
+    shutil.rmtree(out, ignore_errors=True)
+    command = ["find-clips", str(hour), "--image-model", str(image), "--video-model", str(video)]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", RUN, *command, "--out", str(out)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - started
+    peak_mib = int(done.stdout.strip().splitlines()[-1]) / 1024
+    (folder,) = (out / "videos").iterdir()
+    run = json.loads((folder / "run.json").read_text())
+    with (folder / "segments.csv").open(newline="") as handle:
+        clips = len(list(csv.DictReader(handle)))
+    decode = ffmpeg_floor(hour)
+    windows = clips * run["config"]["relabel_windows"]
+    image_alone = image_floor(image, run["frames_scored"])
+    video_alone = video_floor(video, windows)
+    print(
+        json.dumps(
+            {
+                "case": "hour",
+                "video": facts.describe(),
+                "wall_seconds": round(wall, 1),
+                "stages": run["stages"],
+                "clips": clips,
+                "frames_scored": run["frames_scored"],
+                "peak_rss_mib": round(peak_mib),
+                "ffmpeg_decode_seconds": None if decode is None else round(decode, 1),
+                "wall_over_ffmpeg": None if decode is None else round(wall / decode, 2),
+                "image_model_alone_seconds": round(image_alone, 1),
+                "video_model_alone_seconds": round(video_alone, 1),
+                "video_windows_upper_bound": windows,
+                "precision": run["precision"],
+                "targets": {
+                    "wall_seconds": 6 * args.minutes,
+                    "wall_over_ffmpeg": 2.1,
+                    "peak_rss_mib": 1024,
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
