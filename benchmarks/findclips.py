@@ -38,7 +38,7 @@ from clipminer.decode import Tap, VideoReader, probe
 from clipminer.findclips import ClipMiner, FindClipsConfig
 from clipminer.models import image
 from clipminer.models.bundle import Bundle, InputSpec, save_bundle
-from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_resize_shape
+from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 def make_model(path: Path) -> Path:
@@ -80,18 +80,8 @@ def make_videos(work: Path, seconds: float) -> dict[str, Path]:
 
 
 def image_tap(miner: ClipMiner, video: Path) -> Tap:
-    """The frames the pipeline scores: ``sample_fps`` frames/s, resized (aspect kept) so
-    that the model's centre crop (the bundle's crop fraction) covers its input size.
-
-    The same rule as find-clips applies internally; no public ClipMiner method returns
-    its tap yet, so a change there must be repeated here (``overhead`` checks the count).
-    """
-    scorer = miner.scorer
-    assert scorer is not None
-    info = probe(video)
-    crop = scorer.bundle.input.crop_fraction
-    size = eval_resize_shape((info.height, info.width), scorer.size, crop)
-    return Tap(sample_fps=miner.config.sample_fps, size=size)
+    """The frames the pipeline scores (find-clips' own rule)."""
+    return miner.image_tap(probe(video))
 
 
 def warm_up(miner: ClipMiner, video: Path, short: Path, work: Path) -> None:

@@ -119,7 +119,10 @@ class DecodeStats:
     corrupt_packets: int = 0
     truncated: bool = False
     hardware: bool = False
-    """Whether NVDEC (or another hardware decoder) was in use."""
+    """Whether NVDEC (or another hardware decoder) was in use: the opened stream's codec
+    context says so, not merely that a hardware device was asked for."""
+    hardware_fallback: str | None = None
+    """Why decoding runs on the CPU although a hardware device was asked for."""
     last_pts_seconds: float | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -345,6 +348,13 @@ class VideoReader:
         except DecodeError:
             self._container.close()
             raise
+        if decode_device != "cpu" and self.stats.hardware_fallback is None:
+            # PyAV opens a codec without a hardware decoder in software, silently.
+            self.stats.hardware = bool(getattr(self._stream.codec_context, "is_hwaccel", False))
+            if not self.stats.hardware:
+                self._fall_back(
+                    decode_device, f"no hardware decoder for {self._stream.codec_context.name}"
+                )
         self._started = False
 
     def _open_with_device(self, decode_device: str) -> av.container.InputContainer:
@@ -355,15 +365,19 @@ class VideoReader:
         try:
             container = _open(self.path, hwaccel)
         except (PermissionError, av.error.FFmpegError, RuntimeError) as exc:
-            log.warning(
-                "%s: hardware decoding on %s unavailable (%s); decoding on the CPU",
-                self.path,
-                decode_device,
-                exc,
-            )
+            self._fall_back(decode_device, str(exc))
             return _open(self.path)
-        self.stats.hardware = True
         return container
+
+    def _fall_back(self, decode_device: str, reason: str) -> None:
+        self.stats.hardware = False
+        self.stats.hardware_fallback = reason
+        log.warning(
+            "%s: hardware decoding on %s unavailable (%s); decoding on the CPU",
+            self.path,
+            decode_device,
+            reason,
+        )
 
     def __enter__(self) -> VideoReader:
         return self

@@ -282,12 +282,6 @@ def test_cuda_decode_falls_back_to_cpu_without_a_gpu(lossless_video: Path, caplo
     np.testing.assert_array_equal(frames[5].pixels, known_frame(5))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library: VideoReader sets stats.hardware when the container opens, but PyAV "
-    "opens it in software when the codec has no hardware decoder (libdav1d); it should "
-    "report stream.codec_context.is_hwaccel (issue #12)",
-)
 def test_hardware_is_not_claimed_for_a_software_decoder(shared_data: Path) -> None:
     import torch
 
@@ -299,6 +293,7 @@ def test_hardware_is_not_claimed_for_a_software_decoder(shared_data: Path) -> No
     reader = VideoReader(path, decode_device="cuda", sample_fps=1)
     assert list(reader)
     assert reader.stats.hardware is False
+    assert reader.stats.hardware_fallback  # and it says why
 
 
 @pytest.mark.needs_cuda
