@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from clipminer.errors import UsageError
 from clipminer.segments import SegmentConfig
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 CutMode = Literal["reencode", "copy", "none"]
 Engine = Literal["local", "ray"]
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+"""A ``--precision`` value (:mod:`clipminer.precision`)."""
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,12 @@ class FindClipsConfig:
     relabel_windows: int = setting(
         4, "Most windows of the video model's clip length averaged over a segment.", min=1
     )
+    precision: Precision = setting(
+        "auto",
+        "Inference precision of both models: auto (what the bundle was quantized to with "
+        "`clipminer quantize`, else fp32; bf16 autocast on CUDA), fp32, bf16 (CUDA, or CPUs "
+        "with AVX512_BF16/AMX), int8 (a bundle made by `clipminer quantize`).",
+    )
 
     def __post_init__(self) -> None:
         if not self.sample_fps > 0:
@@ -72,6 +81,10 @@ class FindClipsConfig:
             raise UsageError("--max-clips-per-video must be at least 1")
         if (self.batch_size is not None and self.batch_size < 1) or self.relabel_windows < 1:
             raise UsageError("batch size and relabel windows must be at least 1")
+        if self.precision not in PRECISIONS:
+            raise UsageError(
+                f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
 
 
 def findclips_config(values: dict[str, Any], *, where: str) -> FindClipsConfig:
@@ -138,8 +151,17 @@ class FitConfig:
     )
     amp: bool = setting(True, "Mixed precision on CUDA (ignored on the CPU).")
     seed: int = setting(0, "Random seed.")
+    ema_decay: float = setting(
+        0.0,
+        "Validate and keep an exponential moving average of the weights, updated every step "
+        "with this decay (0: off; 0.99 averages about the last 100 steps).",
+        min=0.0,
+        max=0.9999,
+    )
 
     def __post_init__(self) -> None:
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if not self.lr > 0:
@@ -150,6 +172,23 @@ class FitConfig:
             raise ValueError(f"schedule must be cosine or onecycle, got {self.schedule!r}")
         if self.grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be at least 1, got {self.grad_accum_steps}")
+
+
+@dataclass(frozen=True)
+class VideoFitConfig(FitConfig):
+    """Optimisation settings of video training: the small-data recipe's defaults."""
+
+    epochs: int = setting(15, "Passes over the training data.", min=1)
+    label_smoothing: float = setting(
+        0.1, "Label smoothing of the cross-entropy loss.", min=0.0, max=0.99
+    )
+    ema_decay: float = setting(
+        0.98,
+        "Validate and keep an exponential moving average of the weights, updated every step "
+        "with this decay (0: off; 0.98 averages about the last 50 steps).",
+        min=0.0,
+        max=0.9999,
+    )
 
 
 @dataclass(frozen=True)
@@ -256,7 +295,11 @@ class VideoSource:
         None, "With --videos: validate on this folder instead of a split.", metavar="DIR"
     )
     val_fraction: float = setting(
-        0.2, "With --videos: share of each class held out (by file name).", min=0.01, max=0.99
+        0.2,
+        "With --videos: share of each class held out (by file name); 0 trains on every "
+        "video and keeps the last epoch (evaluate on a separate test set with eval-video).",
+        min=0.0,
+        max=0.99,
     )
 
     def __post_init__(self) -> None:
@@ -266,6 +309,15 @@ class VideoSource:
             raise UsageError(
                 "--ucf101 needs --splits DIR (classInd.txt, trainlistNN.txt, testlistNN.txt)"
             )
+        if not 0 <= self.val_fraction < 1:
+            raise UsageError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.val_fraction == 0 and self.ucf101 is not None:
+            raise UsageError("--val-fraction 0 is for --videos; UCF-101 validates on its test list")
+
+    @property
+    def validates(self) -> bool:
+        """Whether training has a validation part (to choose the best epoch on)."""
+        return self.ucf101 is not None or self.val_dir is not None or self.val_fraction > 0
 
     def load(self, *, labels: tuple[str, ...] | None = None) -> VideoSet:
         """Read the lists, probe every video, drop and record unreadable ones."""
@@ -276,22 +328,54 @@ class VideoSource:
 
 @dataclass(frozen=True)
 class VideoTrainConfig:
-    """Everything ``train-video`` was asked to do (recorded in the bundle)."""
+    """Everything ``train-video`` was asked to do (recorded in the bundle).
+
+    The defaults are a recipe for few labelled videos: several randomly placed clips
+    per video per epoch, random resized crops and colour jitter, label smoothing,
+    warm-up and cosine decay, weight decay, and an average of the weights validated on
+    several clips per video, so that the kept epoch does not chase one noisy video.
+    """
 
     arch: str = setting(
         "r2plus1d_18",
-        "c3d, small3d, r3d_18, mc3_18, r2plus1d_18, r3d_50, slowfast_r18, lrcn or fstcn.",
+        "c3d, small3d, r3d_18, mc3_18, r2plus1d_18, r3d_50, slowfast_r18, lrcn, fstcn, or an "
+        "image network inflated to 3D: densenet121_3d, resnet18_3d, resnet50_3d.",
         metavar="ARCH",
     )
     weights: str = setting(
         "none",
-        "none, kinetics400 (torchvision weights for r3d_18, mc3_18, r2plus1d_18), or a PATH: "
-        "torchvision state dict, C3D Sports-1M state dict, clipminer bundle.",
+        "none, kinetics400 (torchvision weights for r3d_18, mc3_18, r2plus1d_18), "
+        "imagenet-inflated (torchvision's ImageNet weights inflated, for the *_3d archs), or a "
+        "PATH: torchvision state dict, C3D Sports-1M state dict, clipminer bundle.",
         metavar="WEIGHTS",
+    )
+    init_from: Path | None = setting(
+        None,
+        "Start from a trained image model, inflated to 3D (densenet121 -> densenet121_3d, "
+        "resnet18 -> resnet18_3d, resnet50 -> resnet50_3d); classes are matched by name and "
+        "the image model's preprocessing is kept.",
+        metavar="IMAGE.pt",
     )
     clip: ClipSpec = field(default_factory=ClipSpec)
     batch_size: int = setting(8, "Clips per step.", min=1)
+    train_clips_per_video: int = setting(
+        4, "Randomly placed clips taken from each training video per epoch.", min=1
+    )
     val_clips_per_video: int = setting(3, "Clips averaged per validation video.", min=1)
+    crop_scale: float = setting(
+        0.4,
+        "Random resized crops cover at least this share of the frame's area (1: plain random "
+        "crops of the model's size, no resizing).",
+        min=0.05,
+        max=1.0,
+    )
+    color_jitter: float = setting(
+        0.3,
+        "Strength of the random brightness, contrast and saturation change, one per clip "
+        "(0: off).",
+        min=0.0,
+        max=1.0,
+    )
     hflip: bool = setting(
         False, "Random horizontal flips (off by default: they swap left/right motions)."
     )
@@ -304,8 +388,20 @@ class VideoTrainConfig:
     cache: Path | None = setting(
         None, "A cache made by prepare-videos (same frame rate and size).", metavar="DIR"
     )
-    fit: FitConfig = field(default_factory=FitConfig)
+    fit: VideoFitConfig = field(default_factory=VideoFitConfig)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.val_clips_per_video < 1 or self.workers < 0:
             raise UsageError(f"bad batch size, clips per video or workers in {self}")
+        if self.train_clips_per_video < 1:
+            raise UsageError(
+                f"--train-clips-per-video must be at least 1, got {self.train_clips_per_video}"
+            )
+        if not 0 < self.crop_scale <= 1:
+            raise UsageError(f"--crop-scale must be in (0, 1], got {self.crop_scale}")
+        if not 0 <= self.color_jitter <= 1:
+            raise UsageError(f"--color-jitter must be in [0, 1], got {self.color_jitter}")
+        if self.init_from is not None and self.weights != "none":
+            raise UsageError(
+                f"--init-from and --weights {self.weights} both give starting weights; keep one"
+            )

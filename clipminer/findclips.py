@@ -50,6 +50,7 @@ from clipminer.memory import release_free_memory
 from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, load_bundle
 from clipminer.models.image import ImageScorer
+from clipminer.precision import PreparedModel, for_bundle
 from clipminer.sampling import uniform_window_starts, window_indices
 from clipminer.segments import OnlineSegmenter, Segment, clamp, top_segments
 from clipminer.transforms import eval_resize_shape
@@ -160,10 +161,16 @@ class VideoRelabeler:
             and the union is scored (a model that lacks a label gives it 0).
         device: torch device.
         windows: most windows of each model's clip length spread over a segment.
+        precision: "auto", "fp32", "bf16" or "int8" (:func:`clipminer.precision.for_bundle`).
     """
 
     def __init__(
-        self, bundles: Sequence[Bundle], *, device: torch.device, windows: int = 4
+        self,
+        bundles: Sequence[Bundle],
+        *,
+        device: torch.device,
+        windows: int = 4,
+        precision: str = "auto",
     ) -> None:
         self.device = device
         self.windows = windows
@@ -171,7 +178,7 @@ class VideoRelabeler:
         # batch 1, 2, 4 gave 0.43, 0.58, 0.66 clips/s for +153, +261, +465 MiB of peak
         # memory; 2 keeps most of the speed within the 1 GiB budget at 1080p.
         self.window_batch = 8 if device.type == "cuda" else 2
-        self.models: list[tuple[torch.nn.Module, ClipSpec, list[int]]] = []
+        self.models: list[tuple[PreparedModel, ClipSpec, list[int]]] = []
         self.labels: list[str] = []
         keys: dict[str, int] = {}
         for bundle in bundles:
@@ -186,14 +193,14 @@ class VideoRelabeler:
                     keys[key] = len(self.labels)
                     self.labels.append(label)
                 columns.append(keys[key])
-            model = video_models.load_video_model(bundle)
-            self.models.append(
-                (
-                    to_channels_last(model.to(device)),
-                    ClipSpec.from_input(bundle.input),
-                    columns,
-                )
-            )
+            model = to_channels_last(video_models.load_video_model(bundle).to(device))
+            prepared = for_bundle(model, bundle, precision, device=device)
+            self.models.append((prepared, ClipSpec.from_input(bundle.input), columns))
+
+    @property
+    def precision(self) -> str:
+        """What the models run at ("int8", or "fp32+int8" when they differ)."""
+        return "+".join(dict.fromkeys(model.precision for model, _, _ in self.models))
 
     def taps(self) -> list[Tap]:
         """One decode output per distinct (frame rate, short side) of the models."""
@@ -209,21 +216,11 @@ class VideoRelabeler:
             frames = frames_by_tap.get(_tap(spec)) or []
             if not frames:
                 raise ClipminerError("no frames to re-label the segment with")
-            pixels = center_crop(np.stack([f.pixels for f in frames]), spec.size)
-            starts = uniform_window_starts(
-                len(pixels), spec.clip_len, min(self.windows, max(1, len(pixels) // spec.clip_len))
-            )
+            clips = segment_clips(frames, spec, self.windows)
             probs = []
-            for first in range(0, len(starts), self.window_batch):
-                clips = torch.stack(
-                    [
-                        to_clip_tensor(pixels[window_indices(len(pixels), spec.clip_len, s)], spec)
-                        for s in starts[first : first + self.window_batch]
-                    ]
-                ).to(self.device)
-                clips = clips.contiguous(memory_format=torch.channels_last_3d)
-                with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                    logits = model(clips)
+            for first in range(0, len(clips), self.window_batch):
+                batch = clips[first : first + self.window_batch].to(self.device)
+                logits = model(batch.contiguous(memory_format=torch.channels_last_3d))
                 probs.append(torch.softmax(logits.float(), dim=1).cpu())
             total[columns] += torch.cat(probs).mean(0).numpy()
             release_free_memory()
@@ -231,6 +228,20 @@ class VideoRelabeler:
         order = np.argsort(-total, kind="stable")
         top5 = tuple((self.labels[i], round(float(total[i]), 6)) for i in order[:5])
         return Relabel(top5[0][0], top5[0][1], top5)
+
+
+def segment_clips(frames: Sequence[Frame], spec: ClipSpec, windows: int) -> torch.Tensor:
+    """Up to ``windows`` clips of ``spec.clip_len`` frames spread evenly over ``frames``
+    (the video model's tap), as model inputs N×C×T×H×W."""
+    pixels = center_crop(np.stack([f.pixels for f in frames]), spec.size)
+    count = min(windows, max(1, len(pixels) // spec.clip_len))
+    starts = uniform_window_starts(len(pixels), spec.clip_len, count)
+    return torch.stack(
+        [
+            to_clip_tensor(pixels[window_indices(len(pixels), spec.clip_len, s)], spec)
+            for s in starts
+        ]
+    )
 
 
 def _tap(spec: ClipSpec) -> Tap:
@@ -338,9 +349,10 @@ class ClipMiner:
         self.device = resolve_device(config.device)
         self.scorer: ImageScorer | None = None
         if image_model is not None:
-            self.scorer = ImageScorer(image_model, device=config.device)
+            self.scorer = ImageScorer(image_model, device=config.device, precision=config.precision)
             if config.image_size:
                 self.scorer.size = (config.image_size, config.image_size)
+                _check_fixed_shape(self.scorer)
         if config.batch_size is None:
             side = max(self.scorer.size) if self.scorer else 224
             cpu_batch = min(32, max(4, round(4 * (224 / side) ** 2)))
@@ -351,13 +363,18 @@ class ClipMiner:
             b if isinstance(b, Bundle) else load_bundle(b, kind="video") for b in video_models
         ]
         self.relabeler = (
-            VideoRelabeler(bundles, device=self.device, windows=config.relabel_windows)
+            VideoRelabeler(
+                bundles,
+                device=self.device,
+                windows=config.relabel_windows,
+                precision=config.precision,
+            )
             if bundles
             else None
         )
         self.precision: dict[str, str | None] = {
-            "image": "fp32" if self.scorer else None,
-            "video": "fp32" if self.relabeler else None,
+            "image": self.scorer.run.precision if self.scorer else None,
+            "video": self.relabeler.precision if self.relabeler else None,
         }
         """What each model actually runs at (recorded in ``run.json``)."""
 
@@ -723,6 +740,17 @@ class ClipMiner:
             final.rename(old)
         stage.rename(final)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_fixed_shape(scorer: ImageScorer) -> None:
+    """An OpenVINO model, exported for one input size, refuses ``--image-size`` of another."""
+    shape = scorer.run.saved.get("input_shape")
+    if scorer.run.backend == "openvino" and shape and tuple(shape[-2:]) != scorer.size:
+        raise UsageError(
+            f"--image-size {scorer.size[0]}: the {scorer.run.precision} weights of "
+            f"{scorer.bundle.source or 'the image model'} were made for "
+            f"{shape[-2]}x{shape[-1]}; quantize at that size or use --precision fp32"
+        )
 
 
 def merge_same_label(

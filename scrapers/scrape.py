@@ -147,7 +147,10 @@ class Manifest:
     def save(self) -> None:
         with self.lock:
             rows = list(self.rows)
-        with atomic_path(self.path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+        with (
+            atomic_path(self.path, durable=True) as tmp,
+            tmp.open("w", newline="", encoding="utf-8") as handle,
+        ):
             writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
             writer.writeheader()
             writer.writerows(asdict(row) for row in rows)

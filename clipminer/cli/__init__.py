@@ -14,7 +14,16 @@ from typing import Annotated
 import typer
 
 from clipminer import __version__
-from clipminer.cli import batch, demo, findclips, probe, scrape, synth, train  # noqa: F401
+from clipminer.cli import (  # noqa: F401
+    batch,
+    demo,
+    findclips,
+    probe,
+    quantize,
+    scrape,
+    synth,
+    train,
+)
 from clipminer.cli.common import DEBUG_KEY, app, console, err_console
 
 __all__ = ["app"]

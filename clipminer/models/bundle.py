@@ -7,7 +7,9 @@ is a dict of plain types and tensors:
 
 ``format`` ("clipminer/1"), ``kind`` ("image" or "video"), ``arch``, ``labels``,
 ``input`` (size, mean, std, clip_len, frame_rate), ``state_dict``, ``metrics``,
-``config``, ``clipminer_version``.
+``config``, ``clipminer_version``; optionally ``precision``, a low-precision version of the
+weights made by ``clipminer quantize`` (:meth:`clipminer.precision.PreparedModel.state`:
+plain dicts and tensors, so it loads weights-only too).
 """
 
 from __future__ import annotations
@@ -92,6 +94,9 @@ class Bundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     clipminer_version: str = __version__
+    precision: dict[str, Any] | None = None
+    """What ``clipminer quantize`` chose and made (mode, backend, quantized weights), or
+    None for a plain fp32 bundle."""
     source: str = field(default="", compare=False)
     """Where the bundle was loaded from (for messages; never saved)."""
 
@@ -122,6 +127,7 @@ class Bundle:
             "metrics": self.metrics,
             "config": self.config,
             "clipminer_version": self.clipminer_version,
+            **({} if self.precision is None else {"precision": self.precision}),
         }
 
 
@@ -223,6 +229,9 @@ def load_bundle(path: str | os.PathLike[str], *, kind: Kind | None = None) -> Bu
         raise BundleError(f"{path}: incomplete clipminer bundle, missing {missing}")
     if kind is not None and data["kind"] != kind:
         raise BundleError(f"{path}: is a {data['kind']} model, expected a {kind} model")
+    precision = data.get("precision")
+    if precision is not None and not isinstance(precision, dict):
+        raise BundleError(f"{path}: malformed clipminer bundle (precision is not a table)")
     try:
         return Bundle(
             kind=data["kind"],
@@ -233,6 +242,7 @@ def load_bundle(path: str | os.PathLike[str], *, kind: Kind | None = None) -> Bu
             metrics=dict(data["metrics"]),
             config=dict(data["config"]),
             clipminer_version=str(data.get("clipminer_version", "unknown")),
+            precision=precision,
             source=str(path),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:

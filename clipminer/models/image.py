@@ -24,6 +24,7 @@ from clipminer.devices import resolve_device, to_channels_last
 from clipminer.errors import BundleError, UsageError
 from clipminer.models.bundle import Bundle, build_from_bundle, load_bundle
 from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
+from clipminer.precision import for_bundle
 from clipminer.transforms import normalize, resize_center_crop
 
 
@@ -154,7 +155,7 @@ class ImageScorer:
     Args:
         bundle: a loaded bundle or the path of one.
         device: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N".
-        amp: mixed precision on CUDA (default: on when the device is CUDA).
+        precision: "auto", "fp32", "bf16" or "int8" (:func:`clipminer.precision.for_bundle`).
     """
 
     def __init__(
@@ -162,7 +163,7 @@ class ImageScorer:
         bundle: Bundle | str | os.PathLike[str],
         *,
         device: str = "auto",
-        amp: bool | None = None,
+        precision: str = "auto",
     ) -> None:
         self.bundle = (
             bundle if isinstance(bundle, Bundle) else load_bundle(Path(bundle), kind="image")
@@ -170,19 +171,16 @@ class ImageScorer:
         self.labels = self.bundle.labels
         self.size = self.bundle.input.size
         self.device = resolve_device(device)
-        self.amp = self.device.type == "cuda" if amp is None else amp
         self.model = to_channels_last(model_from_bundle(self.bundle).to(self.device))
+        self.run = for_bundle(self.model, self.bundle, precision, device=self.device)
+        """The model at the precision it runs at (``self.run.precision``)."""
 
-    @torch.inference_mode()
-    def __call__(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Class probabilities of each frame.
+    def inputs(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Model inputs (normalised, channels-last floats on the device) of uint8 frames.
 
         Args:
             frames: uint8 B×H×W×3 RGB (any size; resized and centre-cropped like in
                 validation).
-
-        Returns:
-            float32 B×K probabilities, K = len(labels).
         """
         batch = torch.as_tensor(frames)
         if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
@@ -195,7 +193,11 @@ class ImageScorer:
             batch.permute(0, 3, 1, 2), self.size, self.bundle.input.crop_fraction
         )
         inputs = normalize(images, self.bundle.input.mean, self.bundle.input.std)
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, enabled=self.amp and self.device.type == "cuda"):
-            logits = self.model(inputs)
+        return inputs.contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def __call__(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Class probabilities of each frame (uint8 B×H×W×3 RGB) as float32 B×K,
+        K = len(labels)."""
+        logits = self.run(self.inputs(frames))
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
