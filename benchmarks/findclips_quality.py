@@ -9,8 +9,13 @@ before re-labelling (the image model's labels) and after (the video model's).
 The timing of each mode follows an untimed warm-up run of the same miner on a short
 video; the video's length is read from the file.
 
+With ``--precision fp32,int8`` the trained models are also quantized to int8
+(``clipminer quantize``, calibrated on their own training data, torch-fx or OpenVINO as
+installed) and each mode is run at each precision: the accuracy guard's second half,
+F1 unchanged within 0.01, is ``f1_change_vs_fp32``.
+
 Usage: python benchmarks/findclips_quality.py [--minutes 5] [--work bench-out/quality]
-       [--quick]
+       [--quick] [--precision fp32,int8]
   --quick: a 1-minute video and models trained for 1 and 3 epochs (in their own work
   folder): checks that it runs; its figures are not the benchmark's.
 """
@@ -25,56 +30,13 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from benchutil import video_facts
+from benchutil import train_small_models, video_facts
 
 from clipminer import synth
-from clipminer.data.videos import ClipSpec
 from clipminer.findclips import ClipMiner, FindClipsConfig
 from clipminer.metrics import segment_detection
+from clipminer.quantize import quantize_bundle
 from clipminer.segments import SegmentConfig
-from clipminer.train import FitConfig
-from clipminer.train_image import ImageTrainConfig, train_image
-from clipminer.train_video import VideoSource, VideoTrainConfig, train_video
-
-
-def train_models(
-    work: Path, *, seed: int, image_epochs: int = 5, video_epochs: int = 20
-) -> tuple[Path, Path]:
-    """A densenet121 image model and a small3d video model, on their own synthetic data."""
-    image_model, video_model = work / "image.pt", work / "video.pt"
-    if not image_model.exists():
-        synth.make_images(work / "images", per_class=60, size=(96, 96), seed=seed)
-        train_image(
-            work / "images",
-            image_model,
-            config=ImageTrainConfig(
-                arch="densenet121",
-                weights="none",
-                image_size=64,
-                batch_size=16,
-                val_fraction=0.2,
-                workers=2,
-                device="cpu",
-                fit=FitConfig(epochs=image_epochs, lr=1e-3, seed=seed),
-            ),
-        )
-    if not video_model.exists():
-        synth.make_clips(
-            work / "clips", per_class=16, seconds=2.0, fps=25, size=(64, 80), seed=seed
-        )
-        train_video(
-            VideoSource(videos=work / "clips", val_fraction=0.2),
-            video_model,
-            config=VideoTrainConfig(
-                arch="small3d",
-                clip=ClipSpec(clip_len=8, frame_rate=12.5, size=48),
-                batch_size=8,
-                workers=2,
-                device="cpu",
-                fit=FitConfig(epochs=video_epochs, lr=3e-3, seed=seed),
-            ),
-        )
-    return image_model, video_model
 
 
 def score(result, truth, *, relabelled: bool) -> dict[str, float]:
@@ -109,15 +71,24 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--precision", default="fp32", help="comma-separated: fp32,int8")
     args = parser.parse_args()
-    epochs = {}
+    image_epochs, video_epochs = 5, 20
     if args.quick:
         args.minutes = 1.0
         args.work = args.work.with_name(args.work.name + "-quick")
-        epochs = {"image_epochs": 1, "video_epochs": 3}
+        image_epochs, video_epochs = 1, 3
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    image_model, video_model = train_models(args.work, seed=args.seed, **epochs)
+    models = train_small_models(
+        args.work,
+        image_arch="densenet121",
+        images_per_class=60,
+        seed=args.seed,
+        image_epochs=image_epochs,
+        video_epochs=video_epochs,
+    )
+    image_model, video_model = models.image, models.video
     trained = time.perf_counter() - started
     video = synth.make_long_video(
         args.work / f"long_{args.minutes:g}min.mp4",
@@ -136,28 +107,56 @@ def main() -> None:
         gap_seconds=(1.0, 3.0),
     )
     minutes = video_facts(video.path).duration_seconds / 60
+    precisions = args.precision.split(",")
+    models = {"fp32": (image_model, video_model)}
+    guard = {}
+    if "int8" in precisions:
+        models["int8"], guard = quantize(args.work, image_model, video_model)
+    f1_fp32: dict[str, float] = {}
     for mode in ("class", "action"):
-        config = FindClipsConfig(segment=SegmentConfig(segment_on=mode), cut="none", device="cpu")
-        miner = ClipMiner(image_model, [video_model], config=config)
-        miner.run(warm.path, args.work / f"warm_{mode}")  # untimed warm-up
-        run_started = time.perf_counter()
-        result = miner.run(video.path, args.work / f"out_{mode}")
-        print(
-            json.dumps(
-                {
-                    "benchmark": "findclips_quality",
-                    "segment_on": mode,
-                    "video": f"{minutes:.2f} min, {len(video.segments)} actions of "
-                    f"{len({s.label for s in video.segments})} classes",
-                    "before_relabel": score(result, video.segments, relabelled=False),
-                    "after_relabel": score(result, video.segments, relabelled=True),
-                    "find_clips_seconds": round(time.perf_counter() - run_started, 1),
-                    "training_seconds": round(trained, 1),
-                    "quick": args.quick,
-                }
-            ),
-            flush=True,
-        )
+        for precision in precisions:
+            config = FindClipsConfig(
+                segment=SegmentConfig(segment_on=mode), cut="none", device="cpu"
+            )
+            image, video_m = models[precision]
+            miner = ClipMiner(image, [video_m], config=config)
+            miner.run(warm.path, args.work / f"warm_{mode}")  # untimed warm-up
+            run_started = time.perf_counter()
+            result = miner.run(video.path, args.work / f"out_{mode}_{precision}")
+            after = score(result, video.segments, relabelled=True)
+            f1_fp32.setdefault(mode, after["f1"])
+            print(
+                json.dumps(
+                    {
+                        "benchmark": "findclips_quality",
+                        "segment_on": mode,
+                        "precision": miner.precision,
+                        "video": f"{minutes:.2f} min, {len(video.segments)} actions of "
+                        f"{len({s.label for s in video.segments})} classes",
+                        "before_relabel": score(result, video.segments, relabelled=False),
+                        "after_relabel": after,
+                        "f1_change_vs_fp32": round(after["f1"] - f1_fp32[mode], 3),
+                        "find_clips_seconds": round(time.perf_counter() - run_started, 1),
+                        "training_seconds": round(trained, 1),
+                        **({"int8_guard": guard} if precision == "int8" else {}),
+                        "quick": args.quick,
+                    }
+                ),
+                flush=True,
+            )
+
+
+def quantize(work: Path, image: Path, video: Path) -> tuple[tuple[Path, Path], dict]:
+    """int8 copies of both models, calibrated on their training data; the agreement and
+    speed-up each measured on its held-out half."""
+    made = []
+    guard = {}
+    for model, data in ((image, work / "images"), (video, work / "clips")):
+        out = model.with_name(model.stem + "-int8.pt")
+        result = quantize_bundle(model, [data], out, precision="int8", min_agreement=0.5)
+        guard[model.stem] = result.summary()
+        made.append(out)
+    return (made[0], made[1]), guard
 
 
 if __name__ == "__main__":

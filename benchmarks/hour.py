@@ -11,7 +11,11 @@ many frames as the pass scores; the video model on as many windows as it re-labe
 each extrapolated from a timed sample after a warm-up. Targets: wall <= 6 min for 60
 minutes, <= 2.1 x the ffmpeg floor, peak RSS <= 1 GiB.
 
-Usage: python benchmarks/hour.py [--minutes 60] [--work bench-out/hour]
+With ``--precision fp32,int8`` the models are also quantized (``clipminer quantize``,
+calibrated on their training data) and the pipeline and the models-alone floors are run
+at each precision in turn, one JSON line each.
+
+Usage: python benchmarks/hour.py [--minutes 60] [--work bench-out/hour] [--precision fp32]
 """
 
 from __future__ import annotations
@@ -34,9 +38,12 @@ from benchutil import PEAK_RSS_PRELUDE, video_facts
 
 from clipminer import synth
 from clipminer.config import ClipSpec, FitConfig, ImageTrainConfig, VideoSource, VideoTrainConfig
+from clipminer.errors import UsageError
 from clipminer.models.bundle import load_bundle
 from clipminer.models.image import ImageScorer
 from clipminer.models.video import load_video_model
+from clipminer.precision import for_bundle
+from clipminer.quantize import quantize_bundle
 
 RUN = PEAK_RSS_PRELUDE + (
     "import sys\n"
@@ -107,7 +114,7 @@ def image_floor(model: Path, frames: int, *, sample: int = 48, batch: int = 4) -
 def video_floor(model: Path, windows: int, *, sample: int = 8, batch: int = 4) -> float:
     """Seconds the video model alone needs for ``windows`` clips (from a sample)."""
     bundle = load_bundle(model, kind="video")
-    net = load_video_model(bundle)
+    net = for_bundle(load_video_model(bundle), bundle, "auto", device=torch.device("cpu"))
     clips = torch.randn(batch, 3, 16, 112, 112).contiguous(memory_format=torch.channels_last_3d)
     with torch.inference_mode():
         net(clips)  # warm-up
@@ -121,13 +128,59 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--work", type=Path, default=Path("bench-out/hour"))
+    parser.add_argument("--precision", default="fp32", help="comma-separated: fp32,int8")
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.work.mkdir(parents=True, exist_ok=True)
-    image, video = train_models(args.work)
+    models = {"fp32": train_models(args.work)}
     hour = build_hour(args.work, args.minutes)
-    facts = video_facts(hour)
-    out = args.work / f"out_{args.minutes}min"
+    decode = ffmpeg_floor(hour)
+    for precision in args.precision.split(","):
+        pair = models.get(precision) or quantize(args.work, *models["fp32"], precision)
+        if pair is None:
+            continue
+        row = run_pipeline(args.work, hour, *pair, tag=precision)
+        print(
+            json.dumps(
+                {
+                    "case": "hour",
+                    "video": video_facts(hour).describe(),
+                    **row,
+                    "ffmpeg_decode_seconds": None if decode is None else round(decode, 1),
+                    "wall_over_ffmpeg": None
+                    if decode is None
+                    else round(row["wall_seconds"] / decode, 2),
+                    "targets": {
+                        "wall_seconds": 6 * args.minutes,
+                        "wall_over_ffmpeg": 2.1,
+                        "peak_rss_mib": 1024,
+                    },
+                }
+            ),
+            flush=True,
+        )
+
+
+def quantize(work: Path, image: Path, video: Path, precision: str) -> tuple[Path, Path] | None:
+    """Both models at ``precision``, calibrated on their training data; None where the
+    accuracy guard (0.99 top-1 agreement with fp32) refused one."""
+    made = []
+    for model, data in ((image, work / "images"), (video, work / "clips")):
+        out = model.with_name(f"{model.stem}-{precision}.pt")
+        if not out.exists():
+            try:
+                result = quantize_bundle(model, [data], out, precision=precision)
+            except UsageError as exc:  # the guard refused: say so, run nothing at it
+                print(json.dumps({"case": "quantize", "model": model.name, "refused": str(exc)}))
+                return None
+            print(json.dumps({"case": "quantize", "model": model.name, **result.summary()}))
+        made.append(out)
+    return made[0], made[1]
+
+
+def run_pipeline(work: Path, hour: Path, image: Path, video: Path, *, tag: str) -> dict:
+    """find-clips with its defaults in a fresh process, and the models-alone floors."""
+    out = work / f"out_{hour.stem}_{tag}"
     shutil.rmtree(out, ignore_errors=True)
     command = ["find-clips", str(hour), "--image-model", str(image), "--video-model", str(video)]
     started = time.perf_counter()
@@ -141,34 +194,18 @@ def main() -> None:
     run = json.loads((folder / "run.json").read_text())
     with (folder / "segments.csv").open(newline="") as handle:
         clips = len(list(csv.DictReader(handle)))
-    decode = ffmpeg_floor(hour)
     windows = clips * run["config"]["relabel_windows"]
-    image_alone = image_floor(image, run["frames_scored"])
-    video_alone = video_floor(video, windows)
-    print(
-        json.dumps(
-            {
-                "case": "hour",
-                "video": facts.describe(),
-                "wall_seconds": round(wall, 1),
-                "stages": run["stages"],
-                "clips": clips,
-                "frames_scored": run["frames_scored"],
-                "peak_rss_mib": round(peak_mib),
-                "ffmpeg_decode_seconds": None if decode is None else round(decode, 1),
-                "wall_over_ffmpeg": None if decode is None else round(wall / decode, 2),
-                "image_model_alone_seconds": round(image_alone, 1),
-                "video_model_alone_seconds": round(video_alone, 1),
-                "video_windows_upper_bound": windows,
-                "precision": run["precision"],
-                "targets": {
-                    "wall_seconds": 6 * args.minutes,
-                    "wall_over_ffmpeg": 2.1,
-                    "peak_rss_mib": 1024,
-                },
-            }
-        )
-    )
+    return {
+        "wall_seconds": round(wall, 1),
+        "stages": run["stages"],
+        "clips": clips,
+        "frames_scored": run["frames_scored"],
+        "peak_rss_mib": round(peak_mib),
+        "image_model_alone_seconds": round(image_floor(image, run["frames_scored"]), 1),
+        "video_model_alone_seconds": round(video_floor(video, windows), 1),
+        "video_windows_upper_bound": windows,
+        "precision": run["precision"],
+    }
 
 
 if __name__ == "__main__":

@@ -51,6 +51,17 @@ class QuantizeResult:
     held_out: int
     seconds: float
 
+    def summary(self) -> dict[str, object]:
+        """The figures, rounded, for JSON and logs."""
+        return {
+            "precision": self.precision,
+            "backend": self.backend,
+            "agreement": round(self.agreement, 4),
+            "held_out": self.held_out,
+            "speedup": round(self.speedup, 2),
+            "seconds": round(self.seconds, 1),
+        }
+
 
 def quantize_bundle(
     model_path: str | os.PathLike[str],
