@@ -184,7 +184,8 @@ class VideoRelabeler:
         for bundle in bundles:
             if bundle.kind != "video":
                 raise UsageError(
-                    f"--video-model: expected a video model, got a {bundle.kind} model"
+                    f"--video-model: {bundle.source or 'bundle'}: expected a video model, "
+                    "got an image model"
                 )
             columns = []
             for label in bundle.labels:
@@ -708,7 +709,8 @@ class ClipMiner:
             result.scores,
             labels,
             result.candidates,
-            background=self.config.segment.background_labels,
+            segment=self.config.segment,
+            sample_period_seconds=1.0 / self.config.sample_fps,
             title=result.video.name,
         )
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from clipminer.fsutil import atomic_path
 from clipminer.metrics import ClassificationMetrics
+from clipminer.segments import SegmentConfig, decision_curves
 
 
 def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
@@ -165,10 +166,14 @@ def write_timeline_png(
     labels: Sequence[str],
     candidates: Sequence[Any],
     *,
-    background: Sequence[str] = ("background",),
+    segment: SegmentConfig,
+    sample_period_seconds: float,
     title: str = "",
 ) -> Path:
-    """Class score curves over time, candidate segments shaded in their class colour."""
+    """What decided the segments: the image model's class scores (thin), the smoothed
+    curves the segmenter compared (bold: each class's, or in ``action`` mode the summed
+    action score) with the open and close thresholds, and the candidate segments shaded
+    in their class colour."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,12 +182,23 @@ def write_timeline_png(
     fig, ax = plt.subplots(figsize=(14, 4))
     colours = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     colour_of = {label: colours(k % colours.N) for k, label in enumerate(labels)}
-    for k, label in enumerate(labels):
-        if len(times):
-            style = ":" if label in background else "-"
+    if len(times):
+        for k, label in enumerate(labels):
+            style = ":" if label in segment.background_labels else "-"
             # matplotlib hides legend entries whose label starts with "_"
             shown = f" {label}" if label.startswith("_") else label
-            ax.plot(times, scores[:, k], style, color=colour_of[label], lw=1.2, label=shown)
+            ax.plot(times, scores[:, k], style, color=colour_of[label], lw=0.8, alpha=0.55,
+                    label=shown)  # fmt: skip
+        curves = decision_curves(labels, scores, segment, sample_period_seconds)
+        for name, curve in curves.items():
+            if segment.segment_on == "action":
+                ax.plot(times, curve, color="black", lw=1.8, label="actions, summed, smoothed")
+            else:
+                ax.plot(times, curve, color=colour_of[name], lw=1.8)
+    for value, what in ((segment.threshold, "open"), (segment.low, "close")):
+        ax.axhline(value, color="grey", ls="--", lw=0.9)
+        ax.text(0.0, value, f" {what} {value:.2f}", va="bottom", fontsize=7, color="grey",
+                transform=ax.get_yaxis_transform())  # fmt: skip
     for c in candidates:
         seg = c.segment
         ax.axvspan(
@@ -204,7 +220,7 @@ def write_timeline_png(
     ax.set_ylim(0, 1.12)
     ax.set_xlim(0, max(float(times[-1]) if len(times) else 1.0, 1.0))
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("image-model score")
+    ax.set_ylabel("image-model score (bold: smoothed)")
     ax.set_title(title, loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     _plain_text(fig)

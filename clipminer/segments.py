@@ -121,6 +121,11 @@ class SegmentConfig:
     def low(self) -> float:
         return self.threshold * 0.7 if self.threshold_low is None else self.threshold_low
 
+    def smoothing_half_window(self, sample_period_seconds: float) -> int:
+        """Samples averaged on each side of a sample. Symmetric in samples, so a grid of
+        0, 0.52, 1.0, 1.52 ... s from a 25 fps source is not biased."""
+        return round(self.smooth_seconds / sample_period_seconds / 2)
+
     def latency_seconds(self, sample_period_seconds: float) -> float:
         """How long after a frame's time its segment may still be open: the ring-buffer
         length find-clips needs on top of what decoding and batching add."""
@@ -128,6 +133,45 @@ class SegmentConfig:
             self.max_seconds + self.merge_gap_seconds + self.smooth_seconds
             + 2 * self.pad_seconds + 2 * sample_period_seconds
         )  # fmt: skip
+
+
+def emitted_indices(labels: Sequence[str], config: SegmentConfig) -> list[int]:
+    """Indices of the labels that may become segments (not background, in ``classes``).
+
+    Raises:
+        ValueError: ``config.classes`` names a label the model does not have.
+    """
+    wanted = config.classes
+    if wanted is not None:
+        unknown = sorted(set(wanted) - set(labels))
+        if unknown:
+            raise ValueError(f"classes {unknown} are not labels of the model: {list(labels)}")
+    return [
+        k for k, label in enumerate(labels)
+        if label not in config.background_labels and (wanted is None or label in wanted)
+    ]  # fmt: skip
+
+
+def decision_curves(
+    labels: Sequence[str],
+    scores: np.ndarray,
+    config: SegmentConfig,
+    sample_period_seconds: float,
+) -> dict[str, np.ndarray]:
+    """The curves the segmenter compares with the thresholds, for plotting: each emitted
+    class's smoothed score, or in ``action`` mode one curve, ``"action"``, the smoothed
+    sum of the emitted classes' scores. ``scores`` is samples x labels."""
+    scores = np.asarray(scores, np.float64)
+    half = config.smoothing_half_window(sample_period_seconds)
+    count = len(scores)
+    sums = np.concatenate([np.zeros((1, scores.shape[1])), np.cumsum(scores, axis=0)])
+    index = np.arange(count)
+    lo, hi = np.maximum(0, index - half), np.minimum(count, index + half + 1)
+    smoothed = (sums[hi] - sums[lo]) / (hi - lo)[:, None] if count else scores
+    emitted = emitted_indices(labels, config)
+    if config.segment_on == "action":
+        return {"action": smoothed[:, emitted].sum(axis=1)}
+    return {labels[k]: smoothed[:, k] for k in emitted}
 
 
 @dataclass
@@ -177,20 +221,8 @@ class OnlineSegmenter:
             raise ValueError(
                 f"sample_period_seconds must be positive, got {self.sample_period_seconds}"
             )
-        # Smoothing averages this many samples on each side (symmetric in samples, so a
-        # grid of 0, 0.52, 1.0, 1.52 ... s from a 25 fps source is not biased).
-        self._half = round(self.config.smooth_seconds / self.sample_period_seconds / 2)
-        wanted = self.config.classes
-        if wanted is not None:
-            unknown = sorted(set(wanted) - set(self.labels))
-            if unknown:
-                raise ValueError(
-                    f"classes {unknown} are not labels of the model: {list(self.labels)}"
-                )
-        self._emitted = [
-            k for k, label in enumerate(self.labels)
-            if label not in self.config.background_labels and (wanted is None or label in wanted)
-        ]  # fmt: skip
+        self._half = self.config.smoothing_half_window(self.sample_period_seconds)
+        self._emitted = emitted_indices(self.labels, self.config)
         if self.config.segment_on == "action":
             self._states[-1] = _ClassState("action")  # one series: the summed action scores
         else:

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from clipminer.encode import VideoWriter
+from clipminer.errors import UsageError
 from clipminer.fsutil import atomic_path
 
 ACTIONS: tuple[str, ...] = ("bouncing", "spinning", "sliding_left", "sliding_right", "pulsing")
@@ -297,13 +298,24 @@ def make_ucf101(
     """Write a UCF-101 style tree: ``out/videos/<Class>/v_<Class>_gNN_cNN.avi`` and
     ``out/splits/{classInd,trainlist01,testlist01}.txt`` (CRLF, as the originals).
 
-    As in UCF-101 split 1, the first groups (about 28 %) of every class are the test set.
+    As in UCF-101 split 1, the first groups (about 28 %) of every class are the test set,
+    and at least one group is in each split: with fewer than two groups' worth of clips
+    per class the groups get smaller (4 clips per class: 2 groups of 2).
+
+    Raises:
+        UsageError: ``per_class`` below 2 (one clip cannot be in both splits).
     """
     _check_size(size, even=True)
+    if per_class < 2:
+        raise UsageError(
+            f"--per-class {per_class}: a UCF-101 layout needs at least 2 clips per class, "
+            "one for each split"
+        )
     out = Path(out)
     root, splits = out / "videos", out / "splits"
+    clips_per_group = min(clips_per_group, per_class // 2)
     groups = math.ceil(per_class / clips_per_group)
-    test_groups = max(1, round(groups * 0.28))
+    test_groups = min(max(1, round(groups * 0.28)), groups - 1)
     class_lines, train_lines, test_lines = [], [], []
     total, done = per_class * len(labels), 0
     for number, label in enumerate(labels, start=1):

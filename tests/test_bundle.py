@@ -51,7 +51,7 @@ def test_round_trip(tmp_path: Path, kind: str) -> None:
 
 def test_wrong_kind_is_refused(tmp_path: Path) -> None:
     path = save_bundle(_bundle("image"), tmp_path / "m.pt")
-    with pytest.raises(BundleError, match="is a image model, expected a video model"):
+    with pytest.raises(BundleError, match="is an image model, expected a video model"):
         load_bundle(path, kind="video")
 
 

@@ -10,6 +10,7 @@ from clipminer.segments import (
     Segment,
     SegmentConfig,
     clamp,
+    decision_curves,
     segment_series,
     top_segments,
 )
@@ -161,3 +162,28 @@ def test_action_mode_respects_classes() -> None:
     assert [(s.label, s.time_start_seconds) for s in segment_series(times, probs, LABELS, cfg)] == [
         ("run", 3.75)
     ]
+
+
+@pytest.mark.parametrize("mode", ["class", "action"])
+def test_decision_curves_are_what_the_segmenter_thresholds(mode: str) -> None:
+    """Every segment opens where the plotted curve first reaches the threshold and closes
+    where it falls below the low one (what the timeline draws is what decided)."""
+    rng = np.random.default_rng(4)
+    raw = rng.dirichlet(np.ones(len(LABELS)) * 0.4, size=200)
+    probs = np.repeat(raw, 3, axis=0)[:200]  # runs of 3 samples: segments of several samples
+    times = np.arange(len(probs)) / 2.0
+    config = SegmentConfig(
+        smooth_seconds=2, min_seconds=0, max_seconds=1000, merge_gap_seconds=0,
+        segment_on=mode, threshold=0.6, threshold_low=0.4,
+    )  # fmt: skip
+    curves = decision_curves(LABELS, probs, config, 0.5)
+    assert set(curves) == ({"action"} if mode == "action" else {"jump", "run"})
+    segments = segment_series(times, probs, LABELS, config)
+    assert len(segments) >= 5
+    for seg in segments:
+        curve_of = curves["action" if mode == "action" else seg.label]
+        first = round((seg.time_start_seconds + 0.25) * 2)
+        last = round((seg.time_end_seconds - 0.25) * 2)
+        assert curve_of[first] >= 0.6 and (first == 0 or curve_of[first - 1] < 0.6)
+        assert (curve_of[first : last + 1] >= 0.4).all()
+        assert last == len(times) - 1 or curve_of[last + 1] < 0.4

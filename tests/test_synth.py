@@ -10,6 +10,7 @@ import pytest
 
 from clipminer import synth
 from clipminer.decode import iter_frames, probe
+from clipminer.errors import UsageError
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -103,6 +104,25 @@ def test_clip_tree_and_ucf101_tree(tmp_path: Path) -> None:
     assert train[0] == "Bouncing/v_Bouncing_g02_c01.avi 1"
     assert test[0] == "Bouncing/v_Bouncing_g01_c01.avi"
     assert (tree.root / "SlidingRight" / "v_SlidingRight_g02_c04.avi").is_file()
+
+
+@pytest.mark.parametrize(
+    ("per_class", "train", "test"), [(2, 1, 1), (3, 2, 1), (4, 2, 2), (5, 3, 2)]
+)
+def test_small_ucf101_trees_fill_both_splits(
+    tmp_path: Path, per_class: int, train: int, test: int
+) -> None:
+    labels = ("bouncing", "spinning")
+    tree = synth.make_ucf101(
+        tmp_path, per_class=per_class, seconds=0.2, fps=10, size=(32, 48), labels=labels
+    )
+    assert (tree.train, tree.test) == (train * len(labels), test * len(labels))
+
+
+def test_ucf101_tree_of_one_clip_per_class_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--per-class 1: a UCF-101 layout needs at least 2"):
+        synth.make_ucf101(tmp_path, per_class=1, seconds=0.2, fps=10, size=(32, 48))
+    assert not (tmp_path / "splits").exists()
 
 
 @pytest.mark.parametrize(

@@ -207,6 +207,10 @@ def _load_dict(path: Path, *, shown_as: Path) -> dict[str, Any]:
     return data
 
 
+def _with_article(kind: object) -> str:
+    return f"an {kind}" if kind == "image" else f"a {kind}"
+
+
 def load_bundle(path: str | os.PathLike[str], *, kind: Kind | None = None) -> Bundle:
     """Load a bundle with ``torch.load(weights_only=True)``; tensors land on the CPU.
 
@@ -228,7 +232,9 @@ def load_bundle(path: str | os.PathLike[str], *, kind: Kind | None = None) -> Bu
     if missing:
         raise BundleError(f"{path}: incomplete clipminer bundle, missing {missing}")
     if kind is not None and data["kind"] != kind:
-        raise BundleError(f"{path}: is a {data['kind']} model, expected a {kind} model")
+        raise BundleError(
+            f"{path}: is {_with_article(data['kind'])} model, expected {_with_article(kind)} model"
+        )
     precision = data.get("precision")
     if precision is not None and not isinstance(precision, dict):
         raise BundleError(f"{path}: malformed clipminer bundle (precision is not a table)")
