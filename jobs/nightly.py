@@ -1,23 +1,40 @@
-"""The nightly cron entry: read ``nightly.toml``, run the batch, log to a rotating file.
+"""The nightly cron entry: read ``nightly.toml``, run the night, log to a rotating file.
 
-Exit codes for monitoring: 0 all mined (or nothing to do), 1 some videos failed (the
-others are done), 2 bad configuration, 3 another run holds the output folder,
+A night has three stages, each skippable (``[night] stages`` or ``--skip STAGE``):
+``search`` (with a ``[watch]`` table: search-videos for new candidates of the watched
+actions), ``fetch`` (fetch-videos of the candidates not seen before, capped by
+``[fetch] max_videos``, into the mined folder) and ``mine`` (the batch, as before). A
+failing stage never stops the later ones; every stage's outcome and failures are in
+``OUT/night.json`` and in a "Video sources" section of ``OUT/report.html``.
+
+Exit codes for monitoring: 0 all done (or nothing to do), 1 some videos or a stage
+failed (the rest is done), 2 bad configuration, 3 another run holds the output folder,
 4 an unexpected error (see the log).
 
-Usage: python -m jobs.nightly --config jobs/nightly.toml
+Usage: python -m jobs.nightly --config jobs/nightly.toml [--skip search]
 """
 
 from __future__ import annotations
 
 import argparse
+import html
+import json
 import logging
 import logging.handlers
+import os
+import re
 import sys
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from clipminer.config import BatchConfig, findclips_config
-from clipminer.errors import UsageError
+from clipminer.errors import ClipminerError, UsageError
+from clipminer.fsutil import atomic_path
+from clipminer.settings import from_flat
+from clipminer.sources.fetch import FetchConfig
+from clipminer.sources.youtube import API_KEY_ENV, SearchConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,6 +57,47 @@ BATCH_KEYS = {
     "force": "redo videos done with other options or models",
 }
 LOG_KEYS = {"file", "max_bytes", "backups"}
+STAGES = ("search", "fetch", "mine")
+NIGHT_KEYS = {"stages": "the stages to run, in order: search, fetch, mine"}
+WATCH_KEYS = {
+    "actions": "file of watched actions, one a line (needed by search)",
+    "candidates": "candidates CSV that search writes and fetch reads (required)",
+    "videos": "folder fetched videos land in; default: [batch] input, so they are mined",
+    "api_key_env": f"environment variable with the YouTube Data API key ({API_KEY_ENV})",
+}
+TABLES = ("batch", "findclips", "log", "night", "watch", "search", "fetch")
+SHOWN_PROBLEMS = 50
+EMPTY_PAGE = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>clipminer night</title>"
+    "</head><body><h1>clipminer night</h1></body></html>"
+)
+"""report.html of a night that mined nothing (the batch writes the real one)."""
+
+
+@dataclass(frozen=True)
+class WatchList:
+    """The ``[watch]``, ``[search]`` and ``[fetch]`` tables: finding and fetching new videos."""
+
+    candidates: Path
+    videos: Path
+    actions: Path | None = None
+    api_key_env: str = API_KEY_ENV
+    search: SearchConfig = field(default_factory=SearchConfig)
+    """``per_action``: new candidates per action each night (searched with ``more``)."""
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    """``max_videos``: the nightly cap on downloads."""
+
+
+@dataclass
+class StageReport:
+    """What one stage of the night did."""
+
+    name: str
+    status: Literal["ok", "failed", "skipped"]
+    detail: str = ""
+    problems: list[str] = field(default_factory=list)
+    """One line per failed item (a fetch that failed, a video that did not mine)."""
+    seconds: float = 0.0
 
 
 def _path(base: Path, value: str) -> str:
@@ -61,11 +119,7 @@ def load_config(path: Path) -> tuple[BatchConfig, Path, Path, dict[str, Any]]:
     fields as the command line's options); an unknown or misspelt key in any table is
     a one-line error that lists the valid keys.
     """
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    _check_keys(data, ("batch", "findclips", "log"), str(path))
+    data = _read_toml(path)
     batch, find, log_cfg = data.get("batch", {}), data.get("findclips", {}), data.get("log", {})
     _check_keys(batch, BATCH_KEYS, f"{path} [batch]")
     _check_keys(log_cfg, LOG_KEYS, f"{path} [log]")
@@ -90,6 +144,138 @@ def load_config(path: Path) -> tuple[BatchConfig, Path, Path, dict[str, Any]]:
     return config, input_dir, Path(_path(base, batch["output_root"])), log_cfg
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file, its tables checked against :data:`TABLES`."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    _check_keys(data, TABLES, str(path))
+    return data
+
+
+def load_stages(path: Path, skip: list[str] | None = None) -> tuple[str, ...]:
+    """The stages to run: ``[night] stages`` (default all) less ``skip``."""
+    night = _read_toml(path).get("night", {})
+    _check_keys(night, NIGHT_KEYS, f"{path} [night]")
+    stages = night.get("stages", list(STAGES))
+    wrong = [s for s in [*stages, *(skip or [])] if s not in STAGES]
+    if not isinstance(stages, list) or wrong:
+        raise UsageError(f"{path} [night]: stages must be a list of {', '.join(STAGES)}")
+    return tuple(s for s in STAGES if s in stages and s not in (skip or []))
+
+
+def load_watch(path: Path, input_dir: Path) -> WatchList | None:
+    """The watch list, or None when the file has no ``[watch]`` table."""
+    data = _read_toml(path)
+    watch = data.get("watch")
+    if watch is None:
+        for table in ("search", "fetch"):
+            if table in data:
+                raise UsageError(f"{path}: [{table}] needs a [watch] table")
+        return None
+    _check_keys(watch, WATCH_KEYS, f"{path} [watch]")
+    if "candidates" not in watch:
+        raise UsageError(f"{path} [watch]: missing setting candidates")
+    base = path.parent
+    return WatchList(
+        candidates=Path(_path(base, watch["candidates"])),
+        videos=Path(_path(base, watch["videos"])) if watch.get("videos") else input_dir,
+        actions=Path(_path(base, watch["actions"])) if watch.get("actions") else None,
+        api_key_env=str(watch.get("api_key_env") or API_KEY_ENV),
+        search=from_flat(SearchConfig, data.get("search", {}), where=f"{path} [search]"),
+        fetch=from_flat(FetchConfig, data.get("fetch", {}), where=f"{path} [fetch]"),
+    )
+
+
+def run_search(watch: WatchList) -> StageReport:
+    """search-videos for the watched actions: ``per_action`` new candidates each."""
+    from clipminer.sources.youtube import read_actions, search_videos
+
+    if watch.actions is None:
+        return StageReport("search", "failed", "[watch] has no actions file")
+    key = os.environ.get(watch.api_key_env, "").strip()
+    if not key:
+        return StageReport("search", "failed", f"no API key: set {watch.api_key_env}")
+    try:
+        actions = read_actions(watch.actions)
+        summary = search_videos(
+            actions, watch.candidates, config=watch.search, api_key=key, more=True
+        )
+    except ClipminerError as exc:
+        return StageReport("search", "failed", str(exc))
+    new = sum(a.new for a in summary.actions)
+    return StageReport(
+        "search",
+        "ok",
+        f"{new} new candidates for {len(actions)} actions; {summary.candidates} in "
+        f"{watch.candidates} (about {summary.units} quota units)",
+    )
+
+
+def run_fetch(watch: WatchList) -> StageReport:
+    """fetch-videos of the candidates not fetched yet, at most ``max_videos`` tonight."""
+    from clipminer.sources.fetch import fetch_videos
+
+    if not watch.candidates.is_file():
+        return StageReport("fetch", "skipped", f"{watch.candidates}: no candidates yet")
+    try:
+        summary = fetch_videos(watch.candidates, watch.videos, config=watch.fetch)
+    except ClipminerError as exc:
+        return StageReport("fetch", "failed", str(exc))
+    problems = [
+        f"{r.item.key}: {r.status}: {r.message}" for r in summary.results if r.status != "ok"
+    ]
+    detail = (
+        f"{summary.count('ok')} fetched into {watch.videos}, {len(problems)} failed, "
+        f"{summary.already_done} done before, {summary.not_attempted} left for later nights"
+    )
+    if summary.stopped:
+        detail += f"; stopped: {summary.stopped}"
+    failed = bool(summary.stopped or summary.transient_failures)
+    return StageReport("fetch", "failed" if failed else "ok", detail, problems)
+
+
+def write_night_report(out: Path, stages: list[StageReport]) -> None:
+    """``OUT/night.json``, and the stages as a section of ``OUT/report.html``."""
+    out.mkdir(parents=True, exist_ok=True)
+    night = {
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "stages": [asdict(s) for s in stages],
+    }
+    with atomic_path(out / "night.json") as tmp:
+        tmp.write_text(json.dumps(night, indent=1))
+    section = _night_html(stages)
+    report = out / "report.html"
+    try:
+        page = report.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        page = EMPTY_PAGE
+    page = re.sub(r'<section id="night">.*?</section>\n?', "", page, flags=re.S)
+    heading = re.search(r"</h1>|<body[^>]*>", page)
+    cut = heading.end() if heading else 0
+    with atomic_path(report) as tmp:
+        tmp.write_text(page[:cut] + "\n" + section + page[cut:], encoding="utf-8")
+
+
+def _night_html(stages: list[StageReport]) -> str:
+    """The "Video sources" section: one line per stage, its failures in a list."""
+    rows = []
+    for stage in stages:
+        problems = "".join(f"<li>{html.escape(p)}</li>" for p in stage.problems[:SHOWN_PROBLEMS])
+        more = len(stage.problems) - SHOWN_PROBLEMS
+        if more > 0:
+            problems += f"<li>... and {more} more</li>"
+        rows.append(
+            f"<li><b>{html.escape(stage.name)}</b>: {html.escape(stage.status)}"
+            f" ({stage.seconds:.0f} s) {html.escape(stage.detail)}"
+            + (f"<ul>{problems}</ul>" if problems else "")
+            + "</li>"
+        )
+    heading = "<h2>Video sources and stages tonight</h2>"
+    return f'<section id="night">{heading}<ul>{"".join(rows)}</ul></section>\n'
+
+
 def setup_logging(settings: dict[str, Any], base: Path) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if settings.get("file"):
@@ -111,14 +297,16 @@ def setup_logging(settings: dict[str, Any], base: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="clipminer nightly batch")
+    parser = argparse.ArgumentParser(description="clipminer nightly: search, fetch, mine")
     parser.add_argument("--config", type=Path, default=Path(__file__).with_name("nightly.toml"))
+    parser.add_argument(
+        "--skip", action="append", choices=STAGES, default=[], help="skip a stage tonight"
+    )
     args = parser.parse_args(argv)
-    from clipminer.batch import BatchLocked, run_batch
-    from clipminer.errors import ClipminerError
-
     try:
         config, folder, out, log_settings = load_config(args.config)
+        stages = load_stages(args.config, args.skip)
+        watch = load_watch(args.config, folder)
         setup_logging(log_settings, args.config.parent)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -126,6 +314,40 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the log file or its folder cannot be written
         print(f"error: {exc.filename or args.config}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
+    reports: list[StageReport] = []
+    for name, run in (("search", run_search), ("fetch", run_fetch)):
+        if watch is None:
+            continue
+        if name not in stages:
+            reports.append(StageReport(name, "skipped", "skipped by configuration"))
+            continue
+        started = time.monotonic()
+        report = run(watch)
+        report.seconds = time.monotonic() - started
+        (log.info if report.status != "failed" else log.error)(
+            "%s: %s: %s", name, report.status, report.detail
+        )
+        for problem in report.problems:
+            log.warning("%s: %s", name, problem)
+        reports.append(report)
+    if "mine" in stages:
+        code, mined = _mine(config, folder, out)
+        reports.append(mined)
+    else:
+        code = EXIT_OK
+        reports.append(StageReport("mine", "skipped", "skipped by configuration"))
+    if watch is not None:
+        write_night_report(out, reports)
+    if code == EXIT_OK and any(r.status == "failed" for r in reports):
+        code = EXIT_FAILED_VIDEOS
+    return code
+
+
+def _mine(config: BatchConfig, folder: Path, out: Path) -> tuple[int, StageReport]:
+    """The batch over ``folder`` (the mine stage): its exit code and report."""
+    from clipminer.batch import BatchLocked, run_batch
+
+    started = time.monotonic()
     log.info(
         "nightly batch: %s -> %s (%s engine, %d workers)",
         folder,
@@ -144,31 +366,33 @@ def main(argv: list[str] | None = None) -> int:
         )
     except BatchLocked as exc:
         log.error("%s", exc)
-        return EXIT_LOCKED
+        return EXIT_LOCKED, StageReport("mine", "failed", str(exc))
     except UsageError as exc:
         log.error("%s", exc)
-        return EXIT_CONFIG
+        return EXIT_CONFIG, StageReport("mine", "failed", str(exc))
     except ClipminerError as exc:
         log.error("%s", exc)
-        return EXIT_CRASH
-    except Exception:
+        return EXIT_CRASH, StageReport("mine", "failed", str(exc))
+    except Exception as exc:
         log.exception("the nightly batch crashed")
-        return EXIT_CRASH
-    log.info(
-        "%d done, %d failed, %d already done, %d skipped; report %s",
-        summary.done,
-        summary.failed,
-        summary.already_done,
-        summary.skipped,
-        out / "report.html",
+        return EXIT_CRASH, StageReport("mine", "failed", f"crashed: {exc!r} (see the log)")
+    detail = (
+        f"{summary.done} done, {summary.failed} failed, {summary.already_done} already done, "
+        f"{summary.skipped} skipped"
     )
+    log.info("%s; report %s", detail, out / "report.html")
     if summary.stale:
         log.warning(
             "%d done videos were mined with other options or models and were left as they "
             "are; run clipminer batch --force to mine them again",
             summary.stale,
         )
-    return EXIT_FAILED_VIDEOS if summary.failed else EXIT_OK
+    problems = [f"{o.path}: {o.error}" for o in summary.outcomes if not o.ok]
+    report = StageReport(
+        "mine", "failed" if summary.failed else "ok", detail, problems,
+        time.monotonic() - started,
+    )  # fmt: skip
+    return (EXIT_FAILED_VIDEOS if summary.failed else EXIT_OK), report
 
 
 if __name__ == "__main__":

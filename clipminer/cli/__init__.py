@@ -23,6 +23,7 @@ from clipminer.cli import (  # noqa: F401
     scrape,
     synth,
     train,
+    videos,
 )
 from clipminer.cli.common import DEBUG_KEY, app, console, err_console
 
