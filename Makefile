@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-out
-# Debian packages: chromium and its driver for scraping, ffmpeg for the decode benchmark's
-# reference, python3-venv for the venv.
+# Debian packages: chromium and its driver for scraping, ffmpeg for fetch-videos' time ranges
+# and the decode benchmark's reference, python3-venv for the venv.
 APT_PACKAGES ?= chromium chromium-driver ffmpeg python3-venv
 
 .PHONY: setup system-deps demo test test-all lint bench clean

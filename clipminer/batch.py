@@ -46,6 +46,7 @@ from clipminer.layout import (
     videos_root,
 )
 from clipminer.report import write_batch_reports
+from clipminer.sources.register import REGISTER_NAME
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ NOT_VIDEO_SUFFIXES = frozenset(
      ".txt", ".parquet", ".html", ".sqlite", ".npy", ".pt", ".toml", ".log", ".md"}
 )  # fmt: skip
 """Never probed: FFmpeg opens still images (and some text) as one-frame videos."""
+_BOOKKEEPING = frozenset(f"{REGISTER_NAME}{end}" for end in ("", "-wal", "-shm", "-journal"))
+"""fetch-videos' register beside the videos it fetched: not listed as a skipped file."""
 _STILL_FORMATS = ("image2", "_pipe", "png", "gif", "webp", "tiff")
 
 
@@ -90,7 +93,7 @@ def find_videos(root: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[Path]
         )
         for filename in sorted(filenames):
             path = here / filename
-            if filename.startswith(".") or not path.is_file():
+            if filename.startswith(".") or filename in _BOOKKEEPING or not path.is_file():
                 continue
             suffix = path.suffix.lower()
             if suffix in VIDEO_SUFFIXES:

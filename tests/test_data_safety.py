@@ -212,6 +212,7 @@ def test_still_images_are_not_videos(tmp_path: Path) -> None:
 
     Image.new("RGB", (32, 32)).save(tmp_path / "thumb.jpg")
     Image.new("RGB", (32, 32)).save(tmp_path / "no_suffix", format="PNG")
+    (tmp_path / "fetch.sqlite").write_bytes(b"SQLite format 3\x00")  # fetch-videos' register
     videos, others = find_videos(tmp_path)
     assert videos == [] and sorted(p.name for p in others) == ["no_suffix", "thumb.jpg"]
 

@@ -40,11 +40,10 @@ from clipminer.sources.inputs import (
     read_items,
     video_url,
 )
-from clipminer.sources.register import PERMANENT, FetchRow, Register, Status
+from clipminer.sources.register import PERMANENT, REGISTER_NAME, FetchRow, Register, Status
 
 log = logging.getLogger(__name__)
 
-REGISTER_NAME = "fetch.sqlite"
 STAGING_NAME = ".fetching"
 LOCK_NAME = ".fetch.lock"
 _RESERVED = (REGISTER_NAME, f"{REGISTER_NAME}-wal", f"{REGISTER_NAME}-shm")

@@ -37,6 +37,8 @@ PERMANENT: frozenset[str] = frozenset(
 """Failures a rerun does not try again (``too_long`` is retried once the cap allows it)."""
 TRANSIENT: frozenset[str] = frozenset({"rate_limited", "error"})
 """Failures a rerun tries again."""
+REGISTER_NAME = "fetch.sqlite"
+"""The register's file name inside a fetch folder (batch never takes it for a video)."""
 SCHEMA_VERSION = 1
 
 
