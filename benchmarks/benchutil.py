@@ -95,6 +95,7 @@ def train_small_models(
     """An image model and a small3d video model, each on its own synthetic data of all six
     classes. Trained once per ``work`` folder and reused: training is not what is timed."""
     from clipminer import synth
+    from clipminer.config import VideoFitConfig
     from clipminer.data.videos import ClipSpec
     from clipminer.models.bundle import load_bundle
     from clipminer.train import FitConfig
@@ -138,7 +139,12 @@ def train_small_models(
                 batch_size=8,
                 workers=2,
                 device="cpu",
-                fit=FitConfig(epochs=video_epochs, lr=3e-3, seed=seed),
+                fit=VideoFitConfig(
+                    epochs=video_epochs, lr=3e-3, seed=seed, label_smoothing=0, ema_decay=0
+                ),
+                train_clips_per_video=1,
+                crop_scale=1.0,
+                color_jitter=0.0,
             ),
         )
     return SmallModels(

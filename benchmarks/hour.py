@@ -37,7 +37,14 @@ import torch
 from benchutil import PEAK_RSS_PRELUDE, video_facts
 
 from clipminer import synth
-from clipminer.config import ClipSpec, FitConfig, ImageTrainConfig, VideoSource, VideoTrainConfig
+from clipminer.config import (
+    ClipSpec,
+    FitConfig,
+    ImageTrainConfig,
+    VideoFitConfig,
+    VideoSource,
+    VideoTrainConfig,
+)
 from clipminer.errors import UsageError
 from clipminer.models.bundle import load_bundle
 from clipminer.models.image import ImageScorer
@@ -84,7 +91,8 @@ def train_models(work: Path) -> tuple[Path, Path]:
         synth.make_clips(work / "clips", per_class=6, seconds=2.0, fps=25, size=(128, 160))
         config_v = VideoTrainConfig(
             arch="r2plus1d_18", clip=ClipSpec(clip_len=16, frame_rate=15.0, size=112),
-            batch_size=4, workers=2, device="cpu", fit=FitConfig(epochs=1, seed=0),
+            batch_size=4, workers=2, device="cpu", fit=VideoFitConfig(epochs=1, seed=0),
+            train_clips_per_video=1,
         )  # fmt: skip
         train_video(VideoSource(videos=work / "clips", val_fraction=0.25), video, config=config_v)
     return image, video

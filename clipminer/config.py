@@ -371,8 +371,7 @@ class VideoTrainConfig:
     )
     color_jitter: float = setting(
         0.3,
-        "Strength of the random brightness, contrast and saturation change, one per clip "
-        "(0: off).",
+        "Strength of the random brightness, contrast and saturation change, one per clip (0: off).",
         min=0.0,
         max=1.0,
     )

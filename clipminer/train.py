@@ -2,7 +2,9 @@
 
 AdamW with a cosine or one-cycle schedule stepped per optimiser step, label
 smoothing, gradient accumulation, channels-last memory, mixed precision and pinned
-memory on CUDA. After each epoch the model is evaluated; the caller saves the best.
+memory on CUDA, and optionally an exponential moving average of the weights (what is
+validated and saved). After each epoch the model is evaluated; the caller saves the
+best (top-1, then validation loss on ties).
 The full training state (weights, optimiser, scheduler, epoch, history) goes to a
 separate file after every epoch, so an interrupted run resumes where it stopped;
 that file holds only tensors and plain types and loads with ``weights_only=True``.
@@ -10,6 +12,7 @@ that file holds only tensors and plain types and loads with ``weights_only=True`
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -83,7 +86,37 @@ class FitResult:
     history: list[EpochResult] = field(default_factory=list)
     best_epoch: int = 0
     best_top1: float = -1.0
+    best_loss: float = math.inf
     resumed_from: int = 0
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and floating-point buffers
+    (BatchNorm statistics); integer buffers are copied.
+
+    The decay ramps up from 0.1 (``(1 + n) / (10 + n)`` after n updates), so the
+    first steps do not drag the average towards the initial weights.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(model).eval()
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average towards ``model``'s current weights."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for mine, theirs in zip(
+            self.model.state_dict().values(), model.state_dict().values(), strict=True
+        ):
+            if mine.dtype.is_floating_point:
+                mine.lerp_(theirs.detach(), 1 - decay)
+            else:
+                mine.copy_(theirs)
 
 
 def seed_everything(seed: int) -> None:
@@ -216,28 +249,35 @@ def load_training_state(path: Path) -> dict[str, Any]:
 def fit(
     model: nn.Module,
     train_loader: DataLoader[Any],
-    val_loader: DataLoader[Any],
+    val_loader: DataLoader[Any] | None,
     *,
     labels: tuple[str, ...],
     config: FitConfig,
     device: torch.device,
     on_best: Callable[[nn.Module, EpochResult, ClassificationMetrics], None],
+    on_end: Callable[[nn.Module, EpochResult], None] | None = None,
     state_path: Path | None = None,
     resume: bool = False,
     identity: dict[str, Any] | None = None,
     reporter: Reporter | None = None,
     input_ndim: int = 4,
 ) -> FitResult:
-    """Train ``model`` and call ``on_best`` whenever validation top-1 improves.
+    """Train ``model`` and call ``on_best`` whenever validation improves.
+
+    An epoch improves when its top-1 is higher than the best so far, or equal with a
+    lower validation loss. With ``config.ema_decay`` the moving average of the weights
+    is what is validated and passed to ``on_best`` and ``on_end``.
 
     Args:
         model: its trainable parameters are those with ``requires_grad``.
         train_loader: yields (inputs, label indices).
-        val_loader: the same for validation.
+        val_loader: the same for validation; None: no validation (``on_best`` is never
+            called; keep the model ``on_end`` gets).
         labels: class names, in index order.
         config: optimisation settings.
         device: where to train.
         on_best: called with the model, the epoch and its validation metrics.
+        on_end: called with the model and the last epoch after training.
         state_path: where the resumable training state goes after each epoch.
         resume: continue from ``state_path``; its ``identity`` must match.
         identity: what must not change across a resume (architecture, labels...).
@@ -258,6 +298,7 @@ def fit(
     use_scaler = config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     result = FitResult()
     start_epoch = 1
     if resume:
@@ -275,6 +316,10 @@ def fit(
         scaler.load_state_dict(state["scaler"])
         result.history = [EpochResult(**h) for h in state["history"]]
         result.best_epoch, result.best_top1 = state["best_epoch"], state["best_top1"]
+        result.best_loss = state.get("best_loss", math.inf)
+        if average is not None and "average" in state:
+            average.model.load_state_dict(state["average"])
+            average.updates = state["average_updates"]
         start_epoch = result.resumed_from = state["epoch"] + 1
         torch.set_rng_state(state["torch_rng"])
         log.info("resuming at epoch %d of %d", start_epoch, config.epochs)
@@ -297,37 +342,34 @@ def fit(
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
                 scheduler.step()
+                if average is not None:
+                    average.update(model)
             batch = len(targets)
             total_loss += float(loss.detach()) * batch
             correct += int((logits.detach().argmax(1) == targets).sum())
             seen += batch
             reporter.step(total_loss / seen, correct / seen)
-        metrics_probs, metrics_targets = predict(
-            model, val_loader, device, amp=config.amp, input_ndim=input_ndim
-        )
-        if len(metrics_targets) == 0:
-            raise ClipminerError("validation set is empty")
-        val_loss = float(
-            nn.functional.nll_loss(
-                torch.log(torch.from_numpy(metrics_probs).clamp_min(1e-8)),
-                torch.from_numpy(metrics_targets),
-            )
-        )
-        metrics = classification_metrics(metrics_probs, metrics_targets, labels)
+        evaluated = model if average is None else average.model
+        metrics, val_loss = _validate(evaluated, val_loader, labels, device, config.amp, input_ndim)
         epoch_result = EpochResult(
             epoch=epoch,
             train_loss=total_loss / max(seen, 1),
             train_top1=correct / max(seen, 1),
-            val_top1=metrics.top1,
+            val_top1=math.nan if metrics is None else metrics.top1,
             val_loss=val_loss,
             seconds=time.perf_counter() - started,
             lr=float(optimizer.param_groups[0]["lr"]),
         )
         result.history.append(epoch_result)
-        best = metrics.top1 > result.best_top1
+        best = metrics is not None and (metrics.top1, -val_loss) > (
+            result.best_top1,
+            -result.best_loss,
+        )
         if best:
+            assert metrics is not None
             result.best_epoch, result.best_top1 = epoch, metrics.top1
-            on_best(model, epoch_result, metrics)
+            result.best_loss = val_loss
+            on_best(evaluated, epoch_result, metrics)
         reporter.end_epoch(epoch_result, best)
         if state_path is not None:
             save_training_state(
@@ -342,10 +384,41 @@ def fit(
                     "history": [asdict(h) for h in result.history],
                     "best_epoch": result.best_epoch,
                     "best_top1": result.best_top1,
+                    "best_loss": result.best_loss,
                     "torch_rng": torch.get_rng_state(),
+                    **(
+                        {}
+                        if average is None
+                        else {
+                            "average": average.model.state_dict(),
+                            "average_updates": average.updates,
+                        }
+                    ),
                 },
             )
+    if on_end is not None and result.history:
+        on_end(model if average is None else average.model, result.history[-1])
     return result
+
+
+def _validate(
+    model: nn.Module,
+    loader: DataLoader[Any] | None,
+    labels: tuple[str, ...],
+    device: torch.device,
+    amp: bool,
+    input_ndim: int,
+) -> tuple[ClassificationMetrics | None, float]:
+    """Metrics and mean negative log-likelihood over ``loader`` (None, NaN without one)."""
+    if loader is None:
+        return None, math.nan
+    probs, targets = predict(model, loader, device, amp=amp, input_ndim=input_ndim)
+    if len(targets) == 0:
+        raise ClipminerError("validation set is empty")
+    loss = nn.functional.nll_loss(
+        torch.log(torch.from_numpy(probs).clamp_min(1e-8)), torch.from_numpy(targets)
+    )
+    return classification_metrics(probs, targets, labels), float(loss)
 
 
 def report_dir_for(model_path: Path) -> Path:

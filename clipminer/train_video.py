@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader
 from clipminer import __version__
 from clipminer.config import VideoSource, VideoTrainConfig
 from clipminer.data.videos import (
+    ClipAugment,
     ClipDataset,
     ClipSpec,
     VideoCache,
@@ -38,7 +40,7 @@ from clipminer.metrics import (
 )
 from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
-from clipminer.report import write_classification_report
+from clipminer.report import write_classification_report, write_json
 from clipminer.train import (
     EpochResult,
     FitResult,
@@ -50,6 +52,7 @@ from clipminer.train import (
     seed_everything,
     state_path_for,
 )
+from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,8 @@ def load_videos(source: VideoSource, *, labels: tuple[str, ...] | None = None) -
         if source.val_dir is not None:
             _, val, _ = scan_video_folder(source.val_dir, labels=found)
             videos = VideoSet(labels=found, train=items, val=val)
+        elif source.val_fraction == 0:
+            videos = VideoSet(labels=found, train=items, val=[])
         else:
             train, val = split_by_name(items, source.val_fraction)
             videos = VideoSet(labels=found, train=train, val=val)
@@ -81,7 +86,8 @@ class VideoTrainResult:
 
     model_path: Path
     report_dir: Path
-    metrics: ClassificationMetrics
+    metrics: ClassificationMetrics | None
+    """Validation metrics of the kept epoch; None when trained without validation."""
     fit: FitResult
     train_videos: int
     val_videos: int
@@ -89,10 +95,10 @@ class VideoTrainResult:
     missing: int
 
 
-def _check_set(videos: VideoSet) -> None:
+def _check_set(videos: VideoSet, *, validates: bool) -> None:
     if not videos.train:
         raise UsageError("no readable training videos")
-    if not videos.val:
+    if validates and not videos.val:
         raise UsageError("no readable validation videos")
     present = {item.label for item in videos.train}
     if len(present) < 2:
@@ -110,18 +116,25 @@ def train_video(
     """Train a video classifier; write its bundle, report and training state.
 
     The best epoch by video-level validation top-1 (``val_clips_per_video`` clips
-    averaged per video) is kept in ``out``.
+    averaged per video; ties go to the lower validation loss) is kept in ``out``;
+    without validation (``--val-fraction 0``), the last epoch.
     """
     out = Path(out)
     device = resolve_device(config.device)
+    video_models.check_weights(config.arch, config.weights)
     videos = source.load()
-    _check_set(videos)
-    labels, spec = videos.labels, config.clip
+    _check_set(videos, validates=source.validates)
+    labels = videos.labels
+    seed_everything(config.fit.seed)  # the head and random inits must not depend on history
+    model, spec = _starting_model(config, labels)
     cache = VideoCache.open(config.cache, spec) if config.cache else None
-    train_set = ClipDataset(
-        videos.train, spec, hflip=config.hflip, cache=cache, seed=config.fit.seed
+    augment = ClipAugment(
+        clips_per_video=config.train_clips_per_video,
+        crop_scale=config.crop_scale,
+        hflip=config.hflip,
+        color_jitter=config.color_jitter,
     )
-    val_set = ClipDataset(videos.val, spec, clips_per_video=config.val_clips_per_video, cache=cache)
+    train_set = ClipDataset(videos.train, spec, augment=augment, cache=cache, seed=config.fit.seed)
     common = loader_kwargs(config.workers, device)
     train_loader = DataLoader(
         train_set,
@@ -131,9 +144,12 @@ def train_video(
         generator=torch.Generator().manual_seed(config.fit.seed),
         **common,
     )
-    val_loader = DataLoader(val_set, batch_size=max(1, config.batch_size // 2), **common)
-    seed_everything(config.fit.seed)  # the head and random inits must not depend on history
-    model = video_models.build(config.arch, num_classes=len(labels), weights=config.weights)
+    val_loader = None
+    if videos.val:
+        val_set = ClipDataset(
+            videos.val, spec, clips_per_video=config.val_clips_per_video, cache=cache
+        )
+        val_loader = DataLoader(val_set, batch_size=max(1, config.batch_size // 2), **common)
     log.info(
         "%d classes, %d train / %d validation videos (%d unreadable, %d missing); %s",
         len(labels),
@@ -146,8 +162,10 @@ def train_video(
     record = _config_dict(config, source)
     best: dict[str, ClassificationMetrics] = {}
 
-    def save_best(net: nn.Module, epoch: EpochResult, metrics: ClassificationMetrics) -> None:
-        best["metrics"] = metrics
+    def save(net: nn.Module, epoch: EpochResult, metrics: ClassificationMetrics | None) -> None:
+        if metrics is not None:
+            best["metrics"] = metrics
+        scores = {} if metrics is None else metrics.to_dict()
         save_bundle(
             Bundle(
                 kind="video",
@@ -162,7 +180,7 @@ def train_video(
                     crop_fraction=spec.crop_fraction,
                 ),
                 state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                metrics=metrics.to_dict() | {"epoch": epoch.epoch, "level": "video"},
+                metrics=scores | {"epoch": epoch.epoch, "level": "video" if scores else "none"},
                 config=record,
             ),
             out,
@@ -175,7 +193,8 @@ def train_video(
         labels=labels,
         config=config.fit,
         device=device,
-        on_best=save_best,
+        on_best=save,
+        on_end=None if val_loader else lambda net, epoch: save(net, epoch, None),
         state_path=state_path_for(out),
         resume=resume,
         reporter=reporter,
@@ -183,7 +202,7 @@ def train_video(
         input_ndim=5,
     )
     metrics = best.get("metrics")
-    if metrics is None:  # resumed after the last epoch
+    if metrics is None and videos.val:  # resumed after the last epoch
         evaluation = evaluate_video_bundle(
             load_bundle(out, kind="video"),
             videos,
@@ -194,19 +213,19 @@ def train_video(
         )
         metrics = evaluation.video
     report_dir = report_dir_for(out)
-    write_classification_report(
-        report_dir,
-        metrics,
-        extra={
-            "level": "video",
-            "model": str(out),
-            "best_epoch": result.best_epoch,
-            "history": [asdict(h) for h in result.history],
-            "unreadable_videos": [f"{p}: {why}" for p, why in videos.unreadable],
-            "missing_videos": [str(p) for p in videos.missing],
-            "clipminer_version": __version__,
-        },
-    )
+    extra = {
+        "level": "video" if metrics else "none",
+        "model": str(out),
+        "best_epoch": result.best_epoch,
+        "history": [asdict(h) for h in result.history],
+        "unreadable_videos": [f"{p}: {why}" for p, why in videos.unreadable],
+        "missing_videos": [str(p) for p in videos.missing],
+        "clipminer_version": __version__,
+    }
+    if metrics is None:
+        write_json(report_dir / "metrics.json", extra)
+    else:
+        write_classification_report(report_dir, metrics, extra=extra)
     return VideoTrainResult(
         model_path=out,
         report_dir=report_dir,
@@ -219,9 +238,37 @@ def train_video(
     )
 
 
+def _starting_model(
+    config: VideoTrainConfig, labels: tuple[str, ...]
+) -> tuple[nn.Module, ClipSpec]:
+    """The network to train and the clip settings, whose mean and std are those of the
+    image model (``--init-from``) or of ImageNet (``imagenet-inflated``) when inflating."""
+    spec = config.clip
+    if config.init_from is not None:
+        image = load_bundle(config.init_from, kind="image")
+        model, matched = video_models.from_image_bundle(config.arch, image, labels)
+        log.info(
+            "%s inflated from %s; classifier rows carried over for %d of %d classes",
+            config.arch,
+            config.init_from,
+            len(matched),
+            len(labels),
+        )
+        stats = image.input
+        spec = dataclasses.replace(
+            spec, mean=stats.mean, std=stats.std, crop_fraction=stats.crop_fraction
+        )
+        return model, spec
+    model = video_models.build(config.arch, num_classes=len(labels), weights=config.weights)
+    if config.weights == "imagenet-inflated":
+        spec = dataclasses.replace(spec, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return model, spec
+
+
 def _config_dict(config: VideoTrainConfig, source: VideoSource) -> dict[str, Any]:
     data = asdict(config)
     data["cache"] = None if config.cache is None else str(config.cache)
+    data["init_from"] = None if config.init_from is None else str(config.init_from)
     data["source"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(source).items()}
     return data
 
@@ -346,7 +393,8 @@ def eval_video(
     device: str = "auto",
     cache: str | os.PathLike[str] | None = None,
 ) -> dict[str, VideoEvaluation]:
-    """Evaluate a video bundle on the test split (UCF-101) or validation part (folders).
+    """Evaluate a video bundle on the test split (UCF-101), the validation part of a
+    folder, or the whole folder (``val_fraction=0``).
 
     Writes ``metrics.json`` (clip_top1, video_top1/5/10, mean_class_accuracy, per
     class), ``confusion.csv``/``.png``, ``best_classes.csv``, ``worst_classes.csv``
@@ -356,6 +404,8 @@ def eval_video(
     bundle = load_bundle(model_path, kind="video")
     torch_device = resolve_device(device)
     videos = source.load(labels=bundle.labels if source.videos is not None else None)
+    if not source.validates:  # --videos DIR --val-fraction 0: a test folder, all of it
+        videos.val, videos.train = videos.train, []
     if videos.labels != bundle.labels:
         raise UsageError(
             f"{model_path}: labels differ from the dataset's ({len(bundle.labels)} vs "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchvision.transforms import v2
@@ -102,3 +103,43 @@ def train_transform(
             Normalize(mean, std),
         ]
     )
+
+
+def random_resized_crop_box(
+    height: int,
+    width: int,
+    *,
+    scale: tuple[float, float],
+    rng: np.random.Generator,
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a random crop covering a ``scale`` share of the area
+    with an aspect ratio in ``ratio`` (log-uniform), as torchvision's RandomResizedCrop;
+    after 10 misses, the largest centred crop of a ratio in range."""
+    area = height * width
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    h, w = height, min(width, round(height * ratio[1]))
+    if w / h < ratio[0]:
+        h = min(height, round(width / ratio[0]))
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def jitter_colour(frames: Tensor, strength: float, rng: np.random.Generator) -> Tensor:
+    """One random brightness, contrast and saturation change for every frame of a clip.
+
+    Args:
+        frames: uint8 T×C×H×W.
+        strength: each factor is drawn from [1 - strength, 1 + strength].
+    """
+    if strength <= 0:
+        return frames
+    brightness, contrast, saturation = (1 + rng.uniform(-strength, strength, 3)).tolist()
+    frames = F.adjust_brightness(frames, brightness)
+    frames = F.adjust_contrast(frames, contrast)
+    return F.adjust_saturation(frames, saturation)

@@ -9,6 +9,7 @@ import torch
 
 from clipminer import synth
 from clipminer.batch import BatchConfig
+from clipminer.config import VideoFitConfig
 from clipminer.data.videos import ClipSpec
 from clipminer.findclips import FindClipsConfig
 from clipminer.models import image, video
@@ -172,7 +173,13 @@ def train_small_models(
             batch_size=8,
             workers=2,
             device="cpu",
-            fit=FitConfig(epochs=video_epochs, lr=3e-3, seed=seed),
+            fit=VideoFitConfig(
+                epochs=video_epochs, lr=3e-3, seed=seed, label_smoothing=0, ema_decay=0
+            ),
+            # the synthetic clips need no augmentation; one clip per video keeps it quick
+            train_clips_per_video=1,
+            crop_scale=1.0,
+            color_jitter=0.0,
         ),
     )
     return TrainedModels(

@@ -14,8 +14,12 @@ from typer.testing import CliRunner
 
 from clipminer import synth
 from clipminer.cli import app
+from clipminer.config import VideoTrainConfig
 from clipminer.data.videos import ClipSpec
-from clipminer.train import predict
+from clipminer.errors import UsageError
+from clipminer.models import image as image_models
+from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
+from clipminer.train import WeightAverage, predict
 from clipminer.train_video import VideoSource, eval_video
 
 from .helpers import TrainedModels, train_small_models
@@ -177,7 +181,7 @@ def test_cli_ucf101_train_eval_and_cache(tmp_path: Path, tiny_models: tuple[Path
         ],
     )
     assert result.exit_code == 1  # a video bundle is not an image model
-    assert "is a video model, expected a image model" in result.output
+    assert "is a video model, expected an image model" in result.output
     result = runner.invoke(
         app,
         [
@@ -232,3 +236,104 @@ def test_cli_bad_video_data(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no such folder" in result.output
     assert "Traceback" not in result.output
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+RECIPE_REFUSALS = [
+    (["--crop-scale", "0"], "Invalid value for '--crop-scale'"),
+    (["--train-clips-per-video", "0"], "Invalid value for '--train-clips-per-video'"),
+    (["--color-jitter", "2"], "Invalid value for '--color-jitter'"),
+    (["--ema-decay", "1"], "Invalid value for '--ema-decay'"),
+    (["--label-smoothing", "-0.1"], "Invalid value for '--label-smoothing'"),
+    (["--init-from", "img.pt", "--weights", "kinetics400"], "--init-from and --weights"),
+    (["--weights", "imagenet-inflated"], "needs an inflated architecture"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), RECIPE_REFUSALS)
+def test_cli_refuses_bad_recipe_options(tmp_path: Path, options: list[str], message: str) -> None:
+    (tmp_path / "v" / "a").mkdir(parents=True)
+    source = ["--videos", str(tmp_path / "v"), "--arch", "small3d"]
+    result = runner.invoke(app, ["train-video", *source, "--out", str(tmp_path / "m.pt"), *options])
+    assert result.exit_code != 0
+    assert message in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+
+
+def test_recipe_is_the_default_and_documented() -> None:
+    config = VideoTrainConfig()
+    assert config.train_clips_per_video > 1 and config.crop_scale < 1 and config.color_jitter > 0
+    assert config.fit.label_smoothing > 0 and config.fit.ema_decay > 0
+    assert config.fit.weight_decay > 0 and config.fit.schedule == "cosine"
+    result = runner.invoke(app, ["train-video", "--help"], terminal_width=200)
+    help_text = " ".join(result.output.split())
+    for option in ("--init-from", "--train-clips-per-video", "--crop-scale", "--color-jitter"):
+        assert option in help_text
+    assert "--ema-decay" in help_text and "imagenet-inflated" in help_text
+
+
+def test_val_fraction_zero_is_for_folders() -> None:
+    with pytest.raises(UsageError, match="--val-fraction 0 is for --videos"):
+        VideoSource(ucf101=Path("u"), splits=Path("s"), val_fraction=0)
+
+
+def test_weight_average_follows_the_weights_with_a_ramped_decay() -> None:
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    average = WeightAverage(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average.update(model)  # decay min(0.9, 2/11)
+    assert float(average.model.weight) == pytest.approx(1 - 2 / 11)
+    for _ in range(200):
+        average.update(model)
+    assert float(average.model.weight) == pytest.approx(1.0, abs=1e-6)
+    assert not average.model.weight.requires_grad
+
+
+def test_init_from_an_image_model_with_other_labels(tmp_path: Path) -> None:
+    """Classes are matched by name across naming styles; a class the image model lacks
+    gets a fresh classifier row; preprocessing comes from the image model; with
+    --val-fraction 0 every video trains and the last epoch is kept."""
+    labels = ("bouncing", "sliding_left", "spinning")
+    synth.make_clips(
+        tmp_path / "clips", per_class=2, seconds=0.5, fps=8, size=(40, 40), labels=labels
+    )
+    image_labels = ("Sliding Left", "waving", "Bouncing")
+    torch.manual_seed(1)
+    net = image_models.build("resnet18", num_classes=3)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    spec = InputSpec((32, 32), mean, std)
+    save_bundle(
+        Bundle("image", "resnet18", image_labels, spec, net.state_dict()), tmp_path / "img.pt"
+    )
+    model = tmp_path / "v.pt"
+    result = runner.invoke(
+        app,
+        [
+            "train-video", "--videos", str(tmp_path / "clips"), "--val-fraction", "0",
+            "--arch", "resnet18_3d", "--init-from", str(tmp_path / "img.pt"), "--out", str(model),
+            "--clip-len", "2", "--frame-rate", "4", "--frame-size", "32", "--epochs", "1",
+            "--lr", "1e-9", "--train-clips-per-video", "1", "--batch-size", "6",
+            "--workers", "0", "--device", "cpu",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no validation: kept the last epoch (1)" in result.output
+    bundle = load_bundle(model, kind="video")
+    assert bundle.arch == "resnet18_3d" and bundle.labels == labels
+    assert bundle.input.mean == pytest.approx(mean) and bundle.input.std == pytest.approx(std)
+    assert bundle.metrics["level"] == "none" and bundle.config["init_from"] == str(
+        tmp_path / "img.pt"
+    )
+    rows = bundle.state_dict["fc.weight"]
+    image_rows = net.state_dict()["fc.weight"]
+    torch.testing.assert_close(rows[0], image_rows[2], atol=1e-5, rtol=0)  # bouncing
+    torch.testing.assert_close(rows[1], image_rows[0], atol=1e-5, rtol=0)  # sliding_left
+    assert all(not torch.allclose(rows[2], row, atol=1e-3) for row in image_rows)  # spinning
+    stem = bundle.state_dict["conv1.weight"]
+    assert stem.shape == (64, 3, 3, 7, 7)
+    assert (stem.sum(dim=2) - net.state_dict()["conv1.weight"]).abs().max() < 1e-3
+    folder = ["--videos", str(tmp_path / "clips"), "--val-fraction", "0", "--workers", "0"]
+    result = runner.invoke(app, ["eval-video", str(model), *folder, "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["videos"] == 6  # all

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from clipminer import synth
 from clipminer.data.videos import (
+    ClipAugment,
     ClipDataset,
     ClipSpec,
     VideoItem,
@@ -144,6 +146,42 @@ def test_clip_shapes_train_and_eval(clips: Path) -> None:
     evaluation = ClipDataset(items, spec, clips_per_video=3)
     clips_, _ = evaluation[1]
     assert clips_.shape == (3, 3, 8, 48, 48)
+
+
+def test_several_clips_per_video_per_epoch(clips: Path) -> None:
+    _, items, _ = scan_video_folder(clips)
+    items = check_readable(items[:2], [])
+    spec = ClipSpec(clip_len=4, frame_rate=12.5, size=32)
+    train = ClipDataset(items, spec, augment=ClipAugment(clips_per_video=3))
+    assert len(train) == 6
+    assert [train[k][1] for k in range(6)] == [items[0].label] * 3 + [items[1].label] * 3
+
+
+def test_augment_crops_resizes_and_jitters_every_frame_alike() -> None:
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (1, 40, 60, 3), dtype=np.uint8)
+    frames = np.repeat(frame, 4, axis=0)
+    augment = ClipAugment(crop_scale=0.3, hflip=True, color_jitter=0.4)
+    outputs = [augment.apply(frames, 24, np.random.default_rng(seed)) for seed in range(6)]
+    for out in outputs:
+        assert out.shape == (4, 3, 24, 24) and out.dtype == torch.uint8
+        assert (out == out[:1]).all()  # one crop, flip and colour change per clip
+    assert len({out.numpy().tobytes() for out in outputs}) == 6  # but another per clip
+    plain = ClipAugment().apply(frames, 24, np.random.default_rng(1))
+    top_left = [
+        (t, left)
+        for t in range(40 - 24 + 1)
+        for left in range(60 - 24 + 1)
+        if np.array_equal(frame[0, t : t + 24, left : left + 24], plain[0].permute(1, 2, 0).numpy())
+    ]
+    assert len(top_left) == 1  # without a crop scale or jitter: a plain crop of the pixels
+
+
+def test_augment_refuses_bad_settings() -> None:
+    with pytest.raises(UsageError, match="bad clip augmentation"):
+        ClipAugment(crop_scale=0)
+    with pytest.raises(UsageError, match="bad clip augmentation"):
+        ClipAugment(clips_per_video=0)
 
 
 def test_short_video_is_padded_and_unreadable_is_skipped(shared_data: Path, tmp_path: Path) -> None:

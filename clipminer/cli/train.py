@@ -151,13 +151,20 @@ def train_video_command(
     """Train a 3D-CNN video classifier on UCF-101 splits or a folder per class.
 
     Clips are decoded on the fly in DataLoader workers; the best epoch by video-level
-    validation top-1 is kept in MODEL.pt, with a report in MODEL_report/.
+    validation top-1 is kept in MODEL.pt (the last one with --val-fraction 0), with a
+    report in MODEL_report/. The defaults are a recipe for few labelled videos (several
+    jittered clips per video, random resized crops, colour jitter, label smoothing,
+    warm-up and cosine decay, an average of the weights); --init-from IMAGE.pt starts
+    from a trained image model inflated to 3D.
     """
     from clipminer.train_video import train_video
 
     result = train_video(source, out, config=config, resume=resume, reporter=BarReporter())
-    best = f"validation (video level), best epoch {result.fit.best_epoch}"
-    _print_metrics(best, result.metrics, "videos")
+    if result.metrics is None:
+        console.print(f"no validation: kept the last epoch ({result.fit.history[-1].epoch})")
+    else:
+        best = f"validation (video level), best epoch {result.fit.best_epoch}"
+        _print_metrics(best, result.metrics, "videos")
     problems = ""
     if result.unreadable or result.missing:
         problems = f", {result.unreadable} unreadable and {result.missing} missing videos skipped"

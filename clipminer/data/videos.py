@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as TF
 
 from clipminer.config import ClipSpec
 from clipminer.decode import VideoReader, probe
@@ -31,7 +32,7 @@ from clipminer.sampling import (
     uniform_window_starts,
     window_indices,
 )
-from clipminer.transforms import normalize
+from clipminer.transforms import jitter_colour, normalize, random_resized_crop_box
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +244,12 @@ def decode_frames(
 
 def to_clip_tensor(frames: np.ndarray, spec: ClipSpec) -> torch.Tensor:
     """uint8 T×H×W×3 (already cropped) -> float C×T×H×W, normalised."""
-    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2)  # C,T,H,W
-    return normalize(video.transpose(0, 1), spec.mean, spec.std).transpose(0, 1).contiguous()
+    return _normalise(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), spec)
+
+
+def _normalise(frames: torch.Tensor, spec: ClipSpec) -> torch.Tensor:
+    """uint8 T×C×H×W -> float C×T×H×W, normalised."""
+    return normalize(frames, spec.mean, spec.std).transpose(0, 1).contiguous()
 
 
 def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
@@ -254,14 +259,48 @@ def center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     return frames[:, top : top + size, left : left + size]
 
 
+@dataclass(frozen=True)
+class ClipAugment:
+    """Random changes applied to each training clip (one draw shared by its frames)."""
+
+    clips_per_video: int = 1
+    """Randomly placed windows taken from each video per epoch."""
+    crop_scale: float = 1.0
+    """Smallest share of the frame's area a random resized crop covers; 1: a plain
+    random crop of the model's size."""
+    hflip: bool = False
+    color_jitter: float = 0.0
+    """Brightness, contrast and saturation factors drawn from 1 ± this."""
+
+    def __post_init__(self) -> None:
+        if self.clips_per_video < 1 or not 0 < self.crop_scale <= 1 or self.color_jitter < 0:
+            raise UsageError(f"bad clip augmentation: {self}")
+
+    def apply(self, frames: np.ndarray, size: int, rng: np.random.Generator) -> torch.Tensor:
+        """uint8 T×H×W×3 -> uint8 T×C×``size``×``size``, augmented."""
+        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+        _, _, h, w = video.shape
+        if self.crop_scale < 1:
+            top, left, ch, cw = random_resized_crop_box(h, w, scale=(self.crop_scale, 1.0), rng=rng)
+            video = TF.resized_crop(video, top, left, ch, cw, [size, size], antialias=True)
+        else:
+            top = int(rng.integers(0, max(0, h - size) + 1))
+            left = int(rng.integers(0, max(0, w - size) + 1))
+            video = video[:, :, top : top + size, left : left + size]
+        if self.hflip and rng.random() < 0.5:
+            video = video.flip(-1)
+        return jitter_colour(video, self.color_jitter, rng)
+
+
 class ClipDataset(Dataset[tuple[torch.Tensor, int]]):
     """Clips of labelled videos.
 
-    Training (``clips_per_video=None``): one random window of ``clip_len`` frames at
-    ``frame_rate``, one random crop (and optional flip) shared by every frame.
-    Evaluation: ``clips_per_video`` windows spread uniformly, centre crop; items are
-    K×C×T×H×W. Videos shorter than a window are padded by repeating frames.
-    A video that fails to decode is logged and replaced by the next one.
+    Training (``clips_per_video=None``): ``augment.clips_per_video`` items per video,
+    each one random window of ``clip_len`` frames at ``frame_rate`` with one random
+    crop (and flip, colour change) shared by every frame. Evaluation:
+    ``clips_per_video`` windows spread uniformly, centre crop; items are K×C×T×H×W.
+    Videos shorter than a window are padded by repeating frames. A video that fails
+    to decode is logged and replaced by the next one.
     """
 
     def __init__(
@@ -270,18 +309,20 @@ class ClipDataset(Dataset[tuple[torch.Tensor, int]]):
         spec: ClipSpec,
         *,
         clips_per_video: int | None = None,
-        hflip: bool = False,
+        augment: ClipAugment | None = None,
         cache: VideoCache | None = None,
         seed: int = 0,
     ) -> None:
         self.items = items
         self.spec = spec
         self.clips_per_video = clips_per_video
-        self.hflip = hflip
+        self.augment = augment or ClipAugment()
         self.cache = cache
         self.seed = seed
 
     def __len__(self) -> int:
+        if self.clips_per_video is None:
+            return len(self.items) * self.augment.clips_per_video
         return len(self.items)
 
     def _source(self, item: VideoItem) -> Path:
@@ -290,6 +331,8 @@ class ClipDataset(Dataset[tuple[torch.Tensor, int]]):
         return item.path
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self.clips_per_video is None:
+            index //= self.augment.clips_per_video
         for attempt in range(len(self.items)):
             item = self.items[(index + attempt) % len(self.items)]
             try:
@@ -307,13 +350,7 @@ class ClipDataset(Dataset[tuple[torch.Tensor, int]]):
             frames = decode_frames(self._source(item), spec, limit=start + spec.clip_len)
             start = min(start, max(0, len(frames) - spec.clip_len))
             frames = frames[window_indices(len(frames), spec.clip_len, start)]
-            _, h, w, _ = frames.shape
-            top = int(rng.integers(0, max(0, h - spec.size) + 1))
-            left = int(rng.integers(0, max(0, w - spec.size) + 1))
-            frames = frames[:, top : top + spec.size, left : left + spec.size]
-            if self.hflip and rng.random() < 0.5:
-                frames = frames[:, :, ::-1]
-            return to_clip_tensor(frames, spec)
+            return _normalise(self.augment.apply(frames, spec.size, rng), spec)
         frames = center_crop(decode_frames(self._source(item), spec), spec.size)
         starts = uniform_window_starts(len(frames), spec.clip_len, self.clips_per_video)
         clips = [

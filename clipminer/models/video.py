@@ -17,8 +17,16 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 from torchvision.models.video.resnet import Bottleneck, Conv3DSimple, VideoResNet
 
-from clipminer.errors import BundleError, UsageError
+from clipminer.errors import BundleError, ClipminerError, UsageError
+from clipminer.models import image as image_models
 from clipminer.models.bundle import Bundle, build_from_bundle
+from clipminer.models.inflate import (
+    TimePlan,
+    copy_head_rows,
+    inflate_modules,
+    inflate_state_dict,
+    match_labels,
+)
 from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -282,6 +290,54 @@ class FstCN(nn.Module):
         return self.fc(self.dropout(fused))
 
 
+# -- image networks inflated to 3D (I3D) ---------------------------------------------------
+
+LATE_STAGES = ("layer3.", "layer4.", "features.transition2.", "features.transition3.")
+"""Where inflated networks downsample time along with space (8 frames end as 2)."""
+
+
+def _plan(name: str, layer: nn.Module) -> TimePlan:
+    """k×k convolutions span 3 frames (1×1 stay 1×1×1); time is strided in the late stages."""
+    late = name.startswith(LATE_STAGES)
+    if isinstance(layer, nn.Conv2d):
+        spatial = (
+            layer.kernel_size[0] if isinstance(layer.kernel_size, tuple) else layer.kernel_size
+        )
+        stride = layer.stride[0] if isinstance(layer.stride, tuple) else layer.stride
+        return TimePlan(kernel=1 if spatial == 1 else 3, stride=2 if late and stride > 1 else 1)
+    if isinstance(layer, nn.AvgPool2d):
+        return TimePlan(stride=2 if late else 1)
+    return TimePlan()
+
+
+class DenseNet3D(nn.Module):
+    """torchvision's DenseNet with every layer inflated; same state-dict names."""
+
+    def __init__(self, net: tvm.DenseNet) -> None:
+        super().__init__()
+        self.features = inflate_modules(net.features, _plan, "features.")
+        self.classifier = net.classifier
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = nn.functional.relu(self.features(x))
+        return self.classifier(nn.functional.adaptive_avg_pool3d(features, 1).flatten(1))
+
+
+def densenet121_3d(*, num_classes: int) -> nn.Module:
+    """DenseNet-121 inflated to 3D (the default image model's video twin)."""
+    return DenseNet3D(tvm.densenet121(weights=None, num_classes=num_classes))
+
+
+def resnet18_3d(*, num_classes: int) -> nn.Module:
+    """ResNet-18 inflated to 3D: its stem max-pool kept, so it takes resnet18 weights."""
+    return inflate_modules(tvm.resnet18(weights=None, num_classes=num_classes), _plan)
+
+
+def resnet50_3d(*, num_classes: int) -> nn.Module:
+    """ResNet-50 inflated to 3D; it takes resnet50 weights."""
+    return inflate_modules(tvm.resnet50(weights=None, num_classes=num_classes), _plan)
+
+
 # -- the table ---------------------------------------------------------------------------
 
 
@@ -328,6 +384,9 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "slowfast_r18": slowfast_r18,
     "lrcn": lrcn,
     "fstcn": fstcn,
+    "densenet121_3d": densenet121_3d,
+    "resnet18_3d": resnet18_3d,
+    "resnet50_3d": resnet50_3d,
 }
 """Keyword-only builders by name: ``BUILDERS["r2plus1d_18"](num_classes=101)``."""
 
@@ -344,7 +403,14 @@ KINETICS400: dict[str, _Pretrained] = {
     "r2plus1d_18": _Pretrained(tvv.r2plus1d_18, tvv.R2Plus1D_18_Weights.KINETICS400_V1),
 }
 
-HEADS: dict[str, str] = {"c3d": "fc8"}
+INFLATED_FROM: dict[str, str] = {
+    "densenet121_3d": "densenet121",
+    "resnet18_3d": "resnet18",
+    "resnet50_3d": "resnet50",
+}
+"""The image architecture each inflated video architecture takes its weights from."""
+
+HEADS: dict[str, str] = {"c3d": "fc8", "densenet121_3d": "classifier"}
 """Name of the final Linear layer where it is not ``fc``."""
 
 
@@ -360,32 +426,123 @@ def build(arch: str, *, num_classes: int, weights: str = "none") -> nn.Module:
         arch: a key of :data:`BUILDERS`.
         num_classes: size of the head.
         weights: "none", "kinetics400" (torchvision weights for r3d_18, mc3_18,
-            r2plus1d_18: hub cache, or a download when online), or a PATH to a
-            torchvision state dict, a C3D Sports-1M state dict (conv1 .. fc8) or a
-            clipminer bundle; the head is re-initialised when its class count differs.
+            r2plus1d_18: hub cache, or a download when online), "imagenet-inflated"
+            (torchvision's ImageNet weights of the image network an inflated arch comes
+            from, inflated), or a PATH to a torchvision state dict, a C3D Sports-1M state
+            dict (conv1 .. fc8) or a clipminer bundle; the head is re-initialised when its
+            class count differs.
     """
-    if arch not in BUILDERS:
-        raise UsageError(f"unknown video architecture {arch!r}; choose from {sorted(BUILDERS)}")
-    if num_classes < 2:
-        raise UsageError(f"a video classifier needs at least 2 classes, got {num_classes}")
+    _check_arch(arch, num_classes)
+    check_weights(arch, weights)
     head = head_name(arch)
     if weights == "kinetics400":
-        if arch not in KINETICS400:
-            raise UsageError(
-                f"--weights kinetics400 exists for {sorted(KINETICS400)}, not {arch}; "
-                "use --weights none or a PATH"
-            )
         spec = KINETICS400[arch]
         model = build_pretrained(spec.build, spec.weights, option="kinetics400", arch=arch)
         old = model.get_submodule(head)
         assert isinstance(old, nn.Linear)
         model.register_module(head, nn.Linear(old.in_features, num_classes))
         return model
+    if weights == "imagenet-inflated":
+        image_arch = INFLATED_FROM[arch]
+        spec2d = image_models.ARCHS[image_arch]
+        net = build_pretrained(
+            spec2d.build, spec2d.imagenet, option="imagenet-inflated", arch=image_arch
+        )
+        return inflate(arch, net.state_dict(), num_classes=num_classes, source="ImageNet")
     model = BUILDERS[arch](num_classes=num_classes)
     if weights != "none":
         state, source = read_state_dict(weights)
         load_matching(model, state, source=f"{weights} ({source})", head_prefixes=(f"{head}.",))
     return model
+
+
+def _check_arch(arch: str, num_classes: int) -> None:
+    if arch not in BUILDERS:
+        raise UsageError(f"unknown video architecture {arch!r}; choose from {sorted(BUILDERS)}")
+    if num_classes < 2:
+        raise UsageError(f"a video classifier needs at least 2 classes, got {num_classes}")
+
+
+def check_weights(arch: str, weights: str) -> None:
+    """Refuse an unknown ``arch`` or named ``weights`` it has none of, before any work."""
+    _check_arch(arch, 2)
+    if weights == "kinetics400" and arch not in KINETICS400:
+        raise UsageError(
+            f"--weights kinetics400 exists for {sorted(KINETICS400)}, not {arch}; "
+            "use --weights none or a PATH"
+        )
+    if weights == "imagenet-inflated" and arch not in INFLATED_FROM:
+        raise UsageError(
+            "--weights imagenet-inflated needs an inflated architecture "
+            f"({', '.join(INFLATED_FROM)}), not {arch}"
+        )
+
+
+def inflate(
+    arch: str,
+    state: dict[str, Tensor],
+    *,
+    num_classes: int,
+    source: str,
+    rows: list[tuple[int, int]] | None = None,
+) -> nn.Module:
+    """An inflated ``arch`` from the state dict of the image network it comes from.
+
+    Args:
+        arch: a key of :data:`INFLATED_FROM`.
+        state: the 2D network's tensors (torchvision names).
+        num_classes: size of the new head.
+        source: names the weights in errors.
+        rows: (2D row, 3D row) classifier rows to copy; other rows are freshly initialised.
+
+    Raises:
+        BundleError: the tensors do not fit the architecture.
+    """
+    _check_arch(arch, num_classes)
+    model = BUILDERS[arch](num_classes=num_classes)
+    head = head_name(arch)
+    try:
+        inflated = inflate_state_dict(state, model.state_dict(), skip=(f"{head}.",))
+        load_matching(model, inflated, source=source, head_prefixes=(f"{head}.",))
+        head_layer = model.get_submodule(head)
+        assert isinstance(head_layer, nn.Linear)
+        copy_head_rows(head_layer, state, f"{head}.", rows or [])
+    except (ValueError, ClipminerError) as exc:
+        raise BundleError(f"{source}: does not inflate into {arch}: {exc}") from None
+    return model
+
+
+def from_image_bundle(
+    arch: str, image: Bundle, labels: tuple[str, ...]
+) -> tuple[nn.Module, tuple[str, ...]]:
+    """``arch`` inflated from a trained image bundle (``train-video --init-from``).
+
+    Classes are matched by :func:`~clipminer.labels.label_key`; a video class the image
+    model does not know gets a freshly initialised classifier row.
+
+    Returns:
+        The model and the video labels whose classifier rows came from the image model.
+
+    Raises:
+        BundleError: ``image`` is not an image bundle or its weights do not inflate.
+        UsageError: its architecture does not inflate into ``arch``.
+    """
+    name = image.source or "image model"
+    if image.kind != "image":
+        raise BundleError(f"{name}: --init-from needs an image model, got a {image.kind} model")
+    expected = {v: k for k, v in INFLATED_FROM.items()}.get(image.arch)
+    if expected is None:
+        raise UsageError(
+            f"{name}: a {image.arch} image model does not inflate; --init-from takes "
+            f"{', '.join(INFLATED_FROM.values())} image models"
+        )
+    if expected != arch:
+        raise UsageError(
+            f"{name}: a {image.arch} image model inflates into --arch {expected}, not {arch}"
+        )
+    rows = match_labels(image.labels, labels)
+    model = inflate(arch, image.state_dict, num_classes=len(labels), source=str(name), rows=rows)
+    return model, tuple(labels[row] for _, row in rows)
 
 
 def load_video_model(bundle: Bundle) -> nn.Module:
