@@ -137,6 +137,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=60)
     parser.add_argument("--work", type=Path, default=Path("bench-out/hour"))
     parser.add_argument("--precision", default="fp32", help="comma-separated: fp32,int8")
+    parser.add_argument(
+        "--min-agreement", type=float, default=0.99, help="the quantization guard (top-1 vs fp32)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -144,7 +147,9 @@ def main() -> None:
     hour = build_hour(args.work, args.minutes)
     decode = ffmpeg_floor(hour)
     for precision in args.precision.split(","):
-        pair = models.get(precision) or quantize(args.work, *models["fp32"], precision)
+        pair = models.get(precision) or quantize(
+            args.work, *models["fp32"], precision, args.min_agreement
+        )
         if pair is None:
             continue
         row = run_pipeline(args.work, hour, *pair, tag=precision)
@@ -169,15 +174,19 @@ def main() -> None:
         )
 
 
-def quantize(work: Path, image: Path, video: Path, precision: str) -> tuple[Path, Path] | None:
+def quantize(
+    work: Path, image: Path, video: Path, precision: str, min_agreement: float
+) -> tuple[Path, Path] | None:
     """Both models at ``precision``, calibrated on their training data; None where the
-    accuracy guard (0.99 top-1 agreement with fp32) refused one."""
+    accuracy guard (``min_agreement`` top-1 agreement with fp32) refused one."""
     made = []
     for model, data in ((image, work / "images"), (video, work / "clips")):
-        out = model.with_name(f"{model.stem}-{precision}.pt")
+        out = model.with_name(f"{model.stem}-{precision}-{min_agreement:g}.pt")
         if not out.exists():
             try:
-                result = quantize_bundle(model, [data], out, precision=precision)
+                result = quantize_bundle(
+                    model, [data], out, precision=precision, min_agreement=min_agreement
+                )
             except UsageError as exc:  # the guard refused: say so, run nothing at it
                 print(json.dumps({"case": "quantize", "model": model.name, "refused": str(exc)}))
                 return None

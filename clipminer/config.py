@@ -132,6 +132,8 @@ def _file_digest(path: Path) -> str:
 # -- training ----------------------------------------------------------------------------
 
 Schedule = Literal["cosine", "onecycle"]
+Channels = Literal["RGB", "BGR"]
+"""Channel order a model's weights expect (decoded frames are always RGB)."""
 TrainLayers = Literal["all", "last-block", "head"]
 
 
@@ -157,6 +159,12 @@ class FitConfig:
         "with this decay (0: off; 0.99 averages about the last 100 steps).",
         min=0.0,
         max=0.9999,
+    )
+    tensorboard: Path | None = setting(
+        None,
+        "Also write each epoch's loss, top-1 and learning rate as TensorBoard scalars to this "
+        "folder (needs `pip install tensorboard`).",
+        metavar="DIR",
     )
 
     def __post_init__(self) -> None:
@@ -248,6 +256,10 @@ class ClipSpec:
     std: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
     crop_fraction: float = 0.875
     """The crop keeps this share of the short side (travels in the bundle's input spec)."""
+    channels: Channels = "RGB"
+    """Channel order the model takes; mean and std are in this order."""
+    scale: float = 1.0
+    """Pixels are scaled to 0..scale before the mean is subtracted (255: Caffe weights)."""
 
     @property
     def short_side(self) -> int:
@@ -257,6 +269,8 @@ class ClipSpec:
     def __post_init__(self) -> None:
         if self.clip_len < 1 or self.frame_rate <= 0 or self.size < 8:
             raise UsageError(f"bad clip settings: {self}")
+        if self.channels not in ("RGB", "BGR") or not self.scale > 0:
+            raise UsageError(f"bad clip pixel settings: {self.channels!r}, scale {self.scale}")
 
     @classmethod
     def from_input(cls, spec: InputSpec) -> ClipSpec:
@@ -270,6 +284,8 @@ class ClipSpec:
             mean=spec.mean,
             std=spec.std,
             crop_fraction=spec.crop_fraction,
+            channels=spec.channels,
+            scale=spec.scale,
         )
 
 
@@ -346,7 +362,9 @@ class VideoTrainConfig:
         "none",
         "none, kinetics400 (torchvision weights for r3d_18, mc3_18, r2plus1d_18), "
         "imagenet-inflated (torchvision's ImageNet weights inflated, for the *_3d archs), or a "
-        "PATH: torchvision state dict, C3D Sports-1M state dict, clipminer bundle.",
+        "PATH: torchvision state dict, clipminer bundle (its preprocessing is kept), C3D "
+        "Sports-1M (c3d-pretrained.pth features/classifier or conv1..fc8 names; BGR 0-255 "
+        "mean-subtracted input is recorded), Hara et al. 3D-ResNet-50 checkpoint for r3d_50.",
         metavar="WEIGHTS",
     )
     init_from: Path | None = setting(

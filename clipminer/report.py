@@ -431,3 +431,47 @@ def _stage_text(run_json: Path) -> str:
         return ""
     parts = [f"{k.removesuffix('_seconds')} {v:.1f} s" for k, v in stages.items()]
     return f" ({', '.join(parts)})"
+
+
+# -- training --------------------------------------------------------------------------------
+
+
+def write_training_curves(
+    path: Path,
+    *,
+    epochs: Sequence[int],
+    train_loss: Sequence[float],
+    val_loss: Sequence[float],
+    train_top1: Sequence[float],
+    val_top1: Sequence[float],
+) -> Path:
+    """Loss and top-1 per epoch, train and validation side by side, as a PNG.
+
+    NaN values (no validation) are left out of their curve.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, top1_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, train, val, name in (
+        (loss_ax, train_loss, val_loss, "loss"),
+        (top1_ax, train_top1, val_top1, "top-1"),
+    ):
+        ax.plot(epochs, train, "o-", label=f"train {name}")
+        if not all(np.isnan(val)):
+            ax.plot(epochs, val, "s-", label=f"validation {name}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    top1_ax.set_ylim(-0.02, 1.02)
+    loss_ax.xaxis.get_major_locator().set_params(integer=True)
+    top1_ax.xaxis.get_major_locator().set_params(integer=True)
+    _plain_text(fig)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path

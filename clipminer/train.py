@@ -4,7 +4,8 @@ AdamW with a cosine or one-cycle schedule stepped per optimiser step, label
 smoothing, gradient accumulation, channels-last memory, mixed precision and pinned
 memory on CUDA, and optionally an exponential moving average of the weights (what is
 validated and saved). After each epoch the model is evaluated; the caller saves the
-best (top-1, then validation loss on ties).
+best (top-1, then validation loss on ties). Each epoch's scalars go to TensorBoard with
+``FitConfig.tensorboard`` (an optional package).
 The full training state (weights, optimiser, scheduler, epoch, history) goes to a
 separate file after every epoch, so an interrupted run resumes where it stopped;
 that file holds only tensors and plain types and loads with ``weights_only=True``.
@@ -13,14 +14,15 @@ that file holds only tensors and plain types and loads with ``weights_only=True`
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -29,10 +31,13 @@ from torch.utils.data import DataLoader
 
 from clipminer.config import FitConfig, Schedule  # noqa: F401 - re-exported
 from clipminer.devices import to_channels_last
-from clipminer.errors import ClipminerError
+from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import atomic_path
 from clipminer.metrics import ClassificationMetrics, classification_metrics
 from clipminer.models.bundle import safe_load
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +56,18 @@ class EpochResult:
     lr: float
 
 
+Progress = Callable[[int, int], None]
+"""Called with (samples done, samples in all) as a pass goes."""
+
+
 class Reporter(Protocol):
     """Receives progress from :func:`fit`; the CLI draws bars from it."""
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None: ...
     def step(self, loss: float, top1: float) -> None: ...
+    def validate(self, done: int, total: int) -> None:
+        """Validation samples scored so far this epoch, of ``total``."""
+
     def end_epoch(self, result: EpochResult, best: bool) -> None: ...
 
 
@@ -66,6 +78,9 @@ class LogReporter:
         pass
 
     def step(self, loss: float, top1: float) -> None:
+        pass
+
+    def validate(self, done: int, total: int) -> None:
         pass
 
     def end_epoch(self, result: EpochResult, best: bool) -> None:
@@ -178,6 +193,7 @@ def predict_clips(
     *,
     amp: bool = True,
     input_ndim: int = 4,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities of every clip (float32 N×K×C) and targets (int N).
 
@@ -186,9 +202,12 @@ def predict_clips(
 
     Args:
         input_ndim: dimensions of a batch the model takes (4 images, 5 videos).
+        progress: called after each batch with (samples done, samples in all; 0 when
+            the loader does not know).
     """
     model.eval()
     probs, targets = [], []
+    total, done = _sample_count(loader), 0
     for inputs, labels in loader:
         stacked = inputs.ndim == input_ndim + 1
         batch, clips = inputs.shape[0], inputs.shape[1] if stacked else 1
@@ -198,9 +217,21 @@ def predict_clips(
         p = torch.softmax(logits.float(), dim=1).view(batch, clips, -1)
         probs.append(p.cpu().numpy())
         targets.append(np.asarray(labels))
+        done += batch
+        if progress is not None:
+            progress(done, max(total, done))
     if not probs:
         return np.zeros((0, 1, 0), np.float32), np.zeros(0, np.int64)
     return np.concatenate(probs), np.concatenate(targets).astype(np.int64)
+
+
+def _sample_count(loader: Iterable[Any]) -> int:
+    """Samples a loader yields in all: its dataset's length, else 0 (unknown)."""
+    dataset = getattr(loader, "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else 0
+    except TypeError:  # an iterable dataset
+        return 0
 
 
 def predict(
@@ -210,9 +241,12 @@ def predict(
     *,
     amp: bool = True,
     input_ndim: int = 4,
+    progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities per sample (float32 N×C, clips averaged) and targets (int N)."""
-    clip_probs, targets = predict_clips(model, loader, device, amp=amp, input_ndim=input_ndim)
+    clip_probs, targets = predict_clips(
+        model, loader, device, amp=amp, input_ndim=input_ndim, progress=progress
+    )
     return clip_probs.mean(axis=1), targets
 
 
@@ -323,6 +357,7 @@ def fit(
         start_epoch = result.resumed_from = state["epoch"] + 1
         torch.set_rng_state(state["torch_rng"])
         log.info("resuming at epoch %d of %d", start_epoch, config.epochs)
+    board = open_tensorboard(config.tensorboard) if config.tensorboard is not None else None
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -350,7 +385,9 @@ def fit(
             seen += batch
             reporter.step(total_loss / seen, correct / seen)
         evaluated = model if average is None else average.model
-        metrics, val_loss = _validate(evaluated, val_loader, labels, device, config.amp, input_ndim)
+        metrics, val_loss = _validate(
+            evaluated, val_loader, labels, device, config.amp, input_ndim, reporter.validate
+        )
         epoch_result = EpochResult(
             epoch=epoch,
             train_loss=total_loss / max(seen, 1),
@@ -361,6 +398,8 @@ def fit(
             lr=float(optimizer.param_groups[0]["lr"]),
         )
         result.history.append(epoch_result)
+        if board is not None:
+            log_epoch(board, epoch_result)
         best = metrics is not None and (metrics.top1, -val_loss) > (
             result.best_top1,
             -result.best_loss,
@@ -396,6 +435,8 @@ def fit(
                     ),
                 },
             )
+    if board is not None:
+        board.close()
     if on_end is not None and result.history:
         on_end(model if average is None else average.model, result.history[-1])
     return result
@@ -408,17 +449,81 @@ def _validate(
     device: torch.device,
     amp: bool,
     input_ndim: int,
+    progress: Progress,
 ) -> tuple[ClassificationMetrics | None, float]:
     """Metrics and mean negative log-likelihood over ``loader`` (None, NaN without one)."""
     if loader is None:
         return None, math.nan
-    probs, targets = predict(model, loader, device, amp=amp, input_ndim=input_ndim)
+    probs, targets = predict(
+        model, loader, device, amp=amp, input_ndim=input_ndim, progress=progress
+    )
     if len(targets) == 0:
         raise ClipminerError("validation set is empty")
     loss = nn.functional.nll_loss(
         torch.log(torch.from_numpy(probs).clamp_min(1e-8)), torch.from_numpy(targets)
     )
     return classification_metrics(probs, targets, labels), float(loss)
+
+
+TENSORBOARD_HINT = "pip install tensorboard (or clipminer[tensorboard])"
+
+
+def require_tensorboard() -> None:
+    """Refuse ``--tensorboard`` before any work when the package is missing.
+
+    Raises:
+        UsageError: one line saying what to install.
+    """
+    if importlib.util.find_spec("tensorboard") is None:
+        raise UsageError(f"--tensorboard needs the tensorboard package: {TENSORBOARD_HINT}")
+
+
+def open_tensorboard(log_dir: Path) -> SummaryWriter:
+    """A TensorBoard event writer in ``log_dir`` (created).
+
+    Raises:
+        UsageError: the tensorboard package is not installed.
+    """
+    require_tensorboard()
+    from torch.utils.tensorboard import SummaryWriter
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def log_epoch(board: SummaryWriter, result: EpochResult) -> None:
+    """One epoch's scalars: loss and top-1 (train, and val when validated), lr, seconds."""
+    scalars = {
+        "loss/train": result.train_loss,
+        "loss/val": result.val_loss,
+        "top1/train": result.train_top1,
+        "top1/val": result.val_top1,
+        "lr": result.lr,
+        "epoch_seconds": result.seconds,
+    }
+    for tag, value in scalars.items():
+        if not math.isnan(value):
+            board.add_scalar(tag, value, result.epoch)
+    board.flush()
+
+
+def write_curves(report_dir: Path, history: Sequence[EpochResult]) -> Path:
+    """``curves.png`` in ``report_dir``: loss and top-1 per epoch, train and validation."""
+    from clipminer.report import write_training_curves
+
+    return write_training_curves(
+        report_dir / "curves.png",
+        epochs=[h.epoch for h in history],
+        train_loss=[h.train_loss for h in history],
+        val_loss=[h.val_loss for h in history],
+        train_top1=[h.train_top1 for h in history],
+        val_top1=[h.val_top1 for h in history],
+    )
+
+
+def plain_path(path: Path | None) -> str | None:
+    """A path as a bundle's config records it (plain types load weights-only)."""
+    return None if path is None else str(path)
 
 
 def report_dir_for(model_path: Path) -> Path:

@@ -29,9 +29,12 @@ from clipminer.train import (
     evaluate,
     fit,
     loader_kwargs,
+    plain_path,
     report_dir_for,
+    require_tensorboard,
     seed_everything,
     state_path_for,
+    write_curves,
 )
 from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 
@@ -78,11 +81,14 @@ def train_image(
     """Train an image classifier on a folder-per-class tree and write its bundle.
 
     Writes ``out`` (the best epoch's bundle), ``<stem>_report/`` with
-    ``metrics.json``, ``confusion.csv``, ``confusion.png``, and the resumable
+    ``metrics.json``, ``confusion.csv``, ``confusion.png``, ``curves.png`` (loss and
+    top-1 per epoch), TensorBoard scalars with ``config.fit.tensorboard``, and the resumable
     training state ``<out>.train-state``.
     """
     out = Path(out)
     device = resolve_device(config.device)
+    if config.fit.tensorboard is not None:
+        require_tensorboard()
     folder = scan_image_folder(data_dir)
     _check_classes(folder)
     labels = folder.labels
@@ -180,6 +186,7 @@ def train_image(
             "clipminer_version": __version__,
         },
     )
+    write_curves(report_dir, result.history)
     return ImageTrainResult(
         model_path=out,
         report_dir=report_dir,
@@ -195,6 +202,7 @@ def _config_dict(config: ImageTrainConfig, data_dir: object, val_dir: object) ->
     data = asdict(config)
     data["data_dir"] = str(data_dir)
     data["val_dir"] = None if val_dir is None else str(val_dir)
+    data["fit"]["tensorboard"] = plain_path(config.fit.tensorboard)
     return data
 
 

@@ -44,15 +44,18 @@ from clipminer.report import write_classification_report, write_json
 from clipminer.train import (
     EpochResult,
     FitResult,
+    Progress,
     Reporter,
     fit,
     loader_kwargs,
+    plain_path,
     predict_clips,
     report_dir_for,
+    require_tensorboard,
     seed_everything,
     state_path_for,
+    write_curves,
 )
-from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,9 @@ def train_video(
     resume: bool = False,
     reporter: Reporter | None = None,
 ) -> VideoTrainResult:
-    """Train a video classifier; write its bundle, report and training state.
+    """Train a video classifier; write its bundle, report (``metrics.json``, the
+    confusion matrix, ``curves.png``: loss and top-1 per epoch) and training state;
+    TensorBoard scalars too with ``config.fit.tensorboard``.
 
     The best epoch by video-level validation top-1 (``val_clips_per_video`` clips
     averaged per video; ties go to the lower validation loss) is kept in ``out``;
@@ -122,6 +127,8 @@ def train_video(
     out = Path(out)
     device = resolve_device(config.device)
     video_models.check_weights(config.arch, config.weights)
+    if config.fit.tensorboard is not None:
+        require_tensorboard()
     videos = source.load()
     _check_set(videos, validates=source.validates)
     labels = videos.labels
@@ -178,6 +185,8 @@ def train_video(
                     clip_len=spec.clip_len,
                     frame_rate=spec.frame_rate,
                     crop_fraction=spec.crop_fraction,
+                    channels=spec.channels,
+                    scale=spec.scale,
                 ),
                 state_dict={k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
                 metrics=scores | {"epoch": epoch.epoch, "level": "video" if scores else "none"},
@@ -226,6 +235,7 @@ def train_video(
         write_json(report_dir / "metrics.json", extra)
     else:
         write_classification_report(report_dir, metrics, extra=extra)
+    write_curves(report_dir, result.history)
     return VideoTrainResult(
         model_path=out,
         report_dir=report_dir,
@@ -241,8 +251,10 @@ def train_video(
 def _starting_model(
     config: VideoTrainConfig, labels: tuple[str, ...]
 ) -> tuple[nn.Module, ClipSpec]:
-    """The network to train and the clip settings, whose mean and std are those of the
-    image model (``--init-from``) or of ImageNet (``imagenet-inflated``) when inflating."""
+    """The network to train and the clip settings, whose channel order, value scale,
+    mean and std are those the starting weights expect: the image model's
+    (``--init-from``), ImageNet's (``imagenet-inflated``), Kinetics', Caffe-style C3D
+    Sports-1M input, or a bundle's own (:func:`~clipminer.models.video.build_start`)."""
     spec = config.clip
     if config.init_from is not None:
         image = load_bundle(config.init_from, kind="image")
@@ -256,19 +268,26 @@ def _starting_model(
         )
         stats = image.input
         spec = dataclasses.replace(
-            spec, mean=stats.mean, std=stats.std, crop_fraction=stats.crop_fraction
+            spec,
+            mean=stats.mean,
+            std=stats.std,
+            crop_fraction=stats.crop_fraction,
+            channels=stats.channels,
+            scale=stats.scale,
         )
         return model, spec
-    model = video_models.build(config.arch, num_classes=len(labels), weights=config.weights)
-    if config.weights == "imagenet-inflated":
-        spec = dataclasses.replace(spec, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    return model, spec
+    start = video_models.build_start(config.arch, num_classes=len(labels), weights=config.weights)
+    if start.pixels is not None:
+        spec = dataclasses.replace(spec, **dataclasses.asdict(start.pixels))
+        log.info("input as the starting weights expect: %s", start.pixels)
+    return start.model, spec
 
 
 def _config_dict(config: VideoTrainConfig, source: VideoSource) -> dict[str, Any]:
     data = asdict(config)
     data["cache"] = None if config.cache is None else str(config.cache)
     data["init_from"] = None if config.init_from is None else str(config.init_from)
+    data["fit"]["tensorboard"] = plain_path(config.fit.tensorboard)
     data["source"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(source).items()}
     return data
 
@@ -307,13 +326,18 @@ def evaluate_video_bundle(
     workers: int,
     cache: VideoCache | None = None,
     batch_size: int = 4,
+    progress: Progress | None = None,
 ) -> VideoEvaluation:
-    """Score the validation videos of ``videos`` with a video bundle."""
+    """Score the validation videos of ``videos`` with a video bundle.
+
+    Args:
+        progress: called with (videos scored, videos in all) after each batch.
+    """
     spec = ClipSpec.from_input(bundle.input)
     model = video_models.load_video_model(bundle).to(device)
     dataset = ClipDataset(videos.val, spec, clips_per_video=clips_per_video, cache=cache)
     loader = DataLoader(dataset, batch_size=batch_size, **loader_kwargs(workers, device))
-    clip_probs, targets = predict_clips(model, loader, device, input_ndim=5)
+    clip_probs, targets = predict_clips(model, loader, device, input_ndim=5, progress=progress)
     clip_correct = clip_probs.argmax(axis=2) == targets[:, None]
     probs = clip_probs.mean(axis=1)
     return VideoEvaluation(
@@ -392,6 +416,7 @@ def eval_video(
     workers: int = 2,
     device: str = "auto",
     cache: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, VideoEvaluation]:
     """Evaluate a video bundle on the test split (UCF-101), the validation part of a
     folder, or the whole folder (``val_fraction=0``).
@@ -400,6 +425,7 @@ def eval_video(
     class), ``confusion.csv``/``.png``, ``best_classes.csv``, ``worst_classes.csv``
     and ``confused_pairs.csv``. With ``fuse_image_model``, ``metrics.json`` also has
     the single-frame model alone and the average of both models' probabilities.
+    ``progress`` gets (videos scored, videos in all) as the video model goes.
     """
     bundle = load_bundle(model_path, kind="video")
     torch_device = resolve_device(device)
@@ -423,6 +449,7 @@ def eval_video(
             clips_per_video=clips_per_video,
             workers=workers,
             cache=video_cache,
+            progress=progress,
         )
     }
     main = results["video_model"]

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
+
+from clipminer.config import Channels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,14 +49,45 @@ def resize_center_crop(
     return F.center_crop(images, list(size))
 
 
-def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """uint8 (..., C, H, W) in 0..255 -> float32 standardised per channel."""
+def normalize(
+    images: Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    channels: Channels = "RGB",
+    scale: float = 1.0,
+) -> Tensor:
+    """uint8 RGB (..., C, H, W) in 0..255 -> float32 standardised per channel.
+
+    Args:
+        images: decoded pixels, always RGB.
+        mean: per channel, in ``channels`` order, of pixels scaled to 0..``scale``.
+        std: the same for the standard deviation.
+        channels: "BGR" reverses the channels first (Caffe-trained weights).
+        scale: 1.0 feeds 0..1 values, 255.0 the raw 0..255 ones.
+    """
     if images.dtype != torch.uint8:
         raise ValueError(f"normalize expects uint8 images, got {images.dtype}")
+    if channels not in ("RGB", "BGR"):
+        raise ValueError(f"channels must be RGB or BGR, got {channels!r}")
+    if channels == "BGR":
+        images = images.flip(-3)
     shape = (-1, 1, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(shape)
     std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(shape)
-    return (images.float() / 255.0 - mean_t) / std_t
+    return (images.float() / (255.0 / scale) - mean_t) / std_t
+
+
+@dataclass(frozen=True)
+class PixelNorm:
+    """What a model's weights expect of its pixels: order, value range, mean and std."""
+
+    mean: tuple[float, float, float]
+    """Per channel, in ``channels`` order, of pixels scaled to 0..``scale``."""
+    std: tuple[float, float, float]
+    channels: Channels = "RGB"
+    scale: float = 1.0
+    """1.0: values in 0..1; 255.0: the raw 0..255 values (Caffe)."""
 
 
 class ResizeCenterCrop(torch.nn.Module):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
 
+from clipminer.config import ClipSpec
 from clipminer.errors import BundleError
 from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
 
@@ -121,3 +123,34 @@ def test_validation() -> None:
             input=InputSpec((8, 8), (0, 0, 0), (1, 1, 1)),
             state_dict={},
         )
+
+
+def test_channel_order_and_value_scale_round_trip(tmp_path: Path) -> None:
+    caffe = dataclasses.replace(
+        _bundle("video"),
+        input=InputSpec(
+            (112, 112), (90.0, 98.0, 102.0), (1.0, 1.0, 1.0), clip_len=16, frame_rate=25.0,
+            channels="BGR", scale=255.0,
+        ),
+    )  # fmt: skip
+    path = save_bundle(caffe, tmp_path / "c3d.pt")
+    assert torch.load(path, weights_only=True)["input"]["channels"] == "BGR"
+    loaded = load_bundle(path, kind="video")
+    assert (loaded.input.channels, loaded.input.scale) == ("BGR", 255.0)
+    assert loaded.input == caffe.input
+    spec = ClipSpec.from_input(loaded.input)
+    assert (spec.channels, spec.scale, spec.mean) == ("BGR", 255.0, (90.0, 98.0, 102.0))
+
+
+def test_bundles_written_before_channels_and_scale_read_as_rgb_in_0_to_1(tmp_path: Path) -> None:
+    data = _bundle("video").to_dict()
+    del data["input"]["channels"], data["input"]["scale"]
+    torch.save(data, tmp_path / "old.pt")
+    loaded = load_bundle(tmp_path / "old.pt")
+    assert (loaded.input.channels, loaded.input.scale) == ("RGB", 1.0)
+
+
+@pytest.mark.parametrize(("field", "value"), [("channels", "GBR"), ("scale", 0.0)])
+def test_bad_channels_or_scale_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        InputSpec((8, 8), (0, 0, 0), (1, 1, 1), **{field: value})  # type: ignore[arg-type]

@@ -69,6 +69,7 @@ def test_outputs(trained) -> None:
     header = (report / "confusion.csv").read_text().splitlines()[0]
     assert header.split(",")[1:] == sorted(synth.LABELS)
     assert (report / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (report / "curves.png").read_bytes()[:4] == b"\x89PNG"  # loss/top-1 per epoch
     raw = torch.load(trained.model_path, weights_only=True)
     assert raw["labels"] == sorted(synth.LABELS)
     assert raw["input"]["size"] == [64, 64]

@@ -19,7 +19,7 @@ from clipminer.data.videos import ClipSpec
 from clipminer.errors import UsageError
 from clipminer.models import image as image_models
 from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
-from clipminer.train import WeightAverage, predict
+from clipminer.train import EpochResult, WeightAverage, predict
 from clipminer.train_video import VideoSource, eval_video
 
 from .helpers import TrainedModels, train_small_models
@@ -79,6 +79,8 @@ def test_video_bundle_and_report(pair_models: TrainedModels) -> None:
         "clip_len": 8,
         "frame_rate": 12.5,
         "crop_fraction": ClipSpec().crop_fraction,
+        "channels": "RGB",
+        "scale": 1.0,
     }
     metrics = json.loads((pair_models.video_result.report_dir / "metrics.json").read_text())
     assert metrics["level"] == "video" and len(metrics["history"]) == VIDEO_EPOCHS
@@ -337,3 +339,97 @@ def test_init_from_an_image_model_with_other_labels(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval-video", str(model), *folder, "--out", str(tmp_path / "e")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["videos"] == 6  # all
+
+
+# -- watching training: validation progress, curves, TensorBoard --------------------------
+
+
+class Recorder:
+    """A reporter that keeps what :func:`fit` told it."""
+
+    def __init__(self) -> None:
+        self.validations: list[tuple[int, int]] = []
+        self.epochs: list[int] = []
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        pass
+
+    def step(self, loss: float, top1: float) -> None:
+        pass
+
+    def validate(self, done: int, total: int) -> None:
+        self.validations.append((done, total))
+
+    def end_epoch(self, result: EpochResult, best: bool) -> None:
+        self.epochs.append(result.epoch)
+
+
+@pytest.fixture(scope="module")
+def tiny_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two classes of three 1-second 32 px clips."""
+    root = tmp_path_factory.mktemp("tiny-clips") / "clips"
+    synth.make_clips(root, per_class=3, seconds=1.0, fps=8, size=(32, 32), labels=PAIR)
+    return root
+
+
+TINY_TRAIN = [
+    "--arch", "small3d", "--clip-len", "4", "--frame-rate", "8", "--frame-size", "16",
+    "--batch-size", "2", "--workers", "0", "--device", "cpu", "--epochs", "2",
+    "--train-clips-per-video", "1", "--val-clips-per-video", "1", "--val-fraction", "0.34",
+]  # fmt: skip
+
+
+def test_two_tiny_epochs_draw_curves_and_report_validation_progress(
+    tiny_clips: Path, tmp_path: Path
+) -> None:
+    from clipminer.config import VideoFitConfig
+    from clipminer.train_video import train_video
+
+    recorder = Recorder()
+    result = train_video(
+        VideoSource(videos=tiny_clips, val_fraction=0.34),
+        tmp_path / "tiny.pt",
+        config=VideoTrainConfig(
+            arch="small3d",
+            clip=ClipSpec(clip_len=4, frame_rate=8.0, size=16),
+            batch_size=2,
+            workers=0,
+            device="cpu",
+            train_clips_per_video=1,
+            val_clips_per_video=1,
+            fit=VideoFitConfig(epochs=2),
+        ),
+        reporter=recorder,
+    )
+    curves = result.report_dir / "curves.png"
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert recorder.epochs == [1, 2]
+    every_video = (result.val_videos, result.val_videos)
+    assert result.val_videos == 2 and recorder.validations.count(every_video) == 2
+    seen: list[tuple[int, int]] = []
+    eval_video(
+        result.model_path,
+        VideoSource(videos=tiny_clips, val_fraction=0.34),
+        tmp_path / "eval",
+        workers=0,
+        device="cpu",
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen[-1] == every_video and all(t == 2 for _, t in seen)
+
+
+def test_tensorboard_option(tiny_clips: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    board = tmp_path / "tb"
+    out = tmp_path / "m.pt"
+    args = ["train-video", "--videos", str(tiny_clips), "--out", str(out), *TINY_TRAIN]
+    result = runner.invoke(app, [*args, "--tensorboard", str(board)])
+    if importlib.util.find_spec("tensorboard") is None:
+        assert result.exit_code != 0
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and "pip install tensorboard" in lines[0], result.output
+        assert not out.exists()  # refused before any work
+    else:
+        assert result.exit_code == 0, result.output
+        assert list(board.glob("events.out.tfevents.*"))

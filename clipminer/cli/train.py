@@ -37,23 +37,34 @@ VIDEO_METRICS = ("clip_top1", "video_top1", "video_top5", "video_top10", "mean_c
 
 
 class BarReporter:
-    """Draws a progress bar per epoch with the running loss and accuracy."""
+    """Draws a progress bar per epoch with the running loss and accuracy, and one for
+    its validation pass."""
 
     def __init__(self) -> None:
         self._bar: Progress | None = None
         self._task: Any = None
+        self._val_task: Any = None
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
-        loss = TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.3f}")
+        loss = TextColumn("{task.fields[stats]}", markup=False)
         self._bar = Progress(*columns(MofNCompleteColumn(), loss), console=err_console)
         self._bar.start()
         self._task = self._bar.add_task(
-            f"epoch {epoch}/{epochs}", total=steps, loss=float("nan"), acc=0.0
+            f"epoch {epoch}/{epochs}", total=steps, stats="loss -  acc -"
         )
+        self._val_task = None
 
     def step(self, loss: float, top1: float) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, loss=loss, acc=top1)
+            stats = f"loss {loss:.4f}  acc {top1:.3f}"
+            self._bar.update(self._task, advance=1, stats=stats)
+
+    def validate(self, done: int, total: int) -> None:
+        if self._bar is None:
+            return
+        if self._val_task is None:
+            self._val_task = self._bar.add_task("  validation", total=total or None, stats="")
+        self._bar.update(self._val_task, completed=done, total=total or None)
 
     def end_epoch(self, result: Any, best: bool) -> None:
         if self._bar is not None:
@@ -205,10 +216,12 @@ def eval_video_command(
     """
     from clipminer.train_video import eval_video
 
-    results = eval_video(
-        model, source, out, clips_per_video=clips_per_video,
-        fuse_image_model=fuse_image_model, workers=workers, device=device, cache=cache,
-    )  # fmt: skip
+    with progress_bar("videos") as update:
+        results = eval_video(
+            model, source, out, clips_per_video=clips_per_video,
+            fuse_image_model=fuse_image_model, workers=workers, device=device, cache=cache,
+            progress=update,
+        )  # fmt: skip
     table = Table("model", "clip top-1", "video top-1", "top-5", "top-10", "mean class acc.")
     for name, result in results.items():
         row = result.summary()

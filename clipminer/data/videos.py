@@ -243,13 +243,15 @@ def decode_frames(
 
 
 def to_clip_tensor(frames: np.ndarray, spec: ClipSpec) -> torch.Tensor:
-    """uint8 T×H×W×3 (already cropped) -> float C×T×H×W, normalised."""
+    """uint8 RGB T×H×W×3 (already cropped) -> float C×T×H×W, as ``spec``'s model takes it
+    (channel order, value scale, mean and std)."""
     return _normalise(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2), spec)
 
 
 def _normalise(frames: torch.Tensor, spec: ClipSpec) -> torch.Tensor:
-    """uint8 T×C×H×W -> float C×T×H×W, normalised."""
-    return normalize(frames, spec.mean, spec.std).transpose(0, 1).contiguous()
+    """uint8 RGB T×C×H×W -> float C×T×H×W, normalised as ``spec`` says."""
+    pixels = normalize(frames, spec.mean, spec.std, channels=spec.channels, scale=spec.scale)
+    return pixels.transpose(0, 1).contiguous()
 
 
 def center_crop(frames: np.ndarray, size: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 
 from clipminer import __version__
+from clipminer.config import Channels
 from clipminer.errors import BundleError
 from clipminer.fsutil import atomic_path
 
@@ -40,7 +41,7 @@ class InputSpec:
     size: tuple[int, int]
     """(height, width) in pixels."""
     mean: tuple[float, float, float]
-    """Per-channel RGB mean of pixels scaled to 0..1."""
+    """Per-channel mean, in ``channels`` order, of pixels scaled to 0..``scale``."""
     std: tuple[float, float, float]
     clip_len: int | None = None
     """Frames per clip (video models only)."""
@@ -51,6 +52,12 @@ class InputSpec:
     ``size / crop_fraction`` is covered, video frames to a short side of
     ``size / crop_fraction`` (128 for 112), then cropped. Bundles written before this
     field existed get 0.875, what clipminer always used."""
+    channels: Channels = "RGB"
+    """Channel order the model takes ("BGR" for Caffe-trained weights such as C3D
+    Sports-1M). Bundles written before this field existed get "RGB"."""
+    scale: float = 1.0
+    """Pixels are scaled to 0..scale before the mean is subtracted: 1.0, or 255.0 for
+    Caffe-style weights. Bundles written before this field existed get 1.0."""
 
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 1:
@@ -59,6 +66,10 @@ class InputSpec:
             raise ValueError(f"mean and std need 3 values, std > 0: {self.mean!r}, {self.std!r}")
         if not 0 < self.crop_fraction <= 1:
             raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction!r}")
+        if self.channels not in ("RGB", "BGR"):
+            raise ValueError(f"channels must be 'RGB' or 'BGR', got {self.channels!r}")
+        if not self.scale > 0:
+            raise ValueError(f"scale must be positive (1.0 or 255.0), got {self.scale!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +79,8 @@ class InputSpec:
             "clip_len": self.clip_len,
             "frame_rate": self.frame_rate,
             "crop_fraction": self.crop_fraction,
+            "channels": self.channels,
+            "scale": self.scale,
         }
 
     @classmethod
@@ -79,6 +92,8 @@ class InputSpec:
             clip_len=None if data.get("clip_len") is None else int(data["clip_len"]),
             frame_rate=None if data.get("frame_rate") is None else float(data["frame_rate"]),
             crop_fraction=float(data.get("crop_fraction", 0.875)),
+            channels=str(data.get("channels", "RGB")),  # type: ignore[arg-type]
+            scale=float(data.get("scale", 1.0)),
         )
 
 

@@ -7,7 +7,8 @@ torchvision's ``VideoResNet``, which four of them reuse.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -27,10 +28,20 @@ from clipminer.models.inflate import (
     inflate_state_dict,
     match_labels,
 )
-from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
+from clipminer.models.weights import build_pretrained, load_matching, read_weights
+from clipminer.transforms import IMAGENET_MEAN, IMAGENET_STD, PixelNorm
 
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
+KINETICS_PIXELS = PixelNorm(KINETICS_MEAN, KINETICS_STD)
+"""torchvision's Kinetics-400 video weights: RGB in 0..1, Kinetics mean and std."""
+IMAGENET_PIXELS = PixelNorm(IMAGENET_MEAN, IMAGENET_STD)
+"""ImageNet weights (inflated too): RGB in 0..1, ImageNet mean and std."""
+SPORTS1M_C3D_PIXELS = PixelNorm(
+    mean=(90.0, 98.0, 102.0), std=(1.0, 1.0, 1.0), channels="BGR", scale=255.0
+)
+"""Caffe-style input of the C3D Sports-1M weights: BGR, 0..255, the mean (in BGR order)
+subtracted, no division; 112 × 112 crops of frames resized to 128 × 171."""
 
 
 # -- C3D (Tran et al. 2015) -------------------------------------------------------------
@@ -428,9 +439,10 @@ def build(arch: str, *, num_classes: int, weights: str = "none") -> nn.Module:
         weights: "none", "kinetics400" (torchvision weights for r3d_18, mc3_18,
             r2plus1d_18: hub cache, or a download when online), "imagenet-inflated"
             (torchvision's ImageNet weights of the image network an inflated arch comes
-            from, inflated), or a PATH to a torchvision state dict, a C3D Sports-1M state
-            dict (conv1 .. fc8) or a clipminer bundle; the head is re-initialised when its
-            class count differs.
+            from, inflated), or a PATH to a torchvision state dict, a clipminer bundle, or
+            a published layout of :data:`FOREIGN_LAYOUTS` (C3D Sports-1M as conv1 .. fc8
+            or features.N / classifier.N, Hara et al.'s 3D-ResNet-50); the head is
+            re-initialised when its class count differs.
     """
     _check_arch(arch, num_classes)
     check_weights(arch, weights)
@@ -451,9 +463,131 @@ def build(arch: str, *, num_classes: int, weights: str = "none") -> nn.Module:
         return inflate(arch, net.state_dict(), num_classes=num_classes, source="ImageNet")
     model = BUILDERS[arch](num_classes=num_classes)
     if weights != "none":
-        state, source = read_state_dict(weights)
-        load_matching(model, state, source=f"{weights} ({source})", head_prefixes=(f"{head}.",))
+        load_weights_file(model, arch, weights)
     return model
+
+
+# -- published checkpoints in other layouts ---------------------------------------------
+
+_C3D_SEQUENTIAL = {
+    "features": {0: "conv1", 3: "conv2", 6: "conv3a", 8: "conv3b", 11: "conv4a",
+                 13: "conv4b", 16: "conv5a", 18: "conv5b"},
+    "classifier": {0: "fc6", 3: "fc7", 6: "fc8"},
+}  # fmt: skip
+"""``nn.Sequential`` positions of C3D's layers in ``c3d-pretrained.pth``."""
+
+_HARA_BLOCK = re.compile(r"^(layer\d+\.\d+)\.(conv|bn)(\d)\.(.+)$")
+
+
+def c3d_from_sequential(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``features.N.*`` / ``classifier.N.*`` (the widely shared ``c3d-pretrained.pth``)
+    -> clipminer's ``conv1`` .. ``fc8`` names; other names are kept."""
+    renamed = {}
+    for key, value in state.items():
+        group, _, rest = key.partition(".")
+        index, _, param = rest.partition(".")
+        layer = _C3D_SEQUENTIAL.get(group, {}).get(int(index)) if index.isdigit() else None
+        renamed[f"{layer}.{param}" if layer else key] = value
+    return renamed
+
+
+def _hara_name(key: str) -> str:
+    """One Hara et al. 3D-ResNet name -> the torchvision ``VideoResNet`` one."""
+    head, _, param = key.partition(".")
+    if head in ("conv1", "bn1"):
+        return f"stem.{0 if head == 'conv1' else 1}.{param}"
+    match = _HARA_BLOCK.match(key)
+    if match is None:
+        return key  # layerN.M.downsample.*, fc.*: the same names
+    block, kind, number, param = match.groups()
+    return f"{block}.conv{number}.{0 if kind == 'conv' else 1}.{param}"
+
+
+def r3d_from_hara(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Hara et al.'s 3D-ResNet names (``conv1``, ``bn1``, ``layer1.0.conv1``,
+    ``layer1.0.bn1``, ..., ``fc``) -> ``r3d_50``'s (``stem.0``, ``stem.1``,
+    ``layer1.0.conv1.0``, ``layer1.0.conv1.1``, ..., ``fc``)."""
+    return {_hara_name(key): value for key, value in state.items()}
+
+
+@dataclass(frozen=True)
+class ForeignLayout:
+    """A published checkpoint layout that loads into one architecture."""
+
+    name: str
+    """Shown in messages."""
+    marker: str
+    """A tensor name only this layout has."""
+    convert: Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
+    """Its names -> the architecture's."""
+    pixels: PixelNorm | None = None
+    """The preprocessing its weights were trained with; None: the clip settings'."""
+
+
+FOREIGN_LAYOUTS: dict[str, tuple[ForeignLayout, ...]] = {
+    "c3d": (
+        ForeignLayout(
+            "C3D Sports-1M, features/classifier", "features.0.weight",
+            c3d_from_sequential, SPORTS1M_C3D_PIXELS,
+        ),
+        ForeignLayout("C3D Sports-1M, conv1 .. fc8", "conv1.weight", dict, SPORTS1M_C3D_PIXELS),
+    ),
+    "r3d_50": (ForeignLayout("Hara et al. 3D-ResNet", "bn1.weight", r3d_from_hara),),
+}  # fmt: skip
+"""Plain state dicts of other code bases each architecture takes, by a marker name."""
+
+
+def foreign_layout(arch: str, state: Mapping[str, Tensor]) -> ForeignLayout | None:
+    """The published layout ``state`` is in, if it is one ``arch`` takes."""
+    return next((lay for lay in FOREIGN_LAYOUTS.get(arch, ()) if lay.marker in state), None)
+
+
+def load_weights_file(model: nn.Module, arch: str, path: str) -> PixelNorm | None:
+    """Load the weights at ``path`` into ``model`` (an ``arch``), the head excepted when
+    its class count differs.
+
+    Returns:
+        The preprocessing the weights expect: a clipminer bundle's recorded one, a
+        published layout's, or None when unknown (a plain state dict).
+
+    Raises:
+        ClipminerError: one line naming ``path``, its layout and the tensors that do
+            not fit.
+    """
+    found = read_weights(path)
+    state, pixels = found.state_dict, None
+    source = f"{path} ({found.description})"
+    if found.input is not None:
+        spec = found.input
+        pixels = PixelNorm(spec.mean, spec.std, channels=spec.channels, scale=spec.scale)
+    elif (layout := foreign_layout(arch, state)) is not None:
+        state, pixels = layout.convert(state), layout.pixels
+        source = f"{path} (state dict, {layout.name} layout)"
+    load_matching(model, state, source=source, head_prefixes=(f"{head_name(arch)}.",))
+    return pixels
+
+
+@dataclass(frozen=True)
+class StartingModel:
+    """A network to train and the preprocessing its starting weights expect."""
+
+    model: nn.Module
+    pixels: PixelNorm | None
+    """None: random or unknown weights; keep the clip settings' mean and std."""
+
+
+def build_start(arch: str, *, num_classes: int, weights: str = "none") -> StartingModel:
+    """:func:`build`, with the preprocessing the weights were trained with (Kinetics or
+    ImageNet statistics, Caffe-style input for C3D Sports-1M, a bundle's own)."""
+    if weights == "kinetics400":
+        return StartingModel(build(arch, num_classes=num_classes, weights=weights), KINETICS_PIXELS)
+    if weights == "imagenet-inflated":
+        return StartingModel(build(arch, num_classes=num_classes, weights=weights), IMAGENET_PIXELS)
+    if weights == "none":
+        return StartingModel(build(arch, num_classes=num_classes), None)
+    _check_arch(arch, num_classes)
+    model = BUILDERS[arch](num_classes=num_classes)
+    return StartingModel(model, load_weights_file(model, arch, weights))
 
 
 def _check_arch(arch: str, num_classes: int) -> None:

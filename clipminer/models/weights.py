@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import urllib.error
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -17,7 +18,7 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from clipminer.errors import ClipminerError
-from clipminer.models.bundle import load_bundle, safe_load
+from clipminer.models.bundle import InputSpec, load_bundle, safe_load
 
 
 class WeightsUnavailableError(ClipminerError):
@@ -56,22 +57,49 @@ def build_pretrained(
         ) from None
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], str]:
-    """Tensors of a clipminer bundle or a plain state dict, loaded with weights_only.
+@dataclass(frozen=True, repr=False)
+class WeightsFile:
+    """The tensors of a weights file and what is known of where they came from."""
 
-    Returns:
-        The state dict and a description of where it came from.
+    state_dict: dict[str, torch.Tensor]
+    """Names without a ``module.`` (DataParallel) prefix."""
+    description: str
+    """"state dict", or "clipminer bundle (ARCH, N labels)"."""
+    input: InputSpec | None = None
+    """The preprocessing a clipminer bundle records; None for a plain state dict."""
+
+    def __repr__(self) -> str:
+        return f"WeightsFile({self.description!r}, tensors={len(self.state_dict)})"
+
+
+def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
+    """A clipminer bundle or a plain state dict (bare, or under ``"state_dict"`` as
+    training scripts save it), loaded with weights_only.
+
+    Raises:
+        ClipminerError: the file holds something else.
     """
     path = Path(path)
     data = safe_load(path)
     if isinstance(data, dict) and str(data.get("format", "")).startswith("clipminer/"):
         bundle = load_bundle(path)
-        return bundle.state_dict, f"clipminer bundle ({bundle.arch}, {len(bundle.labels)} labels)"
+        description = f"clipminer bundle ({bundle.arch}, {len(bundle.labels)} labels)"
+        return WeightsFile(bundle.state_dict, description, bundle.input)
     if isinstance(data, dict) and "state_dict" in data and isinstance(data["state_dict"], dict):
         data = data["state_dict"]  # a common training-script layout
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise ClipminerError(f"{path}: not a state dict of tensors")
-    return {k.removeprefix("module."): v for k, v in data.items()}, "state dict"
+    return WeightsFile({k.removeprefix("module."): v for k, v in data.items()}, "state dict")
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], str]:
+    """Tensors of a clipminer bundle or a plain state dict (:func:`read_weights`).
+
+    Returns:
+        The state dict and a description of where it came from.
+    """
+    found = read_weights(path)
+    return found.state_dict, found.description
 
 
 def load_matching(
