@@ -232,10 +232,12 @@ def run_seed(root: Path, work: Path, seed: int, args: argparse.Namespace) -> dic
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(description: str, work: str, *, ablate: bool = True) -> argparse.Namespace | None:
+    """The options of this benchmark and of ``small_data_findclips.py``; None (after a
+    message) when the real clips are absent."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/actions"))
-    parser.add_argument("--work", type=Path, default=Path("bench-out/small_data"))
+    parser.add_argument("--work", type=Path, default=Path(work))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--scratch-epochs", type=int, default=VideoFitConfig().epochs)
     parser.add_argument("--scratch-lr", type=float, default=3e-3)
@@ -243,16 +245,24 @@ def main() -> None:
     parser.add_argument("--inflated-epochs", type=int, default=4)
     parser.add_argument("--inflated-lr", type=float, default=2e-4)
     parser.add_argument("--clips-per-video", type=int, default=3)
-    parser.add_argument("--ablate", action="store_true", help="small3d recipe ablations only")
+    if ablate:
+        parser.add_argument("--ablate", action="store_true", help="small3d recipe ablations only")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch each")
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"skipped: {args.data} is absent (the real action clips, see PROVENANCE.md)")
-        return
+        return None
     if args.quick:
         args.seeds = 1
         args.scratch_epochs = args.image_epochs = args.inflated_epochs = 1
         args.work = args.work.with_name(args.work.name + "_quick")
+    return args
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0], "bench-out/small_data")
+    if args is None:
+        return
     root = args.work / "chunks"
     if not (root / "test").is_dir():
         make_chunks(args.data, root)

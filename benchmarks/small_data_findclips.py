@@ -50,12 +50,12 @@ from small_data import (
     TRAIN_SHARE,
     action_name,
     make_chunks,
+    parse_args,
     score_video_model,
     video_config,
 )
 
 from clipminer import synth
-from clipminer.config import VideoFitConfig
 from clipminer.data.videos import decode_frames
 from clipminer.decode import probe
 from clipminer.encode import VideoWriter
@@ -175,25 +175,9 @@ def score(result, truth, *, relabelled: bool) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/actions"))
-    parser.add_argument("--work", type=Path, default=Path("bench-out/small_data_findclips"))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--scratch-epochs", type=int, default=VideoFitConfig().epochs)
-    parser.add_argument("--scratch-lr", type=float, default=3e-3)
-    parser.add_argument("--image-epochs", type=int, default=8)
-    parser.add_argument("--inflated-epochs", type=int, default=4)
-    parser.add_argument("--inflated-lr", type=float, default=2e-4)
-    parser.add_argument("--clips-per-video", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch each")
-    args = parser.parse_args()
-    if not args.data.is_dir():
-        print(f"skipped: {args.data} is absent (the real action clips, see PROVENANCE.md)")
+    args = parse_args(__doc__.splitlines()[0], "bench-out/small_data_findclips", ablate=False)
+    if args is None:
         return
-    if args.quick:
-        args.seeds = 1
-        args.scratch_epochs = args.image_epochs = args.inflated_epochs = 1
-        args.work = args.work.with_name(args.work.name + "_quick")
     args.work.mkdir(parents=True, exist_ok=True)
     root = args.work / "chunks"
     if not (root / "test").is_dir():
