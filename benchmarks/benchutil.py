@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clipminer.decode import probe
 
@@ -153,3 +154,41 @@ def train_small_models(
         image_top1=float(load_bundle(image_model, kind="image").metrics["top1"]),
         video_top1=float(load_bundle(video_model, kind="video").metrics["top1"]),
     )
+
+
+def score_segments(
+    result: Any,
+    expected: list[tuple[str, float, float]],
+    *,
+    relabelled: bool,
+    pair_labels: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Segment precision, recall and F1 at temporal IoU >= 0.5 with the correct label of a
+    find-clips ``result`` against ``expected`` (label, start, end), before or after
+    re-labelling; with ``pair_labels``, also how many of their true segments were found."""
+    from clipminer.metrics import segment_detection
+
+    predicted = [
+        (
+            c.final_label if relabelled else c.segment.label,
+            c.segment.time_start_seconds,
+            c.segment.time_end_seconds,
+        )
+        for c in result.candidates
+    ]
+    d = segment_detection(predicted, expected, min_tiou=0.5)
+    figures: dict[str, Any] = {
+        "precision": round(d.precision, 3),
+        "recall": round(d.recall, 3),
+        "f1": round(d.f1, 3),
+        "matched": d.matched,
+        "predicted": d.predicted,
+        "truth": d.truth,
+    }
+    if pair_labels:
+        pair = [t for t in expected if t[0] in pair_labels]
+        found = segment_detection(
+            [p for p in predicted if p[0] in pair_labels], pair, min_tiou=0.5
+        ).matched
+        figures["motion_pair_found"] = f"{found}/{len(pair)}"
+    return figures

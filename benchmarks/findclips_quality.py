@@ -30,39 +30,19 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from benchutil import train_small_models, video_facts
+from benchutil import score_segments, train_small_models, video_facts
 
 from clipminer import synth
 from clipminer.findclips import ClipMiner, FindClipsConfig
-from clipminer.metrics import segment_detection
 from clipminer.quantize import quantize_bundle
 from clipminer.segments import SegmentConfig
 
 
-def score(result, truth, *, relabelled: bool) -> dict[str, float]:
-    predicted = [
-        (
-            (c.final_label if relabelled else c.segment.label),
-            c.segment.time_start_seconds,
-            c.segment.time_end_seconds,
-        )
-        for c in result.candidates
-    ]
+def score(result, truth, *, relabelled: bool) -> dict:
     expected = [(s.label, s.time_start_seconds, s.time_end_seconds) for s in truth]
-    d = segment_detection(predicted, expected, min_tiou=0.5)
-    pair = [t for t in expected if t[0] in synth.MOTION_ONLY_PAIR]
-    pair_hits = segment_detection(
-        [p for p in predicted if p[0] in synth.MOTION_ONLY_PAIR], pair, min_tiou=0.5
-    ).matched
-    return {
-        "precision": round(d.precision, 3),
-        "recall": round(d.recall, 3),
-        "f1": round(d.f1, 3),
-        "matched": d.matched,
-        "predicted": d.predicted,
-        "truth": d.truth,
-        "motion_pair_found": f"{pair_hits}/{len(pair)}",
-    }
+    return score_segments(
+        result, expected, relabelled=relabelled, pair_labels=tuple(synth.MOTION_ONLY_PAIR)
+    )
 
 
 def main() -> None:

@@ -128,6 +128,20 @@ def score_image_model(model: Path, root: Path, labels: tuple[str, ...]) -> dict[
     return {"video_top1": float((probs.argmax(axis=1) == targets).mean())}
 
 
+def image_config(seed: int, epochs: int) -> ImageTrainConfig:
+    """The densenet121 trained on frames of the training chunks."""
+    return ImageTrainConfig(
+        arch="densenet121",
+        weights="none",
+        image_size=SPEC.size,
+        batch_size=16,
+        val_fraction=0.1,
+        workers=2,
+        device="cpu",
+        fit=FitConfig(epochs=epochs, lr=1e-3, seed=seed),
+    )
+
+
 def video_config(arch: str, seed: int, epochs: int, lr: float, **more: object) -> VideoTrainConfig:
     return VideoTrainConfig(
         arch=arch,
@@ -205,17 +219,7 @@ def run_seed(root: Path, work: Path, seed: int, args: argparse.Namespace) -> dic
     labels = load_bundle(scratch, kind="video").labels
 
     def image_model() -> dict[str, float]:
-        config = ImageTrainConfig(
-            arch="densenet121",
-            weights="none",
-            image_size=SPEC.size,
-            batch_size=16,
-            val_fraction=0.1,
-            workers=2,
-            device="cpu",
-            fit=FitConfig(epochs=args.image_epochs, lr=1e-3, seed=seed),
-        )
-        train_image(root / "frames", image, config=config)
+        train_image(root / "frames", image, config=image_config(seed, args.image_epochs))
         return score_image_model(image, root, labels)
 
     timed("image", image_model)

@@ -43,12 +43,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
+from benchutil import score_segments
 from small_data import (
     CHUNK_SECONDS,
     MIN_SECONDS,
     SPEC,
     TRAIN_SHARE,
     action_name,
+    image_config,
     make_chunks,
     parse_args,
     score_video_model,
@@ -60,11 +62,9 @@ from clipminer.data.videos import decode_frames
 from clipminer.decode import probe
 from clipminer.encode import VideoWriter
 from clipminer.findclips import ClipMiner, FindClipsConfig
-from clipminer.metrics import segment_detection
 from clipminer.models.bundle import load_bundle
 from clipminer.segments import SegmentConfig
-from clipminer.train import FitConfig
-from clipminer.train_image import ImageTrainConfig, train_image
+from clipminer.train_image import train_image
 from clipminer.train_video import VideoSource, train_video
 
 SIZE = (64, 84)
@@ -135,43 +135,14 @@ def train_models(root: Path, work: Path, seed: int, args: argparse.Namespace) ->
         source, scratch, config=video_config("small3d", seed, args.scratch_epochs, args.scratch_lr)
     )
     image = work / f"image_bg_{seed}.pt"
-    config = ImageTrainConfig(
-        arch="densenet121",
-        weights="none",
-        image_size=SPEC.size,
-        batch_size=16,
-        val_fraction=0.1,
-        workers=2,
-        device="cpu",
-        fit=FitConfig(epochs=args.image_epochs, lr=1e-3, seed=seed),
-    )
-    train_image(image_frames(root, work / f"frames_bg_{seed}", seed), image, config=config)
+    frames = image_frames(root, work / f"frames_bg_{seed}", seed)
+    train_image(frames, image, config=image_config(seed, args.image_epochs))
     inflated = work / f"densenet121_3d_{seed}.pt"
     config_3d = video_config(
         "densenet121_3d", seed, args.inflated_epochs, args.inflated_lr, init_from=image
     )
     train_video(source, inflated, config=config_3d)
     return {"image": image, "small3d": scratch, "densenet121_3d": inflated}
-
-
-def score(result, truth, *, relabelled: bool) -> dict[str, float]:
-    predicted = [
-        (
-            c.final_label if relabelled else c.segment.label,
-            c.segment.time_start_seconds,
-            c.segment.time_end_seconds,
-        )
-        for c in result.candidates
-    ]
-    d = segment_detection(predicted, truth, min_tiou=0.5)
-    return {
-        "precision": round(d.precision, 3),
-        "recall": round(d.recall, 3),
-        "f1": round(d.f1, 3),
-        "matched": d.matched,
-        "predicted": d.predicted,
-        "truth": d.truth,
-    }
 
 
 def main() -> None:
@@ -212,13 +183,13 @@ def main() -> None:
                 miner = ClipMiner(models["image"], video_models, config=config)
                 run_started = time.perf_counter()
                 result = miner.run(video, args.work / f"out_{seed}_{mode}_{relabeller}")
-                after = score(result, truth, relabelled=True)
+                after = score_segments(result, truth, relabelled=True)
                 f1s.setdefault((mode, relabeller), []).append(after["f1"])
                 line = common | {
                     "segment_on": mode,
                     "relabeller": relabeller,
                     "relabeller_chunk_top1": chunk_top1.get(relabeller),
-                    "before_relabel": score(result, truth, relabelled=False),
+                    "before_relabel": score_segments(result, truth, relabelled=False),
                     "after_relabel": after,
                     "find_clips_seconds": round(time.perf_counter() - run_started, 1),
                 }

@@ -30,24 +30,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def quantized(trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained image and video bundles quantized to int8 (torch-fx) on their own data."""
     root = tmp_path_factory.mktemp("int8")
-    quantize_bundle(
-        trained_models.image,
-        [trained_models.images],
-        root / "image-int8.pt",
-        precision="int8",
-        inputs=96,
-        min_agreement=0.8,
-        backend="torch-fx",
-    )
-    quantize_bundle(
-        trained_models.video,
-        [trained_models.clips],
-        root / "video-int8.pt",
-        precision="int8",
-        inputs=24,
-        min_agreement=0.8,
-        backend="torch-fx",
-    )
+    models = trained_models
+    for name, model, data, inputs in (
+        ("image", models.image, models.images, 96),
+        ("video", models.video, models.clips, 24),
+    ):
+        out = root / f"{name}-int8.pt"
+        quantize_bundle(
+            model, [data], out, precision="int8", inputs=inputs, min_agreement=0.8,
+            backend="torch-fx",
+        )  # fmt: skip
     return root
 
 
