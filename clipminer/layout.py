@@ -32,7 +32,9 @@ VIDEOS_DIR = "videos"
 """The sub-folder of OUT that holds one folder per input video."""
 RESERVED_NAMES = frozenset(
     {"kinetics.csv", "summary.csv", "report.html", "state.sqlite", "state.sqlite-wal",
-     "state.sqlite-shm", "state.sqlite-journal", ".batch.lock", VIDEOS_DIR, "clips"}
+     "state.sqlite-shm", "state.sqlite-journal", ".batch.lock", VIDEOS_DIR, "clips",
+     "duplicates.csv", "review.sqlite", "review.sqlite-wal", "review.sqlite-shm",
+     "review.sqlite-journal"}
 )  # fmt: skip
 """OUT's own files: no per-video name may be one of these (even under ``videos/``)."""
 RUN_JSON = "run.json"

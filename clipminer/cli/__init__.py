@@ -16,10 +16,13 @@ import typer
 from clipminer import __version__
 from clipminer.cli import (  # noqa: F401
     batch,
+    dedup,
     demo,
+    export,
     findclips,
     probe,
     quantize,
+    review,
     scrape,
     synth,
     train,

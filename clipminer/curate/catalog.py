@@ -1,0 +1,275 @@
+"""Read back what find-clips left in ``OUT``: the clips, their embeddings, the shots.
+
+Every mined video has a folder ``OUT/videos/<name>/`` (:mod:`clipminer.layout`) with
+``segments.csv`` (one row per clip), ``run.json`` and, from this version on,
+``embeddings.npy`` and ``shots.csv``. A clip is known across OUT by its :attr:`Clip.key`,
+``<name>/<clip_id>``.
+
+``embeddings.npy`` is one structured array (``numpy.load(..., allow_pickle=False)``
+opens it), one row per clip plus one row for the whole video:
+
+- ``clip_id`` (int32): the clip's id in ``segments.csv``, or :data:`VIDEO_ROW` (-1);
+- ``image`` (float32 vector): the image model's pooled features, averaged over the
+  frames the pass scored inside the clip (over all scored frames for the video row),
+  L2-normalised;
+- ``video`` (float32 vector, present only when a video model re-labelled): the first
+  video model's penultimate features, averaged over the windows it saw, L2-normalised
+  (the video row: the mean of the clips').
+
+``run.json`` names the models the vectors come from (``embedding_models``), so vectors
+of different models are never compared.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clipminer.errors import UsageError
+from clipminer.fsutil import atomic_path
+from clipminer.layout import RUN_JSON, videos_root
+
+log = logging.getLogger(__name__)
+
+SEGMENTS_CSV = "segments.csv"
+EMBEDDINGS_NPY = "embeddings.npy"
+SHOTS_CSV = "shots.csv"
+DUPLICATES_CSV = "duplicates.csv"
+"""``OUT/duplicates.csv``, written by ``clipminer dedup``."""
+REVIEW_DB = "review.sqlite"
+"""``OUT/review.sqlite``, the votes of ``clipminer review``."""
+VIDEO_ROW = -1
+"""``clip_id`` of the whole-video row of ``embeddings.npy``."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One row of a video's ``segments.csv``, with where it came from."""
+
+    video: str
+    """The video's folder name under ``OUT/videos`` (its ``youtube_id``)."""
+    clip_id: int
+    image_label: str
+    image_score: float
+    video_label: str | None
+    video_score: float | None
+    time_start: float
+    time_end: float
+    clip_path: str | None
+    """Relative to OUT; None when find-clips ran with ``--cut none``."""
+    source: str
+    """The source video's path as find-clips saw it."""
+
+    @property
+    def key(self) -> str:
+        """``<video>/<clip_id>``: unique across OUT."""
+        return f"{self.video}/{self.clip_id}"
+
+    @property
+    def label(self) -> str:
+        """The video model's label when there is one, else the image model's."""
+        return self.video_label or self.image_label
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """The vectors of one video (rows in the order of ``clip_ids``)."""
+
+    clip_ids: np.ndarray
+    """int32, without the whole-video row."""
+    image: np.ndarray
+    """float32, clips x dims, L2-normalised."""
+    video: np.ndarray | None
+    image_of_video: np.ndarray
+    """The whole video's image embedding."""
+    video_of_video: np.ndarray | None
+
+
+def video_folders(out: str | os.PathLike[str]) -> list[Path]:
+    """The published per-video folders of OUT (those with a ``segments.csv``), by name."""
+    root = videos_root(out)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / SEGMENTS_CSV).is_file()
+    )  # fmt: skip
+
+
+def check_mined(out: str | os.PathLike[str]) -> Path:
+    """OUT as a Path, or a one-line error when it holds no mined videos."""
+    out = Path(out)
+    if not out.is_dir():
+        raise UsageError(f"{out}: no such folder")
+    if not video_folders(out):
+        raise UsageError(f"{out}: no mined videos (expected {out / 'videos'}/<name>/segments.csv)")
+    return out
+
+
+def _float(value: str) -> float | None:
+    return float(value) if value not in ("", None) else None
+
+
+def read_clips(folder: Path) -> list[Clip]:
+    """The clips of one video folder; a one-line error naming the file when it is broken."""
+    path = folder / SEGMENTS_CSV
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        clips = []
+        for row in rows:
+            clips.append(
+                Clip(
+                    video=folder.name,
+                    clip_id=int(row["clip_id"]),
+                    image_label=row["label"],
+                    image_score=float(row["score"]),
+                    video_label=row["video_label"] or None,
+                    video_score=_float(row["video_score"]),
+                    time_start=float(row["time_start"]),
+                    time_end=float(row["time_end"]),
+                    clip_path=row["clip_path"] or None,
+                    source=row["video"],
+                )
+            )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read ({exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: not a find-clips segments.csv ({exc!r})") from None
+    return clips
+
+
+def all_clips(out: str | os.PathLike[str]) -> list[Clip]:
+    """Every clip in OUT, video by video; a broken folder is logged and skipped."""
+    clips: list[Clip] = []
+    for folder in video_folders(out):
+        try:
+            clips += read_clips(folder)
+        except UsageError as exc:
+            log.warning("%s", exc)
+    return clips
+
+
+def write_embeddings(
+    path: Path,
+    clip_ids: Sequence[int],
+    image: np.ndarray,
+    video: np.ndarray | None,
+    *,
+    image_of_video: np.ndarray,
+    video_of_video: np.ndarray | None = None,
+) -> Path:
+    """Write ``embeddings.npy`` (see the module doc) atomically; vectors are normalised here."""
+    fields: list[tuple[str, str, tuple[int, ...]]] = [
+        ("clip_id", "<i4", ()), ("image", "<f4", (image.shape[1],))
+    ]  # fmt: skip
+    if video is not None:
+        fields.append(("video", "<f4", (video.shape[1],)))
+    table = np.zeros(len(clip_ids) + 1, dtype=fields)
+    table["clip_id"] = [*clip_ids, VIDEO_ROW]
+    table["image"] = _normalised(np.vstack([image, image_of_video[None]]))
+    if video is not None:
+        whole = video_of_video if video_of_video is not None else video.mean(0)
+        table["video"] = _normalised(np.vstack([video, whole[None]]))
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.save(handle, table, allow_pickle=False)
+    return path
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def read_embeddings(folder: Path) -> Embeddings | None:
+    """The embeddings of one video folder; None when it has none (older runs, --rescore)."""
+    path = folder / EMBEDDINGS_NPY
+    if not path.is_file():
+        return None
+    try:
+        table = np.load(path, allow_pickle=False)
+        ids = table["clip_id"].astype(np.int32)
+        whole = ids == VIDEO_ROW
+        has_video = "video" in (table.dtype.names or ())
+        return Embeddings(
+            clip_ids=ids[~whole],
+            image=table["image"][~whole],
+            video=table["video"][~whole] if has_video else None,
+            image_of_video=table["image"][whole][0],
+            video_of_video=table["video"][whole][0] if has_video else None,
+        )
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise UsageError(f"{path}: not a clipminer embeddings.npy ({exc})") from None
+
+
+def embedding_models(folder: Path) -> dict[str, str | None]:
+    """``{"image": id, "video": id}`` of the models the folder's embeddings came from."""
+    try:
+        data = json.loads((folder / RUN_JSON).read_text())
+        models = data.get("embedding_models") or {}
+        return {"image": models.get("image"), "video": models.get("video")}
+    except (OSError, ValueError, AttributeError):
+        return {"image": None, "video": None}
+
+
+DUPLICATES_COLUMNS = ("group_id", "kind", "member", "kept", "similarity")
+"""``OUT/duplicates.csv``: one row per member of a near-duplicate group (groups of one are
+not written). ``kind`` is ``clip`` (``member`` is a :attr:`Clip.key`) or ``video``
+(``member`` is a video folder name: every clip of a dropped video is dropped);
+``kept`` is 1 for the one member of each group that stays, else 0; ``similarity`` is the
+member's cosine similarity to the kept member (1 for the kept one)."""
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """What ``clipminer dedup`` decided, as :func:`read_duplicates` reads it."""
+
+    clip_group: dict[str, str]
+    """Clip key -> group id, for clips in a clip group."""
+    video_group: dict[str, str]
+    """Video folder name -> group id, for videos in a video group."""
+    dropped_clips: frozenset[str]
+    """Keys of clips marked ``kept=0``."""
+    dropped_videos: frozenset[str]
+    """Video folder names marked ``kept=0``."""
+
+    def dropped(self, clip: Clip) -> bool:
+        """Whether dedup dropped ``clip`` (or the video it comes from)."""
+        return clip.key in self.dropped_clips or clip.video in self.dropped_videos
+
+
+def read_duplicates(out: str | os.PathLike[str]) -> Duplicates:
+    """``OUT/duplicates.csv``; empty when dedup has not run."""
+    path = Path(out) / DUPLICATES_CSV
+    clip_group: dict[str, str] = {}
+    video_group: dict[str, str] = {}
+    dropped_clips: set[str] = set()
+    dropped_videos: set[str] = set()
+    if not path.is_file():
+        return Duplicates({}, {}, frozenset(), frozenset())
+    try:
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                kind, member, group = row["kind"], row["member"], row["group_id"]
+                kept = row["kept"].strip() == "1"
+                if kind == "clip":
+                    clip_group[member] = group
+                    if not kept:
+                        dropped_clips.add(member)
+                elif kind == "video":
+                    video_group[member] = group
+                    if not kept:
+                        dropped_videos.add(member)
+                else:
+                    raise ValueError(f"unknown kind {kind!r}")
+    except (OSError, UnicodeDecodeError, KeyError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{path}: not a clipminer duplicates.csv ({exc})") from None
+    return Duplicates(clip_group, video_group, frozenset(dropped_clips), frozenset(dropped_videos))
