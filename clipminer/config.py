@@ -65,6 +65,17 @@ class FindClipsConfig:
     relabel_windows: int = setting(
         4, "Most windows of the video model's clip length averaged over a segment.", min=1
     )
+    shots: bool = setting(
+        True,
+        "Find hard cuts and fades in the frames the pass decodes and split or trim the "
+        "segments there, so that no clip spans two shots (boundaries in shots.csv).",
+    )
+    shot_threshold: float = setting(
+        0.45,
+        "Colour-histogram change (0-1) between two frames that counts as a cut.",
+        min=0.01,
+        max=1.0,
+    )
     precision: Precision = setting(
         "auto",
         "Inference precision of both models: auto (what the bundle was quantized to with "

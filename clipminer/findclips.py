@@ -31,6 +31,15 @@ import torch
 
 from clipminer import __version__
 from clipminer.config import FindClipsConfig
+from clipminer.curate.catalog import EMBEDDINGS_NPY, SHOTS_CSV, write_embeddings
+from clipminer.curate.shots import (
+    ShotBoundary,
+    ShotConfig,
+    ShotDetector,
+    read_shots_csv,
+    split_at_shots,
+    write_shots_csv,
+)
 from clipminer.cut import CutResult, cut_clip
 from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
@@ -49,6 +58,7 @@ from clipminer.layout import (
 from clipminer.memory import release_free_memory
 from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, load_bundle
+from clipminer.models.features import HeadInputs, weights_id
 from clipminer.models.image import ImageScorer
 from clipminer.precision import PreparedModel, for_bundle
 from clipminer.sampling import uniform_window_starts, window_indices
@@ -73,6 +83,8 @@ class Relabel:
     """Probability of ``label``, averaged over windows and models, 0..1."""
     top5: tuple[tuple[str, float], ...] = ()
     """The five most likely labels with their probabilities, best first."""
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """The first video model's penultimate features, averaged over the windows."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,8 @@ class Candidate:
     clip_start_seconds: float | None = None
     """Where the clip actually starts in the source (the keyframe for --cut copy)."""
     clip_end_seconds: float | None = None
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
+    """The image model's pooled features averaged over the frames scored in the clip."""
 
     @property
     def video_label(self) -> str | None:
@@ -148,6 +162,22 @@ class VideoResult:
     times: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     scores: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     stages: StageTimes = field(default_factory=StageTimes)
+    shots: list[ShotBoundary] = field(default_factory=list)
+    video_embedding: np.ndarray | None = field(default=None, repr=False)
+    """The image model's pooled features averaged over every scored frame."""
+
+
+@dataclass
+class _Scan:
+    """What the pass found: scores, segments with re-labels, shots, frame features."""
+
+    times: np.ndarray
+    scores: np.ndarray
+    segments: list[tuple[Segment, Relabel | None]]
+    shots: list[ShotBoundary] = field(default_factory=list)
+    features: dict[float, np.ndarray] = field(default_factory=dict)
+    """Pooled image features of the scored frames inside segments, by pts."""
+    video_embedding: np.ndarray | None = None
 
 
 # -- re-labelling ---------------------------------------------------------------------
@@ -197,6 +227,12 @@ class VideoRelabeler:
             model = to_channels_last(video_models.load_video_model(bundle).to(device))
             prepared = for_bundle(model, bundle, precision, device=device)
             self.models.append((prepared, ClipSpec.from_input(bundle.input), columns))
+        first = self.models[0][0] if self.models else None
+        self.features = (
+            HeadInputs(first, video_models.head_name(bundles[0].arch)) if first else None
+        )
+        """Penultimate features of the first model (clip embeddings for curation)."""
+        self.weights_id = weights_id(bundles[0].state_dict) if bundles else None
 
     @property
     def precision(self) -> str:
@@ -213,7 +249,8 @@ class VideoRelabeler:
     def __call__(self, frames_by_tap: dict[Tap, list[Frame]]) -> Relabel:
         """The re-label of a segment given its frames at each tap."""
         total = np.zeros(len(self.labels), np.float64)
-        for model, spec, columns in self.models:
+        features: list[np.ndarray] = []
+        for k, (model, spec, columns) in enumerate(self.models):
             frames = frames_by_tap.get(_tap(spec)) or []
             if not frames:
                 raise ClipminerError("no frames to re-label the segment with")
@@ -223,12 +260,16 @@ class VideoRelabeler:
                 batch = clips[first : first + self.window_batch].to(self.device)
                 logits = model(batch.contiguous(memory_format=torch.channels_last_3d))
                 probs.append(torch.softmax(logits.float(), dim=1).cpu())
+                kept = self.features.take() if k == 0 and self.features else None
+                if kept is not None:
+                    features.append(kept)
             total[columns] += torch.cat(probs).mean(0).numpy()
             release_free_memory()
         total /= len(self.models)
         order = np.argsort(-total, kind="stable")
         top5 = tuple((self.labels[i], round(float(total[i]), 6)) for i in order[:5])
-        return Relabel(top5[0][0], top5[0][1], top5)
+        mean = np.concatenate(features).mean(0) if features else None
+        return Relabel(top5[0][0], top5[0][1], top5, mean)
 
 
 def segment_clips(frames: Sequence[Frame], spec: ClipSpec, windows: int) -> torch.Tensor:
@@ -373,6 +414,17 @@ class ClipMiner:
             if bundles
             else None
         )
+        self.models: dict[str, object] = {
+            "image": str(self.scorer.bundle.source or "") if self.scorer else None,
+            "video": [str(b.source or "") for b in bundles],
+        }
+        """The model files (``run.json``; the dataset card of ``clipminer export``)."""
+        self.embedding_models: dict[str, str | None] = {
+            "image": weights_id(self.scorer.bundle.state_dict) if self.scorer else None,
+            "video": self.relabeler.weights_id if self.relabeler else None,
+        }
+        """Which weights the embeddings come from (``run.json``; dedup compares like
+        with like)."""
         self.precision: dict[str, str | None] = {
             "image": self.scorer.run.precision if self.scorer else None,
             "video": self.relabeler.precision if self.relabeler else None,
@@ -411,11 +463,10 @@ class ClipMiner:
                 video, folder, "copy" if self.config.cut == "copy" else "reencode"
             )
         try:
-            times, scores, segments = self._scan(video, info, progress, stages, cutter)
+            scan = self._scan(video, info, progress, stages, cutter)
             return self._complete(
-                video, info, times, scores, segments, folder, started, source, stages,
-                self.labels, cutter,
-            )  # fmt: skip
+                video, info, scan, folder, started, source, stages, self.labels, cutter
+            )
         finally:
             if cutter is not None:
                 cutter.close()
@@ -437,27 +488,33 @@ class ClipMiner:
         stages = StageTimes()
         _clear_staging(folder)
         times, scores, labels = _read_scores(Path(scores_path))
+        # The shots of the run that wrote the scores (none when it ran without them).
+        shots = read_shots_csv(Path(scores_path).with_name(SHOTS_CSV)) if self.config.shots else []
         segmenter = self._segmenter(labels)
         segments: list[Segment] = []
         for t, p in zip(times, scores, strict=True):
-            segments += segmenter.push(float(t), p)
-        segments += segmenter.finish()
+            segments += self._split(segmenter.push(float(t), p), shots)
+        segments += self._split(segmenter.finish(), shots)
         with stages.timing("relabel"):
             chosen = [
                 (seg, self._relabel_by_decoding(video, seg) if self.relabeler else None)
                 for seg in self._pick(segments, info)
             ]
-        return self._complete(
-            video, info, times, scores, chosen, folder, started, source, stages, labels
-        )
+        scan = _Scan(times, scores, chosen, shots)
+        return self._complete(video, info, scan, folder, started, source, stages, labels)
+
+    def _split(self, segments: Sequence[Segment], shots: Sequence[ShotBoundary]) -> list[Segment]:
+        """``segments`` split at the shot boundaries inside them."""
+        if not shots:
+            return list(segments)
+        minimum = self.config.segment.min_seconds
+        return [p for seg in segments for p in split_at_shots(seg, shots, min_seconds=minimum)]
 
     def _complete(
         self,
         video: Path,
         info: VideoInfo,
-        times: np.ndarray,
-        scores: np.ndarray,
-        segments: Sequence[tuple[Segment, Relabel | None]],
+        scan: _Scan,
         folder: Path,
         started: float,
         source: SourceId,
@@ -467,17 +524,23 @@ class ClipMiner:
     ) -> VideoResult:
         """Pick, merge and cut the segments, then write the outputs."""
         with stages.timing("cut"):
-            candidates = self._finish(video, info, segments, folder, cutter)
+            candidates = self._finish(video, info, scan.segments, folder, cutter)
+        if scan.features:
+            candidates = [
+                replace(c, embedding=_mean_features(scan.features, c.segment)) for c in candidates
+            ]
         result = VideoResult(
             video,
             folder,
             info,
             candidates,
-            len(times),
+            len(scan.times),
             time.perf_counter() - started,
-            times,
-            scores,
+            scan.times,
+            scan.scores,
             stages,
+            scan.shots,
+            scan.video_embedding,
         )
         with stages.timing("write"):
             self._write_outputs(result, labels=labels)
@@ -507,8 +570,8 @@ class ClipMiner:
         progress: Progress | None,
         stages: StageTimes,
         cutter: _EarlyCutter | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, list[tuple[Segment, Relabel | None]]]:
-        """The single pass: times, scores, and the segments with their re-labels."""
+    ) -> _Scan:
+        """The single pass: scores, segments with their re-labels, shots, features."""
         scorer = self.scorer
         if scorer is None:
             raise UsageError("find-clips needs --image-model to score frames")
@@ -523,6 +586,21 @@ class ClipMiner:
             cfg.segment.latency_seconds(1 / cfg.sample_fps) + self.batch_size / cfg.sample_fps + 4.0
         )
         rings: dict[Tap, deque[Frame]] = {tap: deque() for tap in video_taps}
+        # Shots are found on the video models' frames when there are some (their rate
+        # places a cut within a frame or two), else on the scored frames.
+        shot_tap = video_taps[0] if video_taps else taps[0]
+        shots = (
+            ShotDetector(
+                ShotConfig(threshold=cfg.shot_threshold),
+                frame_seconds=1.0 / (info.average_fps or 30.0),
+            )
+            if cfg.shots
+            else None
+        )
+        feature_ring: deque[tuple[float, np.ndarray]] = deque()
+        kept_features: dict[float, np.ndarray] = {}
+        video_sum: np.ndarray | None = None
+        video_count = 0
         items: queue.Queue[Any] = queue.Queue(maxsize=64)
         stop = threading.Event()
         thread = threading.Thread(
@@ -539,7 +617,10 @@ class ClipMiner:
         duration = info.duration_seconds or 0.0
 
         def relabel(closed: list[Segment]) -> None:
-            for seg in closed:
+            for seg in self._split(closed, shots.boundaries if shots else []):
+                for t, vector in feature_ring:
+                    if seg.time_start_seconds - 1e-6 <= t < seg.time_end_seconds:
+                        kept_features[t] = vector
                 label: Relabel | None = None
                 if self.relabeler is not None:
                     frames = {
@@ -560,13 +641,24 @@ class ClipMiner:
                     cutter.submit(clamped, final)
 
         def flush() -> None:
+            nonlocal video_sum, video_count
             if not batch:
                 return
             with stages.timing("score"):
                 probs = scorer(np.stack([f.pixels for f in batch]))
-            for frame, p in zip(batch, probs, strict=True):
+            features = scorer.features.take()
+            if features is not None:
+                video_sum = features.sum(0) + (0 if video_sum is None else video_sum)
+                video_count += len(features)
+            for k, (frame, p) in enumerate(zip(batch, probs, strict=True)):
                 times.append(frame.pts_seconds)
                 scores.append(p)
+                if features is not None:
+                    feature_ring.append((frame.pts_seconds, features[k]))
+                    while feature_ring[0][0] < frame.pts_seconds - keep_seconds:
+                        feature_ring.popleft()
+                if shots is not None and shot_tap is taps[0]:
+                    shots.push(frame.pts_seconds, frame.pixels)
                 relabel(segmenter.push(frame.pts_seconds, p))
             if progress:
                 progress(batch[-1].pts_seconds, duration)
@@ -586,6 +678,8 @@ class ClipMiner:
                     if len(batch) >= self.batch_size:
                         flush()
                 else:
+                    if shots is not None and taps[tap_index] is shot_tap:
+                        shots.push(frame.pts_seconds, frame.pixels)
                     ring = rings[taps[tap_index]]
                     ring.append(frame)
                     while ring and ring[0].pts_seconds < frame.pts_seconds - keep_seconds:
@@ -601,7 +695,14 @@ class ClipMiner:
         score_array = (
             np.stack(scores).astype(np.float32) if scores else np.zeros((0, label_dim), np.float32)
         )
-        return np.asarray(times, np.float64), score_array, segments
+        return _Scan(
+            np.asarray(times, np.float64),
+            score_array,
+            segments,
+            shots.finish() if shots else [],
+            kept_features,
+            None if video_sum is None else video_sum / max(video_count, 1),
+        )
 
     def _pick(self, segments: Sequence[Segment], info: VideoInfo) -> list[Segment]:
         """Clamped to the video's length, the best ``max_clips_per_video`` in time order."""
@@ -712,6 +813,38 @@ class ClipMiner:
             segment=self.config.segment,
             sample_period_seconds=1.0 / self.config.sample_fps,
             title=result.video.name,
+            shots=result.shots,
+        )
+        if self.config.shots:
+            write_shots_csv(stage / SHOTS_CSV, result.shots)
+        self._write_embeddings(stage / EMBEDDINGS_NPY, result)
+
+    def _write_embeddings(self, path: Path, result: VideoResult) -> None:
+        """``embeddings.npy`` (:mod:`clipminer.curate.catalog`), when the pass had features."""
+        if result.video_embedding is None:
+            return
+        dims = len(result.video_embedding)
+        image = np.stack(
+            [c.embedding if c.embedding is not None else np.zeros(dims) for c in result.candidates]
+        ) if result.candidates else np.zeros((0, dims), np.float32)  # fmt: skip
+        video_vectors = [c.relabel.features for c in result.candidates if c.relabel]
+        video = None
+        first = next((v for v in video_vectors if v is not None), None)
+        if first is not None:
+            video = np.stack(
+                [
+                    c.relabel.features
+                    if c.relabel and c.relabel.features is not None
+                    else np.zeros_like(first)
+                    for c in result.candidates
+                ]
+            )
+        write_embeddings(
+            path,
+            [c.clip_id for c in result.candidates],
+            image,
+            video,
+            image_of_video=result.video_embedding,
         )
 
     def _publish(self, result: VideoResult, source: SourceId) -> None:
@@ -732,6 +865,8 @@ class ClipMiner:
                 video_seconds=result.info.duration_seconds,
                 device=str(self.device),
                 precision=self.precision,
+                models=self.models,
+                embedding_models=self.embedding_models,
                 config=asdict(self.config),
             ),
         )
@@ -789,6 +924,14 @@ def merge_same_label(
         last_of[label] = len(merged)
         merged.append((seg, relabel))
     return merged
+
+
+def _mean_features(features: dict[float, np.ndarray], seg: Segment) -> np.ndarray | None:
+    """Mean of the frame features inside ``seg`` (None when no scored frame is)."""
+    inside = [
+        v for t, v in features.items() if seg.time_start_seconds - 1e-6 <= t < seg.time_end_seconds
+    ]
+    return np.mean(inside, axis=0) if inside else None
 
 
 def _staging(folder: Path) -> Path:

@@ -83,6 +83,9 @@ class PreparedModel:
     """Top-1 agreement with fp32 on held-out inputs, when :func:`choose` measured it."""
     items_per_second: float | None = None
     """Inputs per second on the timing example, when :func:`choose` measured it."""
+    network: nn.Module | None = field(default=None, compare=False)
+    """The torch module that :attr:`run` calls, where there is one (not OpenVINO): forward
+    hooks on its layers see what the model computes (:mod:`clipminer.models.features`)."""
 
     def __call__(self, inputs: Tensor) -> Tensor:
         """Float32 logits N×K for model inputs N×…."""
@@ -229,7 +232,7 @@ def prepare(
     model = model.eval()
     if precision == "fp32":
         run = _maybe_compile(model.to(device), compile)
-        return PreparedModel(run, "fp32", "torch", device)
+        return PreparedModel(run, "fp32", "torch", device, network=model)
     if precision == "bf16":
         return _prepare_bf16(model, device=device, compile=compile)
     if device.type != "cpu":
@@ -279,7 +282,7 @@ def _prepare_bf16(model: nn.Module, *, device: torch.device, compile: bool) -> P
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 return net(inputs)
 
-        return PreparedModel(run_autocast, "bf16", "torch", device)
+        return PreparedModel(run_autocast, "bf16", "torch", device, network=model)
     # CPU: bf16 weights, converted once (autocast would re-cast them on every call).
     copy_bf16 = copy.deepcopy(model).to(device=device, dtype=torch.bfloat16)
     net = _maybe_compile(copy_bf16, compile)
@@ -287,7 +290,7 @@ def _prepare_bf16(model: nn.Module, *, device: torch.device, compile: bool) -> P
     def run_bf16(inputs: Tensor) -> Tensor:
         return net(inputs.to(torch.bfloat16))
 
-    return PreparedModel(run_bf16, "bf16", "torch", device)
+    return PreparedModel(run_bf16, "bf16", "torch", device, network=copy_bf16)
 
 
 def _at_least_two(example: Tensor) -> Tensor:
@@ -408,7 +411,9 @@ def _fx_model(quantized: nn.Module, *, shape: list[int]) -> PreparedModel:
             if "version" in meta
         },
     }
-    return PreparedModel(quantized, "int8", "torch-fx", torch.device("cpu"), saved=saved)
+    return PreparedModel(
+        quantized, "int8", "torch-fx", torch.device("cpu"), saved=saved, network=quantized
+    )
 
 
 # -- saving and loading -------------------------------------------------------------------

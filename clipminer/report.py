@@ -169,11 +169,13 @@ def write_timeline_png(
     segment: SegmentConfig,
     sample_period_seconds: float,
     title: str = "",
+    shots: Sequence[Any] = (),
 ) -> Path:
     """What decided the segments: the image model's class scores (thin), the smoothed
     curves the segmenter compared (bold: each class's, or in ``action`` mode the summed
-    action score) with the open and close thresholds, and the candidate segments shaded
-    in their class colour."""
+    action score) with the open and close thresholds, the candidate segments shaded
+    in their class colour, and the shot boundaries (``shots``: cuts as dotted lines,
+    fades as grey bands)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,6 +219,14 @@ def write_timeline_png(
             fontsize=7,
             rotation=30,
         )
+    named: set[str] = set()
+    for b in shots:
+        legend = None if b.kind in named else {"cut": "shot cut", "fade": "fade"}[b.kind]
+        named.add(b.kind)
+        if b.kind == "fade":
+            ax.axvspan(b.gap_start, b.gap_end, color="black", alpha=0.25, lw=0, label=legend)
+        else:
+            ax.axvline(b.time, color="black", ls=":", lw=0.8, label=legend)
     ax.set_ylim(0, 1.12)
     ax.set_xlim(0, max(float(times[-1]) if len(times) else 1.0, 1.0))
     ax.set_xlabel("time (s)")

@@ -424,12 +424,17 @@ def make_long_video(
     actions: tuple[str, ...] = ACTIONS,
     action_seconds: tuple[float, float] = (4.0, 8.0),
     gap_seconds: tuple[float, float] = (3.0, 8.0),
+    cuts: bool = False,
     progress: Progress | None = None,
 ) -> LongVideo:
     """Write a long H.264 video with actions at known times and background between.
 
     The ground truth goes to ``<path stem>.truth.csv`` beside the video, with the
-    columns ``label,time_start,time_end`` in seconds.
+    columns ``label,time_start,time_end`` in seconds. Every change of scene (background
+    to action and back) is a hard cut; with ``cuts``, the middle of every other action
+    and of every long background stretch is a cut to another view of the same thing,
+    and every third action ends in a fade through black, and the shot boundaries go to
+    ``<path stem>.shots.csv`` (:data:`clipminer.curate.shots.SHOT_COLUMNS`).
     """
     _check_size(size, even=True)
     if duration_seconds <= 0:
@@ -443,10 +448,7 @@ def make_long_video(
         gap_seconds=gap_seconds,
     )
     times = list(frame_times(duration_seconds, fps=fps, variable=variable_frame_rate, seed=seed))
-    # Boundaries between pieces: background before, between and after the actions.
-    pieces: list[tuple[float, str]] = [(0.0, BACKGROUND)]
-    for seg in segments:
-        pieces += [(seg.time_start_seconds, seg.label), (seg.time_end_seconds, BACKGROUND)]
+    pieces, fades = _plan_shots(segments, duration_seconds, cuts=cuts)
     with VideoWriter(path, fps=fps, size=size) as writer:
         piece, current, start = -1, None, 0.0
         for k, t in enumerate(times):
@@ -455,11 +457,17 @@ def make_long_video(
                 start, label = pieces[piece]
                 current = scene(label, seed=seed, index=30_000 + piece, size=size)
             assert current is not None
-            writer.write(current.render(t - start), pts_seconds=t)
+            frame = current.render(t - start)
+            gain = _fade_gain(t, fades)
+            if gain < 1.0:
+                frame = (frame * gain).astype(np.uint8)
+            writer.write(frame, pts_seconds=t)
             if progress and (k % 30 == 0 or k == len(times) - 1):
                 progress(k + 1, len(times))
     truth_csv = path.with_name(f"{path.stem}.truth.csv")
     write_truth_csv(truth_csv, segments)
+    if cuts:
+        _write_shot_truth(path.with_name(f"{path.stem}.shots.csv"), pieces, fades, times)
     return LongVideo(
         path=path,
         truth_csv=truth_csv,
@@ -467,6 +475,70 @@ def make_long_video(
         duration_seconds=duration_seconds,
         frames=len(times),
     )
+
+
+FADE_SECONDS = 0.5
+"""How long a synthetic fade takes to black, and back."""
+BLACK_SECONDS = 0.4
+"""How long a synthetic fade stays black."""
+
+
+def _plan_shots(
+    segments: tuple[TruthSegment, ...], duration_seconds: float, *, cuts: bool
+) -> tuple[list[tuple[float, str]], list[float]]:
+    """(pieces: (start seconds, label) of every shot, fades: start of each black stretch).
+
+    Background before, between and after the actions; with ``cuts``, extra shots in the
+    middle of every other action and of background stretches over 6 s, and a fade
+    through black after every third action (inside the background that follows it).
+    """
+    pieces: list[tuple[float, str]] = [(0.0, BACKGROUND)]
+    fades: list[float] = []
+    ends = [seg.time_start_seconds for seg in segments[1:]] + [duration_seconds][: len(segments)]
+    for k, (seg, next_start) in enumerate(zip(segments, ends, strict=True)):
+        start, end = seg.time_start_seconds, seg.time_end_seconds
+        pieces.append((start, seg.label))
+        if cuts and k % 2 == 1 and end - start >= 3.0:
+            pieces.append((round((start + end) / 2, 3), seg.label))
+        pieces.append((end, BACKGROUND))
+        if cuts and k % 3 == 2 and next_start - end >= 2 * FADE_SECONDS + BLACK_SECONDS + 1.0:
+            fades.append(round(end + FADE_SECONDS, 3))
+        elif cuts and next_start - end >= 6.0:
+            pieces.append((round((end + next_start) / 2, 3), BACKGROUND))
+    return pieces, fades
+
+
+def _fade_gain(t: float, fades: list[float]) -> float:
+    """Brightness factor at ``t``: 0 while black, ramps of FADE_SECONDS either side."""
+    gain = 1.0
+    for black in fades:
+        if black - FADE_SECONDS <= t < black:
+            gain = min(gain, (black - t) / FADE_SECONDS)
+        elif black <= t < black + BLACK_SECONDS:
+            gain = 0.0
+        elif black + BLACK_SECONDS <= t < black + BLACK_SECONDS + FADE_SECONDS:
+            gain = min(gain, (t - black - BLACK_SECONDS) / FADE_SECONDS)
+    return gain
+
+
+def _write_shot_truth(
+    path: Path, pieces: list[tuple[float, str]], fades: list[float], times: list[float]
+) -> None:
+    """The true boundaries: a cut is at the first frame of the new shot; a fade's gap is
+    its black stretch."""
+    from clipminer.curate.shots import ShotBoundary, write_shots_csv
+
+    def first_at(t: float) -> float:
+        return min((x for x in times if x >= t), default=t)
+
+    boundaries = [
+        ShotBoundary("cut", first_at(start), first_at(start), first_at(start), 1.0)
+        for start, _ in pieces[1:]
+    ] + [
+        ShotBoundary("fade", black + BLACK_SECONDS / 2, black, black + BLACK_SECONDS, 1.0)
+        for black in fades
+    ]
+    write_shots_csv(path, sorted(boundaries, key=lambda b: b.time))
 
 
 def write_truth_csv(path: Path, segments: tuple[TruthSegment, ...]) -> None:

@@ -1,5 +1,140 @@
-"""``clipminer export``: see :mod:`clipminer.curate`."""
+"""``clipminer export``: see :mod:`clipminer.curate.export`."""
 
 from __future__ import annotations
 
-from clipminer.cli.common import app  # noqa: F401
+import contextlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from clipminer.cli.common import app, console, flag, print_error, progress_bar
+
+if TYPE_CHECKING:
+    from clipminer.curate.export import ExportReport
+
+
+@app.command("export")
+def export_command(
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="A mined OUT folder (find-clips or batch).")
+    ],
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="DATASET",
+            help="The dataset folder to write: <split>/<label>/*.mp4, <split>.csv, dataset.json.",
+        ),
+    ],
+    splits: Annotated[
+        str,
+        typer.Option(
+            metavar="TRAIN,VAL,TEST",
+            help="Split ratios summing to 1; 0 leaves a split out. No source video or "
+            "duplicate group is ever in two splits.",
+        ),
+    ] = "0.8,0.1,0.1",
+    include: Annotated[
+        Literal["accepted", "all"],
+        typer.Option(
+            help="accepted: clips reviewers accepted; all: every clip not rejected (the "
+            "mined label where nobody voted). Dropped duplicates never go in."
+        ),
+    ] = "accepted",
+    votes: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Votes a clip needs to be decided.")
+    ] = 1,
+    agree: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Votes that must agree to accept or reject.")
+    ] = 1,
+    webdataset: Annotated[
+        bool, flag("Also write WebDataset tar shards: shards/<split>-000000.tar ...")
+    ] = False,
+    shard_size: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Clips per WebDataset shard.")
+    ] = 1000,
+    seed: Annotated[
+        int,
+        typer.Option(metavar="N", help="Random seed of the split; the same seed, the same split."),
+    ] = 0,
+    hardlink: Annotated[
+        bool, flag("Hard-link the clip files instead of copying them (copies across disks).")
+    ] = False,
+    force: Annotated[
+        bool, flag("Replace a dataset exported before (once the new one is complete).")
+    ] = False,
+) -> None:
+    """Write the final dataset: reviewed clips in a folder per split and label.
+
+    train-video --videos DATASET/train --val-dir DATASET/val and eval-video MODEL --videos
+    DATASET/test --val-fraction 0 read it directly. Beside the folders: a Kinetics annotation
+    CSV per split and dataset.json (counts, sources, models, settings, dates). No source
+    video or duplicate group is in two splits. OUT is never changed.
+    """
+    from clipminer.curate.export import export, parse_splits
+    from clipminer.curate.verdicts import Rule
+
+    ratios = parse_splits(splits)
+    rule = Rule(votes=votes, agree=agree)
+    with contextlib.ExitStack() as stack:
+        bar: list[Callable[[float, float], None]] = []
+
+        def update(done: float, total: float) -> None:
+            # the bar appears once files are written, not before a one-line refusal
+            if not bar:
+                bar.append(stack.enter_context(progress_bar("export")))
+            bar[0](done, total)
+
+        report = export(
+            out,
+            dataset,
+            splits=ratios,
+            rule=rule,
+            include=include,
+            webdataset=webdataset,
+            shard_size=shard_size,
+            seed=seed,
+            link="hardlink" if hardlink else "copy",
+            force=force,
+            progress=update,
+        )
+    console.print(dataset_table(report.counts))
+    _notes(report)
+
+
+def dataset_table(counts: Mapping[str, Mapping[str, int]]) -> Table:
+    """Clips per label (rows) and split (columns)."""
+    splits = list(counts)
+    total = sum(sum(per.values()) for per in counts.values())
+    table = Table("label", title=f"{total} clips")
+    for name in (*splits, "total"):
+        table.add_column(name, justify="right")
+    labels = sorted({label for per in counts.values() for label in per})
+    for label in labels:
+        row = [counts[s].get(label, 0) for s in splits]
+        table.add_row(Text(label), *(str(n) for n in row), str(sum(row)))
+    sums = [sum(counts[s].values()) for s in splits]
+    table.add_row(Text("total", style="bold"), *(str(n) for n in sums), str(sum(sums)))
+    return table
+
+
+def _notes(report: ExportReport) -> None:
+    console.print(Text.assemble("dataset: ", str(report.dataset)))
+    for split, labels in report.counts.items():
+        if not labels:
+            print_error(
+                f"the {split} split is empty (too few source videos to split)",
+                label="note:",
+                style="yellow",
+            )
+    if report.copied_instead_of_linked:
+        print_error(
+            f"{report.copied_instead_of_linked} files copied: a hard link was impossible",
+            label="note:",
+            style="yellow",
+        )

@@ -80,10 +80,18 @@ def synth_long(
     fps: Annotated[int, typer.Option(min=1, help="Nominal frame rate.")] = 30,
     size: Size = "240x320",
     variable_frame_rate: Annotated[bool, flag("Mix 1/fps and 2/fps frame intervals.")] = False,
+    cuts: Annotated[
+        bool,
+        flag(
+            "Add cuts inside actions and background stretches and fades through black "
+            "(truth in <name>.shots.csv)."
+        ),
+    ] = False,
     name: Annotated[str, typer.Option(help="File name of the video inside OUT.")] = "long.mp4",
     seed: Seed = 0,
 ) -> None:
-    """A long video with actions at known times; ground truth in <name>.truth.csv."""
+    """A long video with actions at known times; ground truth in <name>.truth.csv (with
+    --cuts, its shot boundaries in <name>.shots.csv)."""
     from clipminer import synth
 
     with progress_bar("frames") as update:
@@ -94,6 +102,7 @@ def synth_long(
             size=parse_size(size, even=True),
             seed=seed,
             variable_frame_rate=variable_frame_rate,
+            cuts=cuts,
             progress=update,
         )
     console.print(

@@ -85,9 +85,10 @@ def connect(out: Path) -> Iterator[sqlite3.Connection]:
         version = con.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
             raise UsageError(f"{path}: written by a newer clipminer (schema {version})")
-        con.execute("PRAGMA journal_mode=WAL")
-        con.executescript(_SCHEMA)
-        con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if version == 0:  # new: readers of an existing database change nothing
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
+            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         yield con
     except sqlite3.DatabaseError as exc:
         raise UsageError(f"{path}: not a review database ({exc})") from None

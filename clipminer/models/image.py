@@ -23,6 +23,7 @@ from clipminer.config import TrainLayers
 from clipminer.devices import resolve_device, to_channels_last
 from clipminer.errors import BundleError, UsageError
 from clipminer.models.bundle import Bundle, build_from_bundle, load_bundle
+from clipminer.models.features import HeadInputs
 from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
 from clipminer.precision import for_bundle
 from clipminer.transforms import normalize, resize_center_crop
@@ -174,6 +175,9 @@ class ImageScorer:
         self.model = to_channels_last(model_from_bundle(self.bundle).to(self.device))
         self.run = for_bundle(self.model, self.bundle, precision, device=self.device)
         """The model at the precision it runs at (``self.run.precision``)."""
+        head = ARCHS[self.bundle.arch].head if self.bundle.arch in ARCHS else "fc"
+        self.features = HeadInputs(self.run, head)
+        """The pooled features of the last batch scored: ``self.features.take()``."""
 
     def inputs(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Model inputs (normalised, channels-last floats on the device) of uint8 frames.
