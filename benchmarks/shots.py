@@ -133,7 +133,9 @@ def main() -> None:
         truth = splice(sources, video, seconds=args.seconds, seed=seed)
         for name, tap in taps.items():
             result = evaluate(video, truth, tap)
-            print(json.dumps({"splice": video.name, "tap": name, "sources": len(sources), **result}))
+            print(
+                json.dumps({"splice": video.name, "tap": name, "sources": len(sources), **result})
+            )
 
 
 if __name__ == "__main__":

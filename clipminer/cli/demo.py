@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -21,8 +22,9 @@ def demo(
 ) -> None:
     """Run the whole pipeline on generated data, offline.
 
-    Scrapes the local engine, trains the image and video models, mines two long videos
-    with the nightly batch, and scores the clips against the ground truth.
+    Scrapes the local engine, trains the image and video models, mines long videos with
+    the nightly batch, scores the clips against the ground truth, and makes a dataset of
+    them (dedup, a stand-in reviewer that knows the truth, a leak-free export).
     """
     from clipminer.cli.demo_pipeline import run_demo
 
@@ -35,3 +37,8 @@ def demo(
     console.print(table)
     if clips:
         console.print("clips:\n" + clips)
+    card = out / "dataset" / "dataset.json"
+    if card.is_file():
+        from clipminer.cli.export import dataset_table
+
+        console.print(dataset_table(json.loads(card.read_text())["counts"]["per_split"]))

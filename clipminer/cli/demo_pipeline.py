@@ -2,10 +2,12 @@
 
 Scrapes images of the toy actions from the local engine through headless Chromium,
 trains the image model (DenseNet-121) on them and a small video model on generated
-clips, generates long videos with known actions, mines them with the nightly batch
-(find-clips with re-labelling and cutting, report.html), and scores the clips against
-the ground truth. It lives with the command line because it drives both clipminer and
-the scrapers, which the core never imports.
+clips, generates long videos with known actions, cuts and fades (and a re-upload of
+one), mines them with the nightly batch (find-clips with re-labelling and cutting,
+report.html), scores the clips against the ground truth, and turns them into a dataset:
+dedup, a stand-in reviewer that knows the truth, and a leak-free export. It lives with
+the command line because it drives both clipminer and the scrapers, which the core
+never imports.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from clipminer import synth
 from clipminer.config import FindClipsConfig, VideoFitConfig
 from clipminer.data.videos import ClipSpec
+from clipminer.errors import UsageError
 from clipminer.layout import videos_root
 from clipminer.metrics import segment_detection
 from clipminer.segments import SegmentConfig
@@ -45,8 +48,8 @@ FULL = DemoSize(
     image_epochs=4,
     clips_per_class=16,
     video_epochs=20,
-    videos=2,
-    video_seconds=90.0,
+    videos=4,
+    video_seconds=50.0,
 )
 SMALL = DemoSize(
     images_per_class=12,
@@ -100,7 +103,7 @@ def run_demo(
     out = Path(out)
     size = SMALL if small else FULL
     summary: dict[str, str] = {}
-    steps = 6
+    steps = 7
 
     def step(done: int) -> None:
         if progress:
@@ -160,12 +163,19 @@ def run_demo(
             size=(240, 320),
             fps=25,
             seed=seed + 100 + k,
+            cuts=True,
         )
         for k in range(size.videos)
     ]
+    # A re-upload of the first video (re-encoded): dedup should find it and its clips.
+    copy = _reupload(longs[0].path, out / "videos" / f"{longs[0].path.stem}_reupload.mp4")
+    truth_of = {long.path.stem: long.segments for long in longs}
+    truth_of[copy.stem] = longs[0].segments
     for long in longs:  # keep the ground truth out of the folder the batch mines
         (out / "truth").mkdir(exist_ok=True)
         long.truth_csv.replace(out / "truth" / long.truth_csv.name)
+        shots = long.truth_csv.with_name(f"{long.path.stem}.shots.csv")
+        shots.replace(out / "truth" / shots.name)
     step(5)
     from clipminer.batch import BatchConfig, run_batch
 
@@ -184,16 +194,109 @@ def run_demo(
             (r["video_label"] or r["label"], float(r["time_start"]), float(r["time_end"]))
             for r in rows
         ]
-        truth = [(s.label, s.time_start_seconds, s.time_end_seconds) for s in long.segments]
+        truth = _truth_per_shot(long.segments, out / "truth" / f"{long.path.stem}.shots.csv")
         score = segment_detection(predicted, truth)
         summary[f"batch: {long.path.name}"] = (
             f"{len(rows)} clips, {score.matched} of {len(truth)} true actions found "
             f"(F1 {score.f1:.2f})"
         )
         clips += [str(mined / r["clip_path"]) for r in rows]
+    step(6)
+    summary.update(_curate(mined, out / "dataset", truth_of, small=small))
     summary["clips"] = "\n".join(clips)
     summary["report"] = str(mined / "report.html")
     summary["manifest"] = str(mined / "kinetics.csv")
     summary["total time"] = f"{time.perf_counter() - started:.0f} s"
-    step(6)
+    step(7)
+    return summary
+
+
+def _reupload(source: Path, dest: Path) -> Path:
+    """``source`` decoded and encoded again at a lower quality, as a re-upload would be."""
+    from clipminer.decode import iter_frames, probe
+    from clipminer.encode import VideoWriter
+
+    info = probe(source)
+    with VideoWriter(dest, fps=info.average_fps or 25, size=(info.height, info.width), crf=30) as w:
+        for frame in iter_frames(source):
+            w.write(frame.pixels, pts_seconds=frame.pts_seconds)
+    return dest
+
+
+def _truth_per_shot(
+    segments: tuple[synth.TruthSegment, ...], shots_csv: Path
+) -> list[tuple[str, float, float]]:
+    """The true actions cut at the true shot boundaries: a clip never spans a cut, so an
+    action with a cut inside is two clips to find."""
+    from clipminer.curate.shots import read_shots_csv, split_at_shots
+    from clipminer.segments import Segment
+
+    shots = read_shots_csv(shots_csv)
+    return [
+        (piece.label, piece.time_start_seconds, piece.time_end_seconds)
+        for s in segments
+        for piece in split_at_shots(
+            Segment(s.label, 1.0, s.time_start_seconds, s.time_end_seconds),
+            shots,
+            min_seconds=0.5,  # a cut a frame after the action starts leaves no piece
+        )
+    ]
+
+
+def _truth_label(segments: tuple[synth.TruthSegment, ...], start: float, end: float) -> str:
+    middle = (start + end) / 2
+    for seg in segments:
+        if seg.time_start_seconds <= middle < seg.time_end_seconds:
+            return seg.label
+    return synth.BACKGROUND
+
+
+def _curate(
+    mined: Path,
+    dataset: Path,
+    truth_of: dict[str, tuple[synth.TruthSegment, ...]],
+    *,
+    small: bool,
+) -> dict[str, str]:
+    """dedup, a stand-in reviewer who knows the truth, and export."""
+    from clipminer.curate.catalog import all_clips, read_duplicates
+    from clipminer.curate.dedup import dedup
+    from clipminer.curate.export import export
+    from clipminer.curate.verdicts import Rule, cast, connect
+
+    # The demo's videos come from one generator: distinct clips of one action reach a
+    # cosine of 0.998 there, re-encoded copies 0.999 and more (clipminer.curate.dedup);
+    # distinct videos reach 0.9956, the re-upload 0.9993.
+    found = dedup(mined, threshold=0.999, video_threshold=0.998)
+    summary = {
+        "dedup": (
+            f"{found.clips} clips: {found.dropped_clips} near-duplicates dropped in "
+            f"{found.clip_groups} groups; {found.dropped_videos} of {found.videos} videos "
+            "dropped as near-duplicates of another"
+        )
+    }
+    accepted = rejected = 0
+    duplicates = read_duplicates(mined)
+    with connect(mined) as con:
+        for clip in all_clips(mined):
+            segments = truth_of.get(clip.video)
+            if segments is None or duplicates.dropped(clip):  # the page does not show those
+                continue
+            right = clip.label == _truth_label(segments, clip.time_start, clip.time_end)
+            cast(con, clip, "truth (demo stand-in)", "accept" if right else "reject")
+            accepted, rejected = accepted + right, rejected + (not right)
+    summary["review"] = (
+        f"{accepted} clips accepted, {rejected} rejected by a stand-in reviewer that knows "
+        f"the truth ({mined / 'review.sqlite'}); people use `clipminer review {mined}`"
+    )
+    try:
+        report = export(
+            mined, dataset, rule=Rule(), splits=(1.0, 0.0, 0.0) if small else (0.5, 0.25, 0.25),
+            force=True,
+        )  # fmt: skip
+    except UsageError as exc:  # the --small models are barely trained: maybe nothing is right
+        summary["export"] = f"nothing exported: {exc}"
+        return summary
+    sizes = ", ".join(f"{split} {sum(n.values())}" for split, n in report.counts.items())
+    summary["export"] = f"{report.total} clips ({sizes}) -> {dataset}"
     return summary
