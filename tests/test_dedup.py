@@ -198,9 +198,10 @@ def test_rerun_after_a_new_video_keeps_decisions_and_compares_new_clips(tmp_path
         frozenset({"a/5", "c/1"}),
         frozenset({"c/2", "c/3"}),
     }
-    assert kept(tmp_path) == {"b/0", "a/5", "c/3"}
+    # b/0 was kept before and stays; a/5 was alone before, so the better c/1 leads now
+    assert kept(tmp_path) == {"b/0", "c/1", "c/3"}
 
-    # The cache changes nothing but time: without it the groups are the same.
+    # The cache changes nothing but time: without it the decisions are the same.
     shutil.rmtree(tmp_path / ".dedup")
     dedup(tmp_path, within_videos=True)
     assert partition(tmp_path) == {
@@ -208,7 +209,7 @@ def test_rerun_after_a_new_video_keeps_decisions_and_compares_new_clips(tmp_path
         frozenset({"a/5", "c/1"}),
         frozenset({"c/2", "c/3"}),
     }
-    assert "b/0" in kept(tmp_path)
+    assert kept(tmp_path) == {"b/0", "c/1", "c/3"}
 
 
 def test_rerun_after_re_mining_and_removing_videos(tmp_path: Path) -> None:
@@ -472,3 +473,22 @@ def click_params(command: str) -> list[Any]:
 
     group = typer.main.get_command(app)
     return list(group.commands[command].params)  # type: ignore[attr-defined]
+
+
+def test_a_chain_is_one_component_for_export(tmp_path: Path) -> None:
+    """a ~ b ~ c, a !~ c, all in different videos: b joins a's group, c leads its own, and
+    the three share a component, so export keeps the three videos in one split."""
+    rng = np.random.default_rng(14)
+    base = unit(rng, 1)[0]
+    b0 = partner(base, 0.995, rng)
+    # c ~ b, and c is further from a than the threshold
+    c0 = partner(b0, 0.995, rng)
+    while float(c0 @ base) >= 0.99:
+        c0 = partner(b0, 0.995, rng)
+    for name, first, score in (("a", base, 0.9), ("b", b0, 0.1), ("c", c0, 0.5)):
+        make_video(tmp_path, name, np.stack([first, *unit(rng, 2)]), scores=[score, 0.5, 0.5])
+    dedup_module.dedup(tmp_path)
+    dups = catalog.read_duplicates(tmp_path)
+    assert dups.dropped_clips == {"b/0"}
+    assert dups.clip_group["a/0"] == dups.clip_group["b/0"] != dups.clip_group["c/0"]
+    assert len({dups.clip_component[k] for k in ("a/0", "b/0", "c/0")}) == 1

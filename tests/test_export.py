@@ -277,6 +277,25 @@ def test_components_join_videos_through_duplicate_groups() -> None:
     assert groups == [["a", "b", "c"], ["d"], ["e"]]
 
 
+def test_a_chain_through_a_dropped_clip_keeps_both_ends_together() -> None:
+    """dedup put a/0 and c/0 in different groups (b/0, dropped, links them): only a/0 and
+    c/0 are exported, and their shared component keeps videos a and c in one split."""
+
+    def clip(video: str) -> Clip:
+        return Clip(video, 0, "run", 0.9, None, None, 0, 1, None, f"/{video}.mp4")
+
+    dups = Duplicates(
+        {"a/0": "g1", "b/0": "g1", "c/0": "g2"},
+        {},
+        frozenset({"b/0"}),
+        frozenset(),
+        {"a/0": "k", "b/0": "k", "c/0": "k"},
+    )
+    clips = [clip("a"), clip("c"), clip("d")]
+    groups = sorted(sorted(clips[i].video for i in g) for g in components(clips, dups))
+    assert groups == [["a", "c"], ["d"]]
+
+
 def test_splits_are_stratified_per_label() -> None:
     clips, labels = [], []
     sizes = {"run": 200, "jump": 100, "swim": 30}

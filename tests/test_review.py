@@ -207,6 +207,17 @@ def test_vote_undo_and_progress(out: Path) -> None:
     assert keys(c) == ALL
 
 
+def test_a_vote_on_a_clip_mined_again_since_it_was_shown_is_refused(out: Path) -> None:
+    c = client(out)
+    shown = c.get("/api/queue").json()["clips"][0]
+    stale = {"clip": shown["key"], "action": "accept", "time_start": shown["time_start"] + 1.0,
+             "time_end": shown["time_end"]}  # fmt: skip
+    r = post(c, "/api/vote", stale)
+    assert r.status_code == 409 and "mined again" in r.text
+    fresh = {**stale, "time_start": shown["time_start"]}
+    assert post(c, "/api/vote", fresh).status_code == 200
+
+
 def test_several_reviewers_follow_the_rule(out: Path) -> None:
     rule = Rule(votes=3, agree=2)
     ann, bob, cat, dan = (client(out, name, rule) for name in ("ann", "bob", "cat", "dan"))

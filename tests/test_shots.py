@@ -19,6 +19,7 @@ from clipminer.curate.shots import (
     read_shots_csv,
     split_at_shots,
 )
+from clipminer.errors import UsageError
 from clipminer.findclips import ClipMiner, find_clips
 from clipminer.segments import Segment
 from tests.helpers import tiny_findclips_config
@@ -218,3 +219,30 @@ def test_rescore_keeps_the_shots_of_the_scored_run(
     (again,) = [r for _, r in find_clips(miner, [cut_video.path], tmp_path / "re", rescore=scores)]
     assert not isinstance(again, Exception)
     assert _crossings(_mined_ranges(again.out_dir), truth) == []
+    # no frames, no embeddings: none are written and run.json names no models for them
+    assert not (again.out_dir / "embeddings.npy").exists()
+    assert json.loads((again.out_dir / "run.json").read_text())["embedding_models"] == {}
+
+
+def test_a_broken_shots_csv_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "shots.csv"
+    path.write_text("kind,time,gap_start,gap_end,score\nwipe,1,1,1,1\n")
+    with pytest.raises(UsageError, match=r"not a clipminer shots\.csv"):
+        read_shots_csv(path)
+    path.write_text("kind,time\ncut,1\n")
+    with pytest.raises(UsageError, match=r"not a clipminer shots\.csv"):
+        read_shots_csv(path)
+
+
+def test_a_dark_run_still_open_already_trims_segments() -> None:
+    """A segment that closes while the picture is still black must not reach into it."""
+    detector = ShotDetector(frame_seconds=0.04)
+    for t, pixels in _scene_frames(41, 20):
+        detector.push(t, pixels)
+    black = np.zeros((72, 128, 3), np.uint8)
+    for k in range(5):
+        detector.push(2.0 + k / 10, black)
+    assert detector.boundaries == []
+    (open_fade,) = detector.so_far()
+    pieces = split_at_shots(Segment("a", 0.9, 0.5, 2.6), detector.so_far())
+    assert open_fade.kind == "fade" and pieces[-1].time_end_seconds <= 2.0

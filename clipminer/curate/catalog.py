@@ -27,7 +27,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +157,22 @@ def all_clips(out: str | os.PathLike[str]) -> list[Clip]:
     return clips
 
 
+def clip_file(out: str | os.PathLike[str], clip: Clip) -> Path | None:
+    """The clip's file, resolved, when it is a file inside its own video's ``clips/`` folder
+    once links are followed; else None (no clip, deleted, or a ``clip_path`` that leads
+    anywhere else: OUT's other files, or out of OUT)."""
+    if not clip.clip_path:
+        return None
+    try:
+        allowed = (videos_root(out) / clip.video / "clips").resolve()
+        path = (Path(out) / clip.clip_path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if path == allowed or not path.is_relative_to(allowed) or not path.is_file():
+        return None
+    return path
+
+
 def write_embeddings(
     path: Path,
     clip_ids: Sequence[int],
@@ -220,12 +236,13 @@ def embedding_models(folder: Path) -> dict[str, str | None]:
         return {"image": None, "video": None}
 
 
-DUPLICATES_COLUMNS = ("group_id", "kind", "member", "kept", "similarity")
-"""``OUT/duplicates.csv``: one row per member of a near-duplicate group (groups of one are
-not written). ``kind`` is ``clip`` (``member`` is a :attr:`Clip.key`) or ``video``
-(``member`` is a video folder name: every clip of a dropped video is dropped);
-``kept`` is 1 for the one member of each group that stays, else 0; ``similarity`` is the
-member's cosine similarity to the kept member (1 for the kept one)."""
+DUPLICATES_COLUMNS = ("group_id", "kind", "member", "kept", "similarity", "component")
+"""``OUT/duplicates.csv``: one row per clip or video that has a near-duplicate. ``kind`` is
+``clip`` (``member`` is a :attr:`Clip.key`) or ``video`` (``member`` is a video folder
+name: every clip of a dropped video is dropped); a group is one kept member (``kept`` 1)
+and the near-duplicates of it (``kept`` 0; ``similarity``, their cosine similarity to the
+kept member); ``component`` joins the groups linked through a member (a ~ b ~ c with b
+in a's group and c leading its own), which export keeps in one split."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +257,10 @@ class Duplicates:
     """Keys of clips marked ``kept=0``."""
     dropped_videos: frozenset[str]
     """Video folder names marked ``kept=0``."""
+    clip_component: dict[str, str] = field(default_factory=dict)
+    """Clip key -> component id (see :data:`DUPLICATES_COLUMNS`)."""
+    video_component: dict[str, str] = field(default_factory=dict)
+    """Video folder name -> component id."""
 
     def dropped(self, clip: Clip) -> bool:
         """Whether dedup dropped ``clip`` (or the video it comes from)."""
@@ -253,6 +274,8 @@ def read_duplicates(out: str | os.PathLike[str]) -> Duplicates:
     video_group: dict[str, str] = {}
     dropped_clips: set[str] = set()
     dropped_videos: set[str] = set()
+    clip_component: dict[str, str] = {}
+    video_component: dict[str, str] = {}
     if not path.is_file():
         return Duplicates({}, {}, frozenset(), frozenset())
     try:
@@ -260,16 +283,26 @@ def read_duplicates(out: str | os.PathLike[str]) -> Duplicates:
             for row in csv.DictReader(handle):
                 kind, member, group = row["kind"], row["member"], row["group_id"]
                 kept = row["kept"].strip() == "1"
+                component = row.get("component") or group
                 if kind == "clip":
                     clip_group[member] = group
+                    clip_component[member] = component
                     if not kept:
                         dropped_clips.add(member)
                 elif kind == "video":
                     video_group[member] = group
+                    video_component[member] = component
                     if not kept:
                         dropped_videos.add(member)
                 else:
                     raise ValueError(f"unknown kind {kind!r}")
     except (OSError, UnicodeDecodeError, KeyError, ValueError, AttributeError) as exc:
         raise UsageError(f"{path}: not a clipminer duplicates.csv ({exc})") from None
-    return Duplicates(clip_group, video_group, frozenset(dropped_clips), frozenset(dropped_videos))
+    return Duplicates(
+        clip_group,
+        video_group,
+        frozenset(dropped_clips),
+        frozenset(dropped_videos),
+        clip_component,
+        video_component,
+    )

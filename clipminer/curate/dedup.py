@@ -21,7 +21,8 @@ Reruns are incremental: ``OUT/.dedup/pairs-<space>.npz`` keeps the pairs of the 
 run and a fingerprint of every video's ``embeddings.npy`` and ``segments.csv``; a rerun
 compares only the clips of new or re-mined videos with all others, reuses the pairs
 among unchanged videos, and forgets videos that are gone. A clip or video kept by an
-earlier run stays kept, and a clip seen by an earlier run is kept before a new one.
+earlier run stays kept (read from ``duplicates.csv``, so the cache changes only the time
+a rerun takes, never its decisions).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import logging
 import os
 import time
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -492,6 +493,7 @@ class _Row:
     member: str
     kept: bool
     similarity: float
+    component: str
 
 
 def _groups(labels: np.ndarray) -> list[np.ndarray]:
@@ -502,24 +504,57 @@ def _groups(labels: np.ndarray) -> list[np.ndarray]:
     return [g for g in np.split(order, cuts) if len(g) > 1]
 
 
+def components(n: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Connected components of n nodes joined by the edges: each node's smallest member.
+
+    Min-label propagation with pointer jumping, in numpy (no loop over edges).
+    """
+    labels = np.arange(n, dtype=np.int64)
+    while len(first):
+        low = np.minimum(labels[first], labels[second])
+        updated = labels.copy()
+        np.minimum.at(updated, first, low)
+        np.minimum.at(updated, second, low)
+        while not np.array_equal(jumped := updated[updated], updated):
+            updated = jumped
+        if np.array_equal(updated, labels):
+            break
+        labels = updated
+    return labels
+
+
 def _decide(
     kind: str,
-    labels: np.ndarray,
+    pairs: tuple[np.ndarray, np.ndarray],
     names: Sequence[str],
     vectors: np.ndarray,
     rank: Callable[[int], tuple[object, ...]],
 ) -> list[_Row]:
-    """One row per member of each group; the member with the smallest rank is kept."""
+    """Rows for every member of a connected component of two or more.
+
+    Within a component, groups are led by their kept member (:func:`leaders`); a member
+    that is no leader's near-duplicate leads a group of one. ``component`` ties them
+    together: export keeps a whole component in one split, since a ~ b ~ c makes a and c
+    near-duplicates through b even when b is dropped.
+    """
+    n = len(names)
+    first, second = pairs
+    led = leaders(n, first, second, sorted(range(n), key=rank))
     rows: list[_Row] = []
-    for members in _groups(labels):
-        kept = min(members.tolist(), key=rank)
-        sims = vectors[members] @ vectors[kept]
-        group_id = f"{kind[0]}{short_hash(f'{kind}:{names[kept]}', 12)}"
-        for member, sim in zip(members.tolist(), sims.tolist(), strict=True):
-            rows.append(
-                _Row(group_id, kind, names[member], member == kept, 1.0 if member == kept else sim)
-            )
+    for members in _groups(components(n, first, second)):
+        component = f"k{short_hash(f'{kind}:{names[min(members.tolist(), key=rank)]}', 12)}"
+        for member in members.tolist():
+            kept = int(led[member])
+            group_id = f"{kind[0]}{short_hash(f'{kind}:{names[kept]}', 12)}"
+            sim = 1.0 if member == kept else float(vectors[member] @ vectors[kept])
+            rows.append(_Row(group_id, kind, names[member], member == kept, sim, component))
     return rows
+
+
+def _group_count(rows: Sequence[_Row]) -> int:
+    """Groups of two or more (a component also has groups of one)."""
+    sizes = Counter(r.group_id for r in rows)
+    return sum(size > 1 for size in sizes.values())
 
 
 def _video_rows(
@@ -536,9 +571,7 @@ def _video_rows(
         def rank(i: int, group: list[_Video] = group) -> tuple[object, ...]:
             return (group[i].name not in prev_kept, -len(group[i].clips), group[i].name)
 
-        order = sorted(range(len(group)), key=rank)
-        labels = leaders(len(group), pairs.first, pairs.second, order)
-        rows += _decide("video", labels, names, whole, rank)
+        rows += _decide("video", (pairs.first, pairs.second), names, whole, rank)
     return rows
 
 
@@ -552,12 +585,11 @@ def _clip_rows(
     pairs: Pairs,
     *,
     previous: catalog.Duplicates,
-    seen: set[str],
     dropped_videos: set[str],
     within_videos: bool = False,
 ) -> list[_Row]:
     """Groups of near-duplicate clips; keep order: not in a dropped video, kept before,
-    seen before, highest score, key. Pairs of clips of one video count only with
+    highest score, key. Pairs of clips of one video count only with
     ``within_videos``."""
     first, second = pairs.first, pairs.second
     if not within_videos and len(first):
@@ -571,25 +603,27 @@ def _clip_rows(
         return (
             clip.video in dropped_videos,
             clip.key not in prev_kept,
-            clip.key not in seen,
             -_clip_score(clip),
             clip.key,
         )
 
-    labels = leaders(len(clips), first, second, sorted(range(len(clips)), key=rank))
-    return _decide("clip", labels, [c.key for c in clips], vectors, rank)
+    return _decide("clip", (first, second), [c.key for c in clips], vectors, rank)
 
 
 def _write_duplicates(out: Path, rows: Iterable[_Row]) -> Path:
     import csv
 
     path = out / catalog.DUPLICATES_CSV
-    ordered = sorted(rows, key=lambda r: (r.kind != "video", r.group_id, not r.kept, r.member))
+    ordered = sorted(
+        rows, key=lambda r: (r.kind != "video", r.component, r.group_id, not r.kept, r.member)
+    )
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(DUPLICATES_COLUMNS)
         for r in ordered:
-            writer.writerow([r.group_id, r.kind, r.member, int(r.kept), f"{r.similarity:.6f}"])
+            writer.writerow(
+                [r.group_id, r.kind, r.member, int(r.kept), f"{r.similarity:.6f}", r.component]
+            )
     return path
 
 
@@ -683,13 +717,11 @@ def dedup(
     pairs, method_used = _clip_pairs(
         models, vectors, reused, cache, threshold, method=method, progress=progress
     )
-    seen = {c.key for v in videos if v.name in reused for c in v.clips}
     clip_rows = _clip_rows(
         clips,
         vectors,
         pairs,
         previous=previous,
-        seen=seen,
         dropped_videos=dropped_videos,
         within_videos=within_videos,
     )
@@ -706,9 +738,9 @@ def dedup(
         space=space,
         clips=len(clips),
         videos=len(videos),
-        clip_groups=len({r.group_id for r in clip_rows}),
+        clip_groups=_group_count(clip_rows),
         dropped_clips=sum(not r.kept for r in clip_rows),
-        video_groups=len({r.group_id for r in video_rows}),
+        video_groups=_group_count(video_rows),
         dropped_videos=len(dropped_videos),
         deleted_files=deleted,
         reused_videos=len(reused),

@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -55,6 +55,7 @@ from clipminer.curate.catalog import (
     Duplicates,
     all_clips,
     check_mined,
+    clip_file,
     read_duplicates,
 )
 from clipminer.curate.verdicts import Rule, Verdict, connect, standing_votes, verdicts
@@ -157,17 +158,6 @@ def check_splits(ratios: Sequence[float]) -> dict[str, float]:
 # -- selection -------------------------------------------------------------------------
 
 
-def _clip_file(out: Path, clip: Clip) -> Path | None:
-    """The clip's file under OUT, or None when it has none (or names a path outside OUT)."""
-    if not clip.clip_path:
-        return None
-    relative = PurePosixPath(clip.clip_path.replace("\\", "/"))
-    if relative.is_absolute() or ".." in relative.parts:
-        return None
-    path = out.joinpath(*relative.parts)
-    return path if path.is_file() else None
-
-
 def select(
     out: Path,
     clips: Sequence[Clip],
@@ -194,7 +184,7 @@ def select(
         else:
             unreviewed += 1
             continue
-        path = _clip_file(out, clip)
+        path = clip_file(out, clip)
         if path is None:
             missing += 1
             example = example or f"{clip.key} ({clip.clip_path or 'no clip_path'})"
@@ -247,15 +237,18 @@ class _UnionFind:
 
 def components(clips: Sequence[Clip], duplicates: Duplicates) -> list[list[int]]:
     """Indices of ``clips`` grouped so that no group may be split: linked by source video
-    (folder and source path), clip duplicate group and video duplicate group."""
+    (folder and source path) and near-duplicate component, of clips and of videos (a
+    component holds the groups linked through dropped members too)."""
     links = _UnionFind()
     for clip in clips:
         video = f"v:{clip.video}"
         links.union(video, f"s:{clip.source}")
-        group = duplicates.clip_group.get(clip.key)
+        group = duplicates.clip_component.get(clip.key, duplicates.clip_group.get(clip.key))
         if group is not None:
             links.union(video, f"c:{group}")
-        video_group = duplicates.video_group.get(clip.video)
+        video_group = duplicates.video_component.get(
+            clip.video, duplicates.video_group.get(clip.video)
+        )
         if video_group is not None:
             links.union(video, f"g:{video_group}")
     grouped: dict[str, list[int]] = {}

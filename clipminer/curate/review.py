@@ -65,6 +65,10 @@ _ACTIONS: dict[str, Action] = {"accept": "accept", "reject": "reject", "relabel"
 # -- what the page shows ------------------------------------------------------------------
 
 
+class StaleClipError(UsageError):
+    """A vote on a clip the page showed before its video was mined again."""
+
+
 @dataclass(frozen=True)
 class Filters:
     """Which clips the queue offers."""
@@ -346,20 +350,6 @@ def entry(clip: Clip, extra: Extra, votes: Sequence[Vote], *, reviewer: str, rul
     }
 
 
-def clip_file(out: Path, clip: Clip) -> Path | None:
-    """The clip's file when it exists inside OUT (after links are followed), else None."""
-    if not clip.clip_path:
-        return None
-    root = out.resolve()
-    try:
-        path = (root / clip.clip_path).resolve()
-    except (OSError, RuntimeError):
-        return None
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
-
-
 # -- the app ---------------------------------------------------------------------------------
 
 
@@ -400,11 +390,19 @@ class Review:
         rows = progress(snapshot, votes, reviewer=self.reviewer, rule=self.rule)
         return {"labels": list(snapshot.labels), "rows": [asdict(r) for r in rows]}
 
-    def vote(self, key: str, action: str, label: str | None) -> dict:
+    def vote(
+        self, key: str, action: str, label: str | None, shown: tuple[float, float] | None = None
+    ) -> dict:
+        """Record a vote on ``key``; ``shown`` is the range the page showed (a re-mined
+        video can give the key to another clip: then the vote is refused)."""
         snapshot = self.catalogue.get()
         clip = snapshot.by_key.get(key)
         if clip is None:
             raise UsageError(f"no clip {key!r} to vote on")
+        if shown is not None and (
+            abs(shown[0] - clip.time_start) > 1e-3 or abs(shown[1] - clip.time_end) > 1e-3
+        ):
+            raise StaleClipError(f"{key} was mined again since the page showed it; reload")
         chosen = _ACTIONS.get(action)
         if chosen is None:
             raise UsageError(f"unknown action {action!r}; choose accept, reject or relabel")
@@ -603,8 +601,14 @@ def _vote(review: Review) -> Endpoint:
             return _error("expected {clip, action, label}", 400)
         if label is not None and not isinstance(label, str):
             return _error("label must be a string", 400)
+        start, end = data.get("time_start"), data.get("time_end")
+        shown = None
+        if isinstance(start, int | float) and isinstance(end, int | float):
+            shown = (float(start), float(end))
         try:
-            return _json(await run_in_threadpool(review.vote, key, action, label))
+            return _json(await run_in_threadpool(review.vote, key, action, label, shown))
+        except StaleClipError as exc:
+            return _error(str(exc), 409)
         except UsageError as exc:
             return _error(str(exc), 404 if str(exc).startswith("no clip") else 400)
 
@@ -631,7 +635,7 @@ def _clip(review: Review) -> Endpoint:
         key = f"{request.path_params['video']}/{request.path_params['clip_id']}"
         snapshot = await run_in_threadpool(review.catalogue.get)
         clip = snapshot.by_key.get(key)
-        path = None if clip is None else clip_file(review.out, clip)
+        path = None if clip is None else catalog.clip_file(review.out, clip)
         if path is None:
             return _error("no such clip file", 404)
         # FileResponse answers Range requests (206), so the player can seek.
@@ -994,7 +998,9 @@ function vote(action, label) {
   const e = list[0];
   if (!e) return;
   list.shift(); reviewed += 1; show();
-  chain = chain.then(() => call('/api/vote', {clip: e.key, action: action, label: label}))
+  const body = {clip: e.key, action: action, label: label,
+                time_start: e.time_start, time_end: e.time_end};
+  chain = chain.then(() => call('/api/vote', body))
     .then(() => { say(''); refresh(); },
       (err) => { say('vote not saved: ' + err.message); list.unshift(e); reviewed -= 1; show(); });
 }

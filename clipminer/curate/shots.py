@@ -31,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from clipminer.errors import UsageError
 from clipminer.fsutil import atomic_path
 from clipminer.segments import Segment
 
@@ -130,10 +131,12 @@ class ShotDetector:
             self._dark = (first, pts_seconds, min(darkest, brightness))
             return None
         histogram = colour_histogram(pixels)
-        found = self._after_dark(pts_seconds, histogram) if self._dark else None
-        if found is None and self._previous is not None:
-            before, previous = self._previous
-            found = self._cut(before, previous, pts_seconds, histogram)
+        if self._dark is not None:
+            found = self._after_dark(pts_seconds, histogram)
+        elif self._previous is not None:
+            found = self._cut(self._previous[0], self._previous[1], pts_seconds, histogram)
+        else:
+            found = None
         self._previous = (pts_seconds, histogram)
         if found is not None:
             self.boundaries.append(found)
@@ -173,6 +176,15 @@ class ShotDetector:
             return ShotBoundary("cut", middle, gap_start, pts_seconds, round(distance, 4))
         self._distances.append(distance)
         return None
+
+    def so_far(self) -> list[ShotBoundary]:
+        """The boundaries found, and a dark run still going on as a fade that has begun
+        (a segment that ends inside it must not reach into the dark)."""
+        if self._dark is None or self._previous is None:
+            return self.boundaries
+        first = self._dark[0]
+        start = first - self.frame_seconds / 2  # dark from there until further notice
+        return [*self.boundaries, ShotBoundary("fade", first, start, float("inf"), 0.0)]
 
     def finish(self) -> list[ShotBoundary]:
         """All boundaries; a dark run at the very end is a fade-out with no next shot."""
@@ -226,17 +238,26 @@ def write_shots_csv(path: Path, boundaries: Sequence[ShotBoundary]) -> Path:
 
 
 def read_shots_csv(path: Path) -> list[ShotBoundary]:
-    """The boundaries a ``shots.csv`` holds (``[]`` when there is none)."""
+    """The boundaries a ``shots.csv`` holds (``[]`` when there is none); a one-line error
+    naming the file when it is broken."""
     if not path.is_file():
         return []
-    with path.open(newline="") as handle:
-        return [
-            ShotBoundary(
-                row["kind"],  # type: ignore[arg-type]
-                float(row["time"]),
-                float(row["gap_start"]),
-                float(row["gap_end"]),
-                float(row["score"]),
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        boundaries = []
+        for row in rows:
+            if row["kind"] not in ("cut", "fade"):
+                raise ValueError(f"unknown kind {row['kind']!r}")
+            boundaries.append(
+                ShotBoundary(
+                    row["kind"],  # type: ignore[arg-type]
+                    float(row["time"]),
+                    float(row["gap_start"]),
+                    float(row["gap_end"]),
+                    float(row["score"]),
+                )
             )
-            for row in csv.DictReader(handle)
-        ]
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: not a clipminer shots.csv ({exc})") from None
+    return boundaries

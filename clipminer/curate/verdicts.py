@@ -4,9 +4,10 @@ Votes live in ``OUT/review.sqlite`` (one row per vote; an undo marks the row, ne
 deletes it). A vote is ``accept`` (the clip shows its label), ``reject`` (it does not),
 or ``relabel`` to another label (the clip shows that action instead). Each reviewer's
 latest standing vote on a clip counts once. As Kinetics asked several workers per clip,
-a clip's verdict follows a :class:`Rule`: with ``agree`` votes for the same outcome
-(accept as label X, or reject) it is decided; with ``votes`` votes and no such majority
-it is ``disputed``; otherwise ``pending``. A vote cast on an earlier mining of the
+a clip's verdict follows a :class:`Rule`: when exactly one outcome (accept as label X,
+or reject) has ``agree`` votes it is decided; when two have (possible with ``agree`` at
+most half of ``votes``), or ``votes`` votes agree on nothing, it is ``disputed``;
+otherwise ``pending``. The order of the votes never matters. A vote cast on an earlier mining of the
 video (another time range under the same key) no longer counts.
 """
 
@@ -155,12 +156,13 @@ def standing_votes(con: sqlite3.Connection, clips: Sequence[Clip]) -> dict[str, 
 def decide(votes: Sequence[Vote], rule: Rule) -> Verdict:
     """The verdict of one clip's standing votes under ``rule``."""
     outcomes = Counter(v.label if v.action != "reject" else None for v in votes)
-    for outcome, count in outcomes.most_common():
-        if count >= rule.agree:
-            if outcome is None:
-                return Verdict("rejected", None, len(votes))
-            return Verdict("accepted", outcome, len(votes))
-    return Verdict("disputed" if len(votes) >= rule.votes else "pending", None, len(votes))
+    agreed = [outcome for outcome, count in outcomes.items() if count >= rule.agree]
+    if len(agreed) == 1:  # two outcomes with enough votes each decide nothing
+        if agreed[0] is None:
+            return Verdict("rejected", None, len(votes))
+        return Verdict("accepted", agreed[0], len(votes))
+    undecided = len(agreed) > 1 or len(votes) >= rule.votes
+    return Verdict("disputed" if undecided else "pending", None, len(votes))
 
 
 def verdicts(out: Path, clips: Sequence[Clip], rule: Rule) -> dict[str, Verdict]:
