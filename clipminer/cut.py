@@ -76,8 +76,13 @@ def cut_clip(
     mode: Literal["reencode", "copy"] = "reencode",
     stream_index: int | None = None,
     crf: int = 18,
+    preset: str = "veryfast",
 ) -> CutResult:
-    """Write [start, end) of ``source`` (seconds from the video stream's start) to ``dest``."""
+    """Write [start, end) of ``source`` (seconds from the video stream's start) to ``dest``.
+
+    ``crf`` and ``preset`` are x264's for ``reencode`` (``benchmarks/cut_settings.py``
+    measures the choices).
+    """
     if not 0 <= start_seconds < end_seconds:
         raise ValueError(f"need 0 <= start < end, got {start_seconds}, {end_seconds}")
     source, dest = Path(source), Path(dest)
@@ -89,8 +94,9 @@ def cut_clip(
                     result = _copy(container, source, tmp, start_seconds, end_seconds, stream_index)
                 else:
                     result = _reencode(
-                        container, source, tmp, start_seconds, end_seconds, stream_index, crf
-                    )
+                        container, source, tmp, start_seconds, end_seconds, stream_index,
+                        crf, preset,
+                    )  # fmt: skip
         except av.error.FFmpegError as exc:
             raise EncodeError(
                 f"{source}: cutting {start_seconds:.2f}-{end_seconds:.2f} s into "
@@ -124,6 +130,7 @@ def _reencode(
     end: float,
     stream_index: int | None,
     crf: int,
+    preset: str,
 ) -> CutResult:
     video, audio = _streams(container, source, stream_index)
     info = probe(source, stream_index=video.index)  # display size, known before muxing starts
@@ -142,7 +149,7 @@ def _reencode(
             info.height - info.height % 2,
         )
         out_video.codec_context.time_base = time_base
-        out_video.options = {"crf": str(crf), "preset": "veryfast"}
+        out_video.options = {"crf": str(crf), "preset": preset}
         out_audio = None
         if audio is not None:
             layout = audio.layout.name if audio.layout else "stereo"

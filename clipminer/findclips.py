@@ -340,8 +340,15 @@ class _EarlyCutter:
     and scoring (on a GPU machine the CPU is otherwise idle).
     """
 
-    def __init__(self, video: Path, folder: Path, mode: Literal["reencode", "copy"]) -> None:
+    def __init__(
+        self,
+        video: Path,
+        folder: Path,
+        mode: Literal["reencode", "copy"],
+        x264: tuple[int, str] = (18, "veryfast"),
+    ) -> None:
         self.video, self.folder, self.mode = video, folder, mode
+        self.crf, self.preset = x264
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cut")
         self._jobs: dict[tuple[str, str], concurrent.futures.Future[CutResult]] = {}
 
@@ -351,8 +358,9 @@ class _EarlyCutter:
             dest = _staging(self.folder) / "clips" / key[0] / f"{key[1]}.mp4"
             start, end = seg.time_start_seconds, seg.time_end_seconds
             self._jobs[key] = self._pool.submit(
-                cut_clip, self.video, dest, start, end, mode=self.mode
-            )
+                cut_clip, self.video, dest, start, end, mode=self.mode, crf=self.crf,
+                preset=self.preset,
+            )  # fmt: skip
 
     def take(self, key: tuple[str, str]) -> CutResult | None:
         """The early cut of ``key``, or None (never cut, or it failed: cut it again)."""
@@ -461,7 +469,10 @@ class ClipMiner:
         cutter = None
         if self.config.cut != "none" and self.config.max_clips_per_video is None:
             cutter = _EarlyCutter(
-                video, folder, "copy" if self.config.cut == "copy" else "reencode"
+                video,
+                folder,
+                "copy" if self.config.cut == "copy" else "reencode",
+                (self.config.cut_crf, self.config.cut_preset),
             )
         try:
             scan = self._scan(video, info, progress, stages, cutter)
@@ -790,6 +801,8 @@ class ClipMiner:
                 seg.time_start_seconds,
                 seg.time_end_seconds,
                 mode=mode,
+                crf=self.config.cut_crf,
+                preset=self.config.cut_preset,
             )
         return replace(
             candidate,

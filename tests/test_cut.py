@@ -97,3 +97,13 @@ def test_failed_cut_leaves_nothing(shared_data: Path, tmp_path: Path) -> None:
     ):
         cut_clip(source, tmp_path / "x.mp4", 5.0, 6.0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_x264_settings_change_the_file_not_the_frames(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "actions/activitynet_walking_the_dog__video_features_v_ZNVhz7ctTq0.mp4"
+    sizes = {}
+    for preset, crf in (("ultrafast", 18), ("veryfast", 18), ("veryfast", 30)):
+        result = cut_clip(source, tmp_path / f"{preset}{crf}.mp4", 1.0, 4.0, crf=crf, preset=preset)
+        assert _frame_times(result.path) == _frame_times(tmp_path / "ultrafast18.mp4")
+        sizes[(preset, crf)] = result.path.stat().st_size
+    assert sizes[("ultrafast", 18)] > sizes[("veryfast", 18)] > sizes[("veryfast", 30)]
