@@ -43,7 +43,8 @@ class FindClipsConfig:
     )
     cut: CutMode = setting(
         "reencode",
-        "reencode: frame-exact, source frame rate and audio kept; copy: stream copy from the "
+        "reencode: frame-exact, source frame rate and audio kept (AAC/MP3 audio copied); "
+        "copy: stream copy from the "
         "keyframe at or before the start (fast, actual start recorded); none: manifests only.",
     )
     cut_preset: X264Preset = setting(

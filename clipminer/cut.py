@@ -151,7 +151,10 @@ def _reencode(
         out_video.codec_context.time_base = time_base
         out_video.options = {"crf": str(crf), "preset": preset}
         out_audio = None
-        if audio is not None:
+        copy_audio = audio is not None and audio.codec_context.codec.canonical_name in COPIED_AUDIO
+        if audio is not None and copy_audio:
+            out_audio = out.add_stream_from_template(audio)
+        elif audio is not None:
             layout = audio.layout.name if audio.layout else "stereo"
             out_audio = out.add_stream("aac", rate=audio.rate, layout=layout)
         first = last = None
@@ -179,9 +182,11 @@ def _reencode(
             frames += 1
             for out_packet in out_video.encode(out_frame):
                 out.mux(out_packet)
-        if audio is not None and out_audio is not None:
+        if audio is not None and out_audio is not None and copy_audio:
+            _copy_audio(container, audio, out, out_audio, start, end)
+        elif audio is not None and out_audio is not None:
             _cut_audio(container, audio, out, out_audio, start, end, source)
-        for stream in (out_video, out_audio):
+        for stream in (out_video, None if copy_audio else out_audio):
             if stream is not None:
                 for out_packet in stream.encode(None):
                     out.mux(out_packet)
@@ -205,6 +210,37 @@ def _decode(
             yield from packet.decode()
         except av.error.InvalidDataError:
             log.warning("%s: corrupt packet skipped while cutting", source)
+
+
+COPIED_AUDIO = frozenset({"aac", "mp3"})
+"""Audio codecs an MP4 clip takes as they are: their packets are copied, not re-encoded
+(no second lossy generation, no encoder time); the clip's audio then starts and ends on
+the source's packet boundaries (about 21-26 ms), the rest is re-encoded to AAC sample-exact."""
+
+
+def _copy_audio(
+    container: av.container.InputContainer,
+    audio: av.audio.stream.AudioStream,
+    out: av.container.OutputContainer,
+    out_audio: av.audio.stream.AudioStream,
+    start: float,
+    end: float,
+) -> None:
+    """The audio packets of [start, end) (each taken when most of it is inside), copied."""
+    origin = _seconds(audio.start_time, audio.time_base)
+    _seek(container, audio, start)
+    for packet in container.demux(audio):
+        if packet.pts is None or packet.time_base is None:
+            continue
+        t = float(packet.pts * packet.time_base) - origin
+        half = float((packet.duration or 0) * packet.time_base) / 2
+        if t + half >= end:
+            break
+        if t + half < start:
+            continue
+        packet.pts = packet.dts = max(0, round((t - start) / packet.time_base))
+        packet.stream = out_audio
+        out.mux(packet)
 
 
 def _cut_audio(

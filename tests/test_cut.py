@@ -107,3 +107,34 @@ def test_x264_settings_change_the_file_not_the_frames(shared_data: Path, tmp_pat
         assert _frame_times(result.path) == _frame_times(tmp_path / "ultrafast18.mp4")
         sizes[(preset, crf)] = result.path.stat().st_size
     assert sizes[("ultrafast", 18)] > sizes[("veryfast", 18)] > sizes[("veryfast", 30)]
+
+
+@pytest.mark.parametrize(
+    ("name", "copied"),
+    [
+        ("actions/activitynet_clean_and_jerk__video_features_v_GGSY1Qvo990.mp4", True),  # aac
+        ("actions/ucf101_ApplyEyeMakeup__mmaction2_tests_data_test.avi", True),  # mp3
+        ("actions/kinetics_flipping_pancake__decord_examples.mkv", False),  # opus: re-encoded
+    ],
+)
+def test_audio_is_copied_where_the_codec_allows(
+    shared_data: Path, tmp_path: Path, name: str, copied: bool
+) -> None:
+    source = shared_data / name
+    result = cut_clip(source, tmp_path / "clip.mp4", 1.0, 4.0)
+
+    def packets(path: Path) -> list[bytes]:
+        with av.open(str(path)) as container:
+            return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+
+    clip, original = packets(result.path), packets(source)
+    with av.open(str(result.path)) as container:
+        codec = container.streams.audio[0].codec_context.name
+        decoded = sum(f.samples for f in container.decode(container.streams.audio[0]))
+        rate = container.streams.audio[0].rate
+    assert decoded / rate == pytest.approx(3.0, abs=0.06)
+    if copied:
+        first = original.index(clip[0])
+        assert clip == original[first : first + len(clip)]  # the source's own bytes
+    else:
+        assert codec == "aac" and clip[0] not in original
