@@ -44,7 +44,6 @@ from clipminer.curate import catalog
 from clipminer.curate.catalog import DUPLICATES_COLUMNS, Clip
 from clipminer.errors import UsageError
 from clipminer.fsutil import atomic_path, short_hash
-from clipminer.layout import videos_root
 
 log = logging.getLogger(__name__)
 
@@ -629,24 +628,19 @@ def _write_duplicates(out: Path, rows: Iterable[_Row]) -> Path:
 
 def _delete_clip_files(out: Path, clips: Iterable[Clip]) -> int:
     """Remove the clip files of ``clips``, only where they resolve inside their own
-    ``OUT/videos/<name>/clips/``; returns how many were removed."""
-    videos = videos_root(out)
+    ``OUT/videos/<name>/clips/`` (:func:`~clipminer.curate.catalog.clip_file`); returns how
+    many were removed."""
     removed = 0
     for clip in clips:
         if not clip.clip_path:
             continue
         path = out / clip.clip_path
-        allowed = (videos / clip.video / "clips").resolve()
-        try:
-            target = path.resolve()
-        except (OSError, RuntimeError):
+        if catalog.clip_file(out, clip) is None:
+            if path.exists():
+                log.warning("%s: not a clip file of %s; not deleted", path, clip.video)
             continue
-        if not target.is_relative_to(allowed) or target == allowed:
-            log.warning("%s: outside %s; not deleted", path, allowed)
-            continue
-        if path.is_file():
-            path.unlink()
-            removed += 1
+        path.unlink()
+        removed += 1
     return removed
 
 
