@@ -52,6 +52,9 @@ bench: setup
 	$(PY) benchmarks/findclips_quality.py
 	$(PY) benchmarks/scrape.py
 	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/shots.py
+	$(PY) benchmarks/dedup.py
+	$(PY) benchmarks/cut_settings.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
