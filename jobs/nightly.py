@@ -1,10 +1,12 @@
 """The nightly cron entry: read ``nightly.toml``, run the night, log to a rotating file.
 
-A night has three stages, each skippable (``[night] stages`` or ``--skip STAGE``):
+A night has four stages, each skippable (``[night] stages`` or ``--skip STAGE``):
 ``search`` (with a ``[watch]`` table: search-videos for new candidates of the watched
 actions), ``fetch`` (fetch-videos of the candidates not seen before, capped by
-``[fetch] max_videos``, into the mined folder) and ``mine`` (the batch, as before). A
-failing stage never stops the later ones; every stage's outcome and failures are in
+``[fetch] max_videos``, into the mined folder), ``mine`` (the batch, as before) and
+``dedup`` (near-duplicates of tonight's clips among everything mined, incrementally;
+``[dedup]`` takes the command's options; nothing is deleted). A failing stage never
+stops the later ones; every stage's outcome and failures are in
 ``OUT/night.json`` and in a "Video sources" section of ``OUT/report.html``.
 
 Exit codes for monitoring: 0 all done (or nothing to do), 1 some videos or a stage
@@ -57,15 +59,21 @@ BATCH_KEYS = {
     "force": "redo videos done with other options or models",
 }
 LOG_KEYS = {"file", "max_bytes", "backups"}
-STAGES = ("search", "fetch", "mine")
-NIGHT_KEYS = {"stages": "the stages to run, in order: search, fetch, mine"}
+STAGES = ("search", "fetch", "mine", "dedup")
+NIGHT_KEYS = {"stages": "the stages to run, in order: search, fetch, mine, dedup"}
+DEDUP_KEYS = {
+    "threshold": "cosine from which two clips are near-duplicates",
+    "video_threshold": "cosine from which two source videos are",
+    "space": "image or video: whose embeddings are compared",
+    "within_videos": "also group near-duplicate clips of one video",
+}
 WATCH_KEYS = {
     "actions": "file of watched actions, one a line (needed by search)",
     "candidates": "candidates CSV that search writes and fetch reads (required)",
     "videos": "folder fetched videos land in; default: [batch] input, so they are mined",
     "api_key_env": f"environment variable with the YouTube Data API key ({API_KEY_ENV})",
 }
-TABLES = ("batch", "findclips", "log", "night", "watch", "search", "fetch")
+TABLES = ("batch", "findclips", "log", "night", "watch", "search", "fetch", "dedup")
 SHOWN_PROBLEMS = 50
 EMPTY_PAGE = (
     "<!doctype html><html><head><meta charset='utf-8'><title>clipminer night</title>"
@@ -307,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         config, folder, out, log_settings = load_config(args.config)
         stages = load_stages(args.config, args.skip)
         watch = load_watch(args.config, folder)
+        dedup_settings = load_dedup(args.config)
         setup_logging(log_settings, args.config.parent)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -336,11 +345,46 @@ def main(argv: list[str] | None = None) -> int:
     else:
         code = EXIT_OK
         reports.append(StageReport("mine", "skipped", "skipped by configuration"))
+    if "dedup" in stages and code not in (EXIT_LOCKED, EXIT_CONFIG):
+        reports.append(_dedup(out, dedup_settings))
     if watch is not None:
         write_night_report(out, reports)
     if code == EXIT_OK and any(r.status == "failed" for r in reports):
         code = EXIT_FAILED_VIDEOS
     return code
+
+
+def load_dedup(path: Path) -> dict[str, Any]:
+    """The ``[dedup]`` table: keyword arguments of :func:`clipminer.curate.dedup.dedup`."""
+    table = _read_toml(path).get("dedup", {})
+    _check_keys(table, DEDUP_KEYS, f"{path} [dedup]")
+    return dict(table)
+
+
+def _dedup(out: Path, settings: dict[str, Any]) -> StageReport:
+    """Near-duplicates among everything mined into ``out`` (the dedup stage)."""
+    from clipminer.curate.dedup import dedup
+
+    started = time.monotonic()
+    if not (out / "videos").is_dir():
+        return StageReport("dedup", "skipped", "nothing mined yet")
+    try:
+        found = dedup(out, **settings)
+    except (ClipminerError, TypeError) as exc:
+        log.error("dedup: %s", exc)
+        return StageReport("dedup", "failed", str(exc), seconds=time.monotonic() - started)
+    except Exception as exc:
+        log.exception("dedup crashed")
+        return StageReport("dedup", "failed", f"crashed: {exc!r} (see the log)")
+    detail = (
+        f"{found.clips} clips: {found.dropped_clips} near-duplicates marked in "
+        f"{found.clip_groups} groups, {found.dropped_videos} of {found.videos} videos; "
+        f"{found.reused_videos} videos compared before (duplicates.csv)"
+    )
+    log.info("dedup: %s", detail)
+    for note in found.notes:
+        log.warning("dedup: %s", note)
+    return StageReport("dedup", "ok", detail, list(found.notes), time.monotonic() - started)
 
 
 def _mine(config: BatchConfig, folder: Path, out: Path) -> tuple[int, StageReport]:

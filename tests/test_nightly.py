@@ -48,3 +48,41 @@ def test_nightly_bad_config(tiny_models, tmp_path: Path) -> None:
     bad.write_text("[batch]\ninput = 'x'\n")
     assert nightly.main(["--config", str(bad)]) == nightly.EXIT_CONFIG
     assert nightly.main(["--config", str(tmp_path / "missing.toml")]) == nightly.EXIT_CONFIG
+
+
+def test_nightly_dedup_marks_a_reupload_and_compares_only_new_videos(
+    tiny_models, tmp_path: Path
+) -> None:
+    from clipminer.curate.catalog import read_duplicates
+    from clipminer.decode import iter_frames, probe
+    from clipminer.encode import VideoWriter
+
+    folder = tmp_path / "in"
+    (first,) = make_videos(folder, 1, seconds=6)
+    info = probe(first)
+    with VideoWriter(folder / "reupload.mp4", fps=info.average_fps or 25,
+                     size=(info.height, info.width), crf=32) as writer:  # fmt: skip
+        for frame in iter_frames(first):
+            writer.write(frame.pixels, pts_seconds=frame.pts_seconds)
+    config = _write_config(tmp_path, tiny_models, folder)
+    with config.open("a") as handle:
+        handle.write('[night]\nstages = ["mine", "dedup"]\n[dedup]\nvideo_threshold = 0.995\n')
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_OK
+    dups = read_duplicates(tmp_path / "out")
+    assert dups.video_component.get(first.stem) == dups.video_component.get("reupload")
+    assert len(dups.dropped_videos) == 1
+    log_text = (tmp_path / "logs" / "nightly.log").read_text()
+    assert "dedup: " in log_text and "0 videos compared before" in log_text
+    make_videos(folder / "night2", seconds=4, names=["late.mp4"])
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_OK
+    log_text = (tmp_path / "logs" / "nightly.log").read_text()
+    assert "2 videos compared before" in log_text
+
+
+def test_nightly_refuses_an_unknown_dedup_setting(tiny_models, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    config = _write_config(tmp_path, tiny_models, folder)
+    with config.open("a") as handle:
+        handle.write("[dedup]\ntreshold = 0.9\n")
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_CONFIG
