@@ -453,14 +453,15 @@ def test_delete_removes_the_clips_of_a_dropped_video(tmp_path: Path) -> None:
 
 
 def test_defaults_group_copies_but_not_look_alikes(tmp_path: Path) -> None:
-    """At the default thresholds a re-encoded copy (0.999) is a duplicate and a distinct
-    clip of the same action (0.98 here) is not; the CLI has the same defaults."""
+    """At the default thresholds a re-encoded copy (0.98) is a duplicate and a different
+    clip (0.96, the closest different real videos measured) is not; the CLI has the same
+    defaults."""
     rng = np.random.default_rng(13)
     a = unit(rng, 4)
-    b = np.stack([partner(a[0], 0.999, rng), partner(a[1], 0.98, rng), *unit(rng, 2)])
+    b = np.stack([partner(a[0], 0.98, rng), partner(a[1], 0.96, rng), *unit(rng, 2)])
     whole = unit(rng, 1)[0]
     make_video(tmp_path, "a", a, whole=whole)
-    make_video(tmp_path, "b", b, whole=partner(whole, 0.98, rng))
+    make_video(tmp_path, "b", b, whole=partner(whole, 0.96, rng))
     report = dedup_module.dedup(tmp_path)
     assert partition(tmp_path) == {frozenset({"a/0", "b/0"})} and report.video_groups == 0
     params = {p.name: p.default for p in click_params("dedup")}
@@ -487,7 +488,7 @@ def test_a_chain_is_one_component_for_export(tmp_path: Path) -> None:
         c0 = partner(b0, 0.995, rng)
     for name, first, score in (("a", base, 0.9), ("b", b0, 0.1), ("c", c0, 0.5)):
         make_video(tmp_path, name, np.stack([first, *unit(rng, 2)]), scores=[score, 0.5, 0.5])
-    dedup_module.dedup(tmp_path)
+    dedup_module.dedup(tmp_path, threshold=0.99)
     dups = catalog.read_duplicates(tmp_path)
     assert dups.dropped_clips == {"b/0"}
     assert dups.clip_group["a/0"] == dups.clip_group["b/0"] != dups.clip_group["c/0"]

@@ -31,7 +31,7 @@ def dedup(
         typer.Option(
             metavar="COS", help="Clips whose embeddings have cosine >= this are near-duplicates."
         ),
-    ] = 0.99,  # clipminer.curate.dedup.DEFAULT_THRESHOLD
+    ] = 0.97,  # clipminer.curate.dedup.DEFAULT_THRESHOLD
     video_threshold: Annotated[
         float,
         typer.Option(
@@ -39,7 +39,7 @@ def dedup(
             help="Source videos whose mean frame embeddings have cosine >= this are "
             "near-duplicates (every clip of a dropped video is dropped).",
         ),
-    ] = 0.99,  # clipminer.curate.dedup.DEFAULT_VIDEO_THRESHOLD
+    ] = 0.97,  # clipminer.curate.dedup.DEFAULT_VIDEO_THRESHOLD
     space: Annotated[
         SpaceChoice,
         typer.Option(help="Compare the image model's embeddings or the video model's."),
