@@ -493,3 +493,13 @@ def test_a_chain_is_one_component_for_export(tmp_path: Path) -> None:
     assert dups.dropped_clips == {"b/0"}
     assert dups.clip_group["a/0"] == dups.clip_group["b/0"] != dups.clip_group["c/0"]
     assert len({dups.clip_component[k] for k in ("a/0", "b/0", "c/0")}) == 1
+
+
+def test_a_video_without_clips_is_compared_as_a_video(tmp_path: Path) -> None:
+    """A mined video with no candidate still has a whole-video row (robustness files)."""
+    rng = np.random.default_rng(15)
+    whole = unit(rng, 1)[0]
+    make_video(tmp_path, "empty", np.zeros((0, DIM), np.float32), whole=whole)
+    make_video(tmp_path, "full", unit(rng, 3), whole=partner(whole, 0.99, rng))
+    report = dedup(tmp_path)
+    assert (report.clips, report.videos, report.video_groups) == (3, 2, 1)

@@ -375,7 +375,7 @@ def _load_video(folder: Path, space: Space, notes: list[str]) -> _Video | None:
     return _Video(
         name=folder.name,
         clips=matched,
-        vectors=np.asarray(vectors, np.float32)[rows].reshape(len(rows), -1),
+        vectors=np.asarray(vectors, np.float32)[rows].reshape(len(rows), len(whole)),
         whole=np.asarray(whole, np.float32),
         model=catalog.embedding_models(folder)[space],
         fingerprint=_fingerprint(folder),
