@@ -23,20 +23,9 @@ import clipminer  # noqa: F401 - first: sets the thread environment
 # isort: split
 import numpy as np
 
-from clipminer.decode import iter_frames, probe
-from clipminer.encode import VideoWriter
+from clipminer import synth
+from clipminer.decode import iter_frames
 from clipminer.models.image import ImageScorer
-
-
-def reupload(source: Path, dest: Path, seconds: float) -> Path:
-    info = probe(source)
-    height, width = (round(info.height * 0.75) // 2 * 2, round(info.width * 0.75) // 2 * 2)
-    with VideoWriter(dest, fps=info.average_fps or 25, size=(height, width), crf=32) as out:
-        for frame in iter_frames(source, size=(height, width)):
-            if frame.pts_seconds >= seconds:
-                break
-            out.write(frame.pixels, pts_seconds=frame.pts_seconds)
-    return dest
 
 
 def embed(scorer: ImageScorer, video: Path, seconds: float) -> np.ndarray:
@@ -68,7 +57,10 @@ def main() -> None:
     scorer = ImageScorer(args.image_model, device="cpu", precision="fp32")
     originals, copies = [], []
     for source in sources:
-        copy = reupload(source, args.work / f"{source.stem}.reupload.mp4", args.seconds)
+        copy = synth.reupload(
+            source, args.work / f"{source.stem}.reupload.mp4", crf=32, scale=0.75,
+            seconds=args.seconds,
+        )  # fmt: skip
         originals.append(embed(scorer, source, args.seconds))
         copies.append(embed(scorer, copy, args.seconds))
     a, b = np.stack(originals), np.stack(copies)

@@ -588,3 +588,26 @@ def repeat_video(
                     packet.stream = out_stream
                     out.mux(packet)
     return dest
+
+
+def reupload(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    crf: int = 30,
+    scale: float = 1.0,
+    seconds: float | None = None,
+) -> Path:
+    """``source`` decoded and encoded again, as a video site re-encodes an upload: at x264
+    ``crf``, its sides times ``scale`` (kept even), the first ``seconds`` (all when None).
+    A near-duplicate with known provenance, for dedup's tests, demo and benchmarks."""
+    from clipminer.decode import iter_frames, probe
+
+    info = probe(source)
+    size = (round(info.height * scale) // 2 * 2, round(info.width * scale) // 2 * 2)
+    with VideoWriter(dest, fps=info.average_fps or 25, size=size, crf=crf) as writer:
+        for frame in iter_frames(source, size=size):
+            if seconds is not None and frame.pts_seconds >= seconds:
+                break
+            writer.write(frame.pixels, pts_seconds=frame.pts_seconds)
+    return Path(dest)

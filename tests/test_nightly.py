@@ -53,17 +53,12 @@ def test_nightly_bad_config(tiny_models, tmp_path: Path) -> None:
 def test_nightly_dedup_marks_a_reupload_and_compares_only_new_videos(
     tiny_models, tmp_path: Path
 ) -> None:
+    from clipminer import synth
     from clipminer.curate.catalog import read_duplicates
-    from clipminer.decode import iter_frames, probe
-    from clipminer.encode import VideoWriter
 
     folder = tmp_path / "in"
     (first,) = make_videos(folder, 1, seconds=6)
-    info = probe(first)
-    with VideoWriter(folder / "reupload.mp4", fps=info.average_fps or 25,
-                     size=(info.height, info.width), crf=32) as writer:  # fmt: skip
-        for frame in iter_frames(first):
-            writer.write(frame.pixels, pts_seconds=frame.pts_seconds)
+    synth.reupload(first, folder / "reupload.mp4", crf=32)
     config = _write_config(tmp_path, tiny_models, folder)
     with config.open("a") as handle:
         handle.write('[night]\nstages = ["mine", "dedup"]\n[dedup]\nvideo_threshold = 0.995\n')

@@ -168,7 +168,7 @@ def run_demo(
         for k in range(size.videos)
     ]
     # A re-upload of the first video (re-encoded): dedup should find it and its clips.
-    copy = _reupload(longs[0].path, out / "videos" / f"{longs[0].path.stem}_reupload.mp4")
+    copy = synth.reupload(longs[0].path, out / "videos" / f"{longs[0].path.stem}_reupload.mp4")
     truth_of = {long.path.stem: long.segments for long in longs}
     truth_of[copy.stem] = longs[0].segments
     for long in longs:  # keep the ground truth out of the folder the batch mines
@@ -209,18 +209,6 @@ def run_demo(
     summary["total time"] = f"{time.perf_counter() - started:.0f} s"
     step(7)
     return summary
-
-
-def _reupload(source: Path, dest: Path) -> Path:
-    """``source`` decoded and encoded again at a lower quality, as a re-upload would be."""
-    from clipminer.decode import iter_frames, probe
-    from clipminer.encode import VideoWriter
-
-    info = probe(source)
-    with VideoWriter(dest, fps=info.average_fps or 25, size=(info.height, info.width), crf=30) as w:
-        for frame in iter_frames(source):
-            w.write(frame.pixels, pts_seconds=frame.pts_seconds)
-    return dest
 
 
 def _truth_per_shot(
