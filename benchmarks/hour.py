@@ -63,11 +63,17 @@ RUN = PEAK_RSS_PRELUDE + (
 )
 
 
-def build_hour(work: Path, minutes: int) -> Path:
-    """1 minute of synthetic 1080p30 with actions, repeated ``minutes`` times by stream copy."""
+def build_minute(work: Path) -> Path:
+    """1 minute of synthetic 1080p30 with actions (3 of them); made once per work folder."""
     minute = work / "minute_1080p.mp4"
     if not minute.exists():
         synth.make_long_video(minute, duration_seconds=60.0, size=(1080, 1920), fps=30, seed=0)
+    return minute
+
+
+def build_hour(work: Path, minutes: int) -> Path:
+    """The minute repeated ``minutes`` times by stream copy."""
+    minute = build_minute(work)
     hour = work / f"hour_1080p_{minutes}min.mp4"
     if not hour.exists():
         synth.repeat_video(minute, hour, times=minutes)

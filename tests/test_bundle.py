@@ -11,7 +11,15 @@ import torch
 
 from clipminer.config import ClipSpec
 from clipminer.errors import BundleError
-from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
+from clipminer.models.bundle import (
+    Bundle,
+    InputSpec,
+    build_from_bundle,
+    inference_network,
+    load_bundle,
+    save_bundle,
+)
+from clipminer.models.features import weights_id
 
 
 def _bundle(kind: str = "image") -> Bundle:
@@ -154,3 +162,61 @@ def test_bundles_written_before_channels_and_scale_read_as_rgb_in_0_to_1(tmp_pat
 def test_bad_channels_or_scale_are_refused(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         InputSpec((8, 8), (0, 0, 0), (1, 1, 1), **{field: value})  # type: ignore[arg-type]
+
+
+class _WithScratch(torch.nn.Module):
+    """A network with a tensor no state dict holds (a non-persistent buffer)."""
+
+    def __init__(self, *, num_classes: int) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, num_classes, 3)
+        self.register_buffer("scale", torch.full((1,), 2.0), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * self.scale
+
+
+def _tiny(*, num_classes: int) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+
+
+def test_shared_weights_build_holds_one_copy_and_computes_the_same() -> None:
+    bundle = _bundle()
+    plain = build_from_bundle(bundle, {"tiny": _tiny})
+    shared = build_from_bundle(bundle, {"tiny": _tiny}, share_weights=True)
+    pointers = {t.data_ptr() for t in bundle.state_dict.values()}
+    assert {t.data_ptr() for t in shared.state_dict().values()} == pointers
+    assert not pointers & {t.data_ptr() for t in plain.state_dict().values()}
+    x = torch.rand(2, 3, 9, 9)
+    with torch.inference_mode():
+        assert torch.equal(shared(x), plain(x))
+    assert not shared.training
+
+
+def test_shared_weights_build_falls_back_when_the_bundle_lacks_a_tensor() -> None:
+    conv = torch.nn.Conv2d(3, 3, 3)
+    state = {f"conv.{name}": tensor for name, tensor in conv.state_dict().items()}
+    bundle = dataclasses.replace(_bundle(), arch="scratch", state_dict=state)
+    model = build_from_bundle(bundle, {"scratch": _WithScratch}, share_weights=True)
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    x = torch.rand(1, 3, 5, 5)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), conv(x) * 2)
+
+
+def test_inference_network_keeps_the_weights_id_and_drops_the_second_copy() -> None:
+    bundle = _bundle()
+    before = weights_id(bundle.state_dict)
+    model = inference_network(bundle, {"tiny": _tiny}, torch.device("cpu"))
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(
+        bundle.state_dict[name].data_ptr() == tensor.data_ptr()
+        for name, tensor in model.state_dict().items()
+    )
+    assert weights_id(bundle.state_dict) == before
+
+
+def test_shared_weights_build_names_the_bundle_when_weights_do_not_fit() -> None:
+    bundle = dataclasses.replace(_bundle(), source="/models/m.pt")
+    with pytest.raises(BundleError, match=r"^/models/m.pt: weights do not fit tiny"):
+        build_from_bundle(bundle, {"tiny": _WithScratch}, share_weights=True)

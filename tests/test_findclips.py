@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from clipminer import synth
+from clipminer import findclips, synth
 from clipminer.cli import app
+from clipminer.cut import cut_clip
 from clipminer.decode import iter_frames, probe
 from clipminer.findclips import ClipMiner, FindClipsConfig, VideoResult, find_clips
 from clipminer.metrics import segment_detection
@@ -60,9 +62,42 @@ def mined(models, long_video, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("out")
     config = FindClipsConfig(segment=SegmentConfig(segment_on="action"), device="cpu")
     miner = ClipMiner(models[0], [models[1]], config=config)
-    [(_, result)] = find_clips(miner, [long_video.path], out)
+    with pytest.MonkeyPatch.context() as patch:
+        # Record when clips are encoded and segments re-labelled; each cut lasts at least
+        # 0.2 s so that a re-label during the pass would meet one.
+        def cut_slowly(*args, **kwargs):
+            time.sleep(0.2)
+            return cut_clip(*args, **kwargs)
+
+        patch.setattr(findclips, "cut_clip", _timed(cut_slowly, "cut"))
+        patch.setattr(miner, "relabeler", _timed(miner.relabeler, "relabel"))
+        [(_, result)] = find_clips(miner, [long_video.path], out)
     assert isinstance(result, VideoResult)
     return out, result
+
+
+_INTERVALS: list[tuple[str, float, float]] = []
+
+
+def _timed(work, kind: str):
+    def run(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return work(*args, **kwargs)
+        finally:
+            _INTERVALS.append((kind, start, time.perf_counter()))
+
+    run.taps = getattr(work, "taps", None)  # the re-labeller's decode outputs
+    return run
+
+
+def test_on_the_cpu_the_video_model_and_the_clip_encoder_take_turns(mined) -> None:
+    cuts = [(a, b) for kind, a, b in _INTERVALS if kind == "cut"]
+    relabels = [(a, b) for kind, a, b in _INTERVALS if kind == "relabel"]
+    assert cuts and relabels
+    assert min(a for a, _ in cuts) < max(b for _, b in relabels), "no clip was cut during the pass"
+    overlaps = [(c, r) for c in cuts for r in relabels if c[0] < r[1] and r[0] < c[1]]
+    assert not overlaps
 
 
 def test_quality_and_relabelling_fixes_the_motion_pair(mined, long_video) -> None:

@@ -20,9 +20,9 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from clipminer.config import TrainLayers
-from clipminer.devices import resolve_device, to_channels_last
+from clipminer.devices import resolve_device
 from clipminer.errors import BundleError, UsageError
-from clipminer.models.bundle import Bundle, build_from_bundle, load_bundle
+from clipminer.models.bundle import Bundle, build_from_bundle, inference_network, load_bundle
 from clipminer.models.features import HeadInputs
 from clipminer.models.weights import build_pretrained, load_matching, read_state_dict
 from clipminer.precision import for_bundle
@@ -143,11 +143,15 @@ def set_trainable(model: nn.Module, arch: str, layers: TrainLayers) -> int:
 
 def model_from_bundle(bundle: Bundle) -> nn.Module:
     """Rebuild the network of an image bundle, weights loaded, in eval mode."""
+    return build_from_bundle(_image_bundle(bundle), BUILDERS)
+
+
+def _image_bundle(bundle: Bundle) -> Bundle:
     if bundle.kind != "image":
         raise BundleError(
             f"{bundle.source or 'bundle'}: expected an image model, got a {bundle.kind} model"
         )
-    return build_from_bundle(bundle, BUILDERS)
+    return bundle
 
 
 class ImageScorer:
@@ -172,7 +176,7 @@ class ImageScorer:
         self.labels = self.bundle.labels
         self.size = self.bundle.input.size
         self.device = resolve_device(device)
-        self.model = to_channels_last(model_from_bundle(self.bundle).to(self.device))
+        self.model = inference_network(_image_bundle(self.bundle), BUILDERS, self.device)
         self.run = for_bundle(self.model, self.bundle, precision, device=self.device)
         """The model at the precision it runs at (``self.run.precision``)."""
         head = ARCHS[self.bundle.arch].head if self.bundle.arch in ARCHS else "fc"
