@@ -351,7 +351,7 @@ class _EarlyCutter:
         self.video, self.folder, self.mode = video, folder, mode
         self.crf, self.preset = x264
         self.turns = turns if turns is not None and mode == "reencode" else contextlib.nullcontext()
-        """Held while a clip is encoded (see ``FindClips.turns``)."""
+        """Held while a clip is encoded (see ``ClipMiner.turns``)."""
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="cut")
         self._jobs: dict[tuple[str, str], concurrent.futures.Future[CutResult]] = {}
 
