@@ -26,6 +26,8 @@ Engine = Literal["local", "ray"]
 Precision = Literal["auto", "fp32", "bf16", "int8"]
 """A ``--precision`` value (:mod:`clipminer.precision`)."""
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+RelabelVote = Literal["both", "video"]
+OpenSetMode = Literal["auto", "off"]
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"]
 """x264 speed presets offered for ``--cut reencode`` (``benchmarks/cut_settings.py``)."""
 
@@ -79,6 +81,25 @@ class FindClipsConfig:
     )
     relabel_windows: int = setting(
         4, "Most windows of the video model's clip length averaged over a segment.", min=1
+    )
+    relabel_vote: RelabelVote = setting(
+        "both",
+        "both: whether a candidate is an action is decided by the image model's scores over "
+        "the segment and the video model's together (their action shares averaged), which "
+        "action by the video model; video: the video model alone (its background drops it).",
+    )
+    open_set: OpenSetMode = setting(
+        "auto",
+        "auto: drop candidates whose open-set score (similarity of their frames' features to "
+        "the label's class prototype) is below the threshold calibrated when the image model "
+        "was trained; off: keep them (the score is still written to segments.csv).",
+    )
+    open_set_threshold: float | None = setting(
+        None,
+        "Open-set threshold to use instead of the image model's calibrated one (-1..1; "
+        "higher: fewer, surer clips).",
+        min=-1.0,
+        max=1.0,
     )
     shots: bool = setting(
         True,
@@ -254,6 +275,31 @@ class ImageTrainConfig:
         max=0.99,
     )
     balanced: bool = setting(False, "Sample classes equally often (for imbalanced data).")
+    background: tuple[str, ...] = setting(
+        (),
+        "Non-action footage for the background class: a video, an image, a folder of them "
+        "(searched recursively), or `builtin` (photographs shipped with scikit-image and "
+        "matplotlib); repeat for several. Frames are spread evenly over each video; "
+        "validation holds out whole sources.",
+        metavar="SRC",
+    )
+    background_label: str = setting(
+        "background", "Name of the background class (--background adds to it).", metavar="LABEL"
+    )
+    background_images: int | None = setting(
+        None,
+        "Background images to take from --background (default: twice the mean action "
+        "class, at least 64).",
+        min=1,
+    )
+    target_precision: float = setting(
+        0.9,
+        "Open-set calibration: the precision asked of action predictions on the validation "
+        "images (held-out background included); the threshold that reaches it and the recall "
+        "it leaves are stored in the model and used by find-clips.",
+        min=0.01,
+        max=1.0,
+    )
     workers: int = setting(2, "DataLoader worker processes (0: load in the main process).", min=0)
     device: str = setting(
         "auto",
@@ -342,6 +388,17 @@ class VideoSource:
         "video and keeps the last epoch (evaluate on a separate test set with eval-video).",
         min=0.0,
         max=0.99,
+    )
+    background: tuple[str, ...] = setting(
+        (),
+        "Non-action videos for the background class: a video or a folder of them (searched "
+        "recursively); repeat for several. Each is a training video of that class (random "
+        "clips from all of it), repeated to balance the actions; validation holds out whole "
+        "videos.",
+        metavar="SRC",
+    )
+    background_label: str = setting(
+        "background", "Name of the background class (--background adds to it).", metavar="LABEL"
     )
 
     def __post_init__(self) -> None:

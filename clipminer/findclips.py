@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -44,7 +44,7 @@ from clipminer.cut import CutResult, cut_clip
 from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device
-from clipminer.errors import ClipminerError, UsageError
+from clipminer.errors import BundleError, ClipminerError, UsageError
 from clipminer.fsutil import safe_component
 from clipminer.labels import label_key
 from clipminer.layout import (
@@ -60,6 +60,7 @@ from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, inference_network, load_bundle
 from clipminer.models.features import HeadInputs, weights_id
 from clipminer.models.image import ImageScorer
+from clipminer.openset import OpenSet
 from clipminer.precision import PreparedModel, for_bundle
 from clipminer.sampling import uniform_window_starts, window_indices
 from clipminer.segments import OnlineSegmenter, Segment, clamp, top_segments
@@ -85,6 +86,46 @@ class Relabel:
     """The five most likely labels with their probabilities, best first."""
     features: np.ndarray | None = field(default=None, compare=False, repr=False)
     """The first video model's penultimate features, averaged over the windows."""
+    probs: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+    """Every label's probability (``top5`` when empty)."""
+
+
+def vote_both(
+    relabel: Relabel,
+    image_labels: Sequence[str],
+    image_probs: np.ndarray,
+    background_labels: Collection[str],
+) -> Relabel:
+    """The re-label of ``--relabel-vote both``: whether a candidate is an action at all is
+    decided by both models together, which action by the video model.
+
+    The action share of each model (1 - its background probability; the image model's
+    averaged over the frames it scored in the segment) is averaged: below one half the
+    two together say background and the re-label is the video model's background label.
+    Otherwise the label is the video model's most likely action, even where the video
+    model alone would have said background, so one unsure model never drops a true action.
+    """
+    video = relabel.probs or dict(relabel.top5)
+    background_keys = {label_key(label) for label in background_labels}
+
+    def action_share(labels: Sequence[str], probs: Sequence[float]) -> float:
+        return 1.0 - sum(
+            float(p) for label, p in zip(labels, probs, strict=True)
+            if label_key(label) in background_keys
+        )  # fmt: skip
+
+    share = (
+        action_share(image_labels, list(image_probs))
+        + action_share(list(video), list(video.values()))
+    ) / 2
+    actions = {label: p for label, p in video.items() if label_key(label) not in background_keys}
+    if share < 0.5 or not actions:
+        if label_key(relabel.label) in background_keys:
+            return relabel
+        name = next((label for label in video if label_key(label) in background_keys), None)
+        return relabel if name is None else replace(relabel, label=name, score=video[name])
+    best = max(actions, key=lambda label: actions[label])
+    return replace(relabel, label=best, score=round(actions[best], 6))
 
 
 @dataclass(frozen=True)
@@ -101,6 +142,9 @@ class Candidate:
     clip_end_seconds: float | None = None
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
     """The image model's pooled features averaged over the frames scored in the clip."""
+    open_set_score: float | None = None
+    """Mean similarity of the clip's frames to its label's class prototype
+    (:mod:`clipminer.openset`); None when the image model has no prototypes."""
 
     @property
     def video_label(self) -> str | None:
@@ -165,6 +209,8 @@ class VideoResult:
     shots: list[ShotBoundary] = field(default_factory=list)
     video_embedding: np.ndarray | None = field(default=None, repr=False)
     """The image model's pooled features averaged over every scored frame."""
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """Candidates dropped by the open-set decision (label, times, score; in ``run.json``)."""
 
 
 @dataclass
@@ -270,7 +316,8 @@ class VideoRelabeler:
         order = np.argsort(-total, kind="stable")
         top5 = tuple((self.labels[i], round(float(total[i]), 6)) for i in order[:5])
         mean = np.concatenate(features).mean(0) if features else None
-        return Relabel(top5[0][0], top5[0][1], top5, mean)
+        every = {label: float(p) for label, p in zip(self.labels, total, strict=True)}
+        return Relabel(top5[0][0], top5[0][1], top5, mean, every)
 
 
 def segment_clips(frames: Sequence[Frame], spec: ClipSpec, windows: int) -> torch.Tensor:
@@ -416,6 +463,16 @@ class ClipMiner:
             config = replace(config, batch_size=32 if self.device.type == "cuda" else cpu_batch)
         self.config = config
         self.batch_size: int = config.batch_size or 4
+        self.open_set = _open_set_of(self.scorer)
+        """Class prototypes and the calibrated threshold of the image model, if it has them."""
+        self.open_set_threshold: float | None = config.open_set_threshold
+        if self.open_set_threshold is None and self.open_set is not None:
+            self.open_set_threshold = self.open_set.calibration.threshold
+        if config.open_set_threshold is not None and self.scorer and self.open_set is None:
+            raise UsageError(
+                f"--open-set-threshold: {self.scorer.bundle.source or 'the image model'} has no "
+                "open-set prototypes (train it again with this clipminer)"
+            )
         bundles = [
             b if isinstance(b, Bundle) else load_bundle(b, kind="video") for b in video_models
         ]
@@ -454,6 +511,43 @@ class ClipMiner:
             "video": self.relabeler.precision if self.relabeler else None,
         }
         """What each model actually runs at (recorded in ``run.json``)."""
+
+    def open_set_score(self, label: str, rows: np.ndarray | None) -> float | None:
+        """The open-set score of a candidate labelled ``label`` whose scored frames have the
+        pooled features ``rows`` (N×D); None when it cannot be judged."""
+        if self.open_set is None or rows is None or not len(rows) or self.scorer is None:
+            return None
+        keys = [label_key(name) for name in self.scorer.labels]
+        if label_key(label) not in keys:
+            return None
+        return round(self.open_set.score(rows, keys.index(label_key(label))), 6)
+
+    def rejects(self, score: float | None) -> bool:
+        """Whether ``--open-set auto`` drops a candidate with this open-set score."""
+        threshold = self.open_set_threshold
+        return (
+            self.config.open_set == "auto"
+            and score is not None
+            and threshold is not None
+            and score < threshold
+        )
+
+    def vote(
+        self, seg: Segment, relabel: Relabel | None, times: np.ndarray, scores: np.ndarray
+    ) -> Relabel | None:
+        """The re-label by ``--relabel-vote``: the video model's, or both models' together
+        (the image model's probabilities averaged over the frames it scored in ``seg``)."""
+        if relabel is None or self.config.relabel_vote != "both" or self.scorer is None:
+            return relabel
+        inside = (times >= seg.time_start_seconds - 1e-6) & (times < seg.time_end_seconds)
+        if not inside.any():
+            return relabel
+        return vote_both(
+            relabel,
+            self.scorer.labels,
+            scores[inside].mean(0),
+            self.config.segment.background_labels,
+        )
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -528,6 +622,7 @@ class ClipMiner:
                 (seg, self._relabel_by_decoding(video, seg) if self.relabeler else None)
                 for seg in self._pick(segments, info)
             ]
+            chosen = [(seg, self.vote(seg, r, times, scores)) for seg, r in chosen]
         scan = _Scan(times, scores, chosen, shots)
         return self._complete(video, info, scan, folder, started, source, stages, labels)
 
@@ -551,11 +646,13 @@ class ClipMiner:
         cutter: _EarlyCutter | None = None,
     ) -> VideoResult:
         """Pick, merge and cut the segments, then write the outputs."""
+        rows_of = _feature_rows(scan.features)
         with stages.timing("cut"):
-            candidates = self._finish(video, info, scan.segments, folder, cutter)
+            candidates, rejected = self._finish(
+                video, info, scan.segments, folder, cutter, rows_of=rows_of
+            )
         if scan.features:
-            mean = _feature_means(scan.features)
-            candidates = [replace(c, embedding=mean(c.segment)) for c in candidates]
+            candidates = [replace(c, embedding=_mean(rows_of(c.segment))) for c in candidates]
         result = VideoResult(
             video,
             folder,
@@ -568,6 +665,7 @@ class ClipMiner:
             stages,
             scan.shots,
             scan.video_embedding,
+            rejected,
         )
         with stages.timing("write"):
             self._write_outputs(result, labels=labels)
@@ -661,10 +759,24 @@ class ClipMiner:
                     if all(frames.values()):
                         with self.turns, stages.timing("relabel"):
                             label = self.relabeler(frames)
+                    label = self.vote(seg, label, np.asarray(times), np.stack(scores))
                 segments.append((seg, label))
                 final = label.label if label else seg.label
                 clamped = clamp(seg, info.duration_seconds)
-                if cutter and clamped and final not in cfg.segment.background_labels:
+                rows = [
+                    v
+                    for t, v in feature_ring
+                    if seg.time_start_seconds - 1e-6 <= t < seg.time_end_seconds
+                ]
+                rejected = self.rejects(
+                    self.open_set_score(final, np.stack(rows) if rows else None)
+                )
+                if (
+                    cutter
+                    and clamped
+                    and final not in cfg.segment.background_labels
+                    and not rejected
+                ):
                     cutter.submit(clamped, final)
 
         def flush() -> None:
@@ -746,8 +858,11 @@ class ClipMiner:
         segments: Sequence[tuple[Segment, Relabel | None]],
         folder: Path,
         cutter: _EarlyCutter | None = None,
-    ) -> list[Candidate]:
-        """Pick the best, drop what the video model calls background, merge, and cut."""
+        *,
+        rows_of: Callable[[Segment], np.ndarray | None],
+    ) -> tuple[list[Candidate], list[dict[str, Any]]]:
+        """Pick the best, drop what the re-label calls background, merge, drop what the
+        open-set decision rejects, and cut. Returns the candidates and the rejected."""
         clamped = [
             (c, relabel)
             for c, relabel in ((clamp(s, info.duration_seconds), r) for s, r in segments)
@@ -772,13 +887,35 @@ class ClipMiner:
                 continue
             chosen.append((seg, relabel))
         candidates: list[Candidate] = []
+        rejected: list[dict[str, Any]] = []
         used: set[str] = set()
         for seg, relabel in merge_same_label(chosen):
-            candidate = Candidate(len(candidates), seg, relabel)
+            final = relabel.label if relabel else seg.label
+            score = self.open_set_score(final, rows_of(seg))
+            if self.rejects(score):
+                log.info(
+                    "%s: %.2f-%.2f s (%s) dropped, open-set score %.3f < %.3f",
+                    video,
+                    seg.time_start_seconds,
+                    seg.time_end_seconds,
+                    final,
+                    score,
+                    self.open_set_threshold,
+                )
+                rejected.append(
+                    {
+                        "label": final,
+                        "time_start": seg.time_start_seconds,
+                        "time_end": seg.time_end_seconds,
+                        "open_set_score": score,
+                    }
+                )
+                continue
+            candidate = Candidate(len(candidates), seg, relabel, open_set_score=score)
             if self.config.cut != "none":
                 candidate = self._cut(video, candidate, folder, used, cutter)
             candidates.append(candidate)
-        return candidates
+        return candidates, rejected
 
     def _relabel_by_decoding(self, video: Path, seg: Segment) -> Relabel | None:
         assert self.relabeler is not None
@@ -900,6 +1037,7 @@ class ClipMiner:
                 precision=self.precision,
                 models=self.models,
                 embedding_models=embedded,
+                open_set=self._open_set_record(result),
                 config=asdict(self.config),
             ),
         )
@@ -910,6 +1048,20 @@ class ClipMiner:
             final.rename(old)
         stage.rename(final)
         shutil.rmtree(old, ignore_errors=True)
+
+    def _open_set_record(self, result: VideoResult) -> dict[str, Any] | None:
+        """What ``run.json`` says about the open-set decision of one video."""
+        if self.open_set is None:
+            return None
+        calibration = self.open_set.calibration
+        return {
+            "mode": self.config.open_set,
+            "threshold": self.open_set_threshold,
+            "calibrated_threshold": calibration.threshold,
+            "calibrated_precision": calibration.precision,
+            "calibrated_recall": calibration.recall,
+            "rejected": result.rejected,
+        }
 
 
 def _check_fixed_shape(scorer: ImageScorer) -> None:
@@ -959,20 +1111,40 @@ def merge_same_label(
     return merged
 
 
-def _feature_means(
+def _feature_rows(
     features: dict[float, np.ndarray],
 ) -> Callable[[Segment], np.ndarray | None]:
-    """A function giving the mean of the frame features inside a segment (None when no
-    scored frame is): the frames sorted by time once, each segment a binary search."""
+    """A function giving the features (float32 N×D) of the frames scored inside a segment
+    (None when there are none): the frames sorted by time once, each segment a binary
+    search."""
+    if not features:
+        return lambda seg: None
     times = np.array(sorted(features))
     vectors = np.stack([features[t] for t in times]).astype(np.float32)
 
-    def mean(seg: Segment) -> np.ndarray | None:
+    def rows(seg: Segment) -> np.ndarray | None:
         lo = np.searchsorted(times, seg.time_start_seconds - 1e-6, side="left")
         hi = np.searchsorted(times, seg.time_end_seconds, side="left")
-        return vectors[lo:hi].mean(0) if hi > lo else None
+        return vectors[lo:hi] if hi > lo else None
 
-    return mean
+    return rows
+
+
+def _mean(rows: np.ndarray | None) -> np.ndarray | None:
+    return None if rows is None else rows.mean(0)
+
+
+def _open_set_of(scorer: ImageScorer | None) -> OpenSet | None:
+    """The image bundle's open-set prototypes and calibration, or None."""
+    data = scorer.bundle.open_set if scorer is not None else None
+    if scorer is None or data is None:
+        return None
+    try:
+        return OpenSet.from_dict(data, num_labels=len(scorer.labels))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(
+            f"{scorer.bundle.source or 'image model'}: malformed open_set table ({exc})"
+        ) from None
 
 
 def _staging(folder: Path) -> Path:

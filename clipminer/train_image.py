@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from clipminer import __version__
 from clipminer.config import ImageTrainConfig
-from clipminer.data.images import ImageDataset, ImageFolder, scan_image_folder, split_by_hash
+from clipminer.data.background import find_background, sample_background
+from clipminer.data.images import (
+    ImageDataset,
+    ImageFolder,
+    ImageItem,
+    scan_image_folder,
+    split_by_hash,
+)
 from clipminer.devices import resolve_device
 from clipminer.errors import UsageError
 from clipminer.metrics import ClassificationMetrics
 from clipminer.models import image as image_models
 from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
+from clipminer.openset import OpenSet, action_mask, calibrate, prototypes, similarity
 from clipminer.report import write_classification_report
 from clipminer.train import (
     EpochResult,
@@ -52,6 +64,8 @@ class ImageTrainResult:
     train_images: int
     val_images: int
     skipped: int
+    open_set: OpenSet | None = None
+    """Prototypes and the calibrated open-set threshold stored in the bundle."""
 
 
 def _check_classes(folder: ImageFolder) -> None:
@@ -90,6 +104,47 @@ def train_image(
     if config.fit.tensorboard is not None:
         require_tensorboard()
     folder = scan_image_folder(data_dir)
+    scratch = tempfile.TemporaryDirectory(prefix="clipminer-background-")
+    with scratch:
+        if config.background:
+            folder = add_background(folder, config, Path(scratch.name))
+        return _train_image(folder, data_dir, out, config, val_dir, resume, reporter, device)
+
+
+def add_background(folder: ImageFolder, config: ImageTrainConfig, scratch: Path) -> ImageFolder:
+    """``folder`` with images of ``config.background`` added to the background class
+    (frames of videos are written to ``scratch``; each video is one split group)."""
+    files = find_background(config.background)
+    actions = [n for label, n in folder.counts().items() if label != config.background_label]
+    mean = sum(actions) / max(len(actions), 1)
+    count = config.background_images or max(64, round(2 * mean))
+    sampled = sample_background(files, scratch, count=count, short_side=2 * config.image_size)
+    labels = tuple(sorted({*folder.labels, config.background_label}))
+    remap = [labels.index(label) for label in folder.labels]
+    items = [replace(item, label=remap[item.label]) for item in folder.items]
+    target = labels.index(config.background_label)
+    for image in sampled:
+        digest = hashlib.sha256(image.path.read_bytes()).hexdigest()
+        items.append(ImageItem(image.path, target, digest, group=image.group))
+    log.info(
+        "background: %d images from %d videos and %d image files",
+        len(sampled),
+        len(files.videos),
+        len(files.images),
+    )
+    return replace(folder, labels=labels, items=items)
+
+
+def _train_image(
+    folder: ImageFolder,
+    data_dir: str | os.PathLike[str],
+    out: Path,
+    config: ImageTrainConfig,
+    val_dir: str | os.PathLike[str] | None,
+    resume: bool,
+    reporter: Reporter | None,
+    device: torch.device,
+) -> ImageTrainResult:
     _check_classes(folder)
     labels = folder.labels
     if val_dir is None:
@@ -169,11 +224,19 @@ def train_image(
         reporter=reporter,
     )
     metrics = best.get("metrics")
+    bundle = load_bundle(out, kind="image")
     if metrics is None:  # resumed after the last epoch: report the saved best
-        bundle = load_bundle(out, kind="image")
         metrics = evaluate(
             image_models.model_from_bundle(bundle).to(device), val_loader, device, labels
         )
+    open_set = calibrate_open_set(
+        bundle,
+        train_items,
+        val_items,
+        device=device,
+        config=config,
+    )
+    save_bundle(replace(bundle, open_set=open_set.to_dict()), out)
     report_dir = report_dir_for(out)
     write_classification_report(
         report_dir,
@@ -183,6 +246,7 @@ def train_image(
             "best_epoch": result.best_epoch,
             "history": [asdict(h) for h in result.history],
             "skipped_images": [f"{p}: {why}" for p, why in folder.skipped],
+            "open_set": {k: v for k, v in open_set.to_dict().items() if k != "prototypes"},
             "clipminer_version": __version__,
         },
     )
@@ -195,7 +259,75 @@ def train_image(
         train_images=len(train_items),
         val_images=len(val_items),
         skipped=len(folder.skipped),
+        open_set=open_set,
     )
+
+
+PROTOTYPE_IMAGES_PER_CLASS = 200
+"""Training images per class whose features make the class prototype (a stable sample)."""
+
+
+def calibrate_open_set(
+    bundle: Bundle,
+    train_items: Sequence[ImageItem],
+    val_items: Sequence[ImageItem],
+    *,
+    device: torch.device,
+    config: ImageTrainConfig,
+) -> OpenSet:
+    """Class prototypes from the training images' features and the open-set threshold
+    calibrated on the validation images (:mod:`clipminer.openset`)."""
+    by_class: dict[int, list[ImageItem]] = {}
+    for item in sorted(train_items, key=lambda item: item.sha256):
+        by_class.setdefault(item.label, []).append(item)
+    sample = [i for items in by_class.values() for i in items[:PROTOTYPE_IMAGES_PER_CLASS]]
+    model = image_models.model_from_bundle(bundle).to(device)
+    head = image_models.ARCHS[bundle.arch].head if bundle.arch in image_models.ARCHS else "fc"
+    transform = eval_transform(bundle.input.size, bundle.input.mean, bundle.input.std)
+    hint = 2 * max(bundle.input.size)
+    common = loader_kwargs(min(config.workers, 2), device) | {"batch_size": config.batch_size}
+    train_feats, _ = _features(
+        model, DataLoader(ImageDataset(list(sample), transform, size_hint=hint), **common), head
+    )
+    protos = prototypes(train_feats, np.array([i.label for i in sample]), len(bundle.labels))
+    val_feats, val_probs = _features(
+        model, DataLoader(ImageDataset(list(val_items), transform, size_hint=hint), **common), head
+    )
+    predicted = val_probs.argmax(1)
+    truth = np.array([i.label for i in val_items])
+    action = action_mask(bundle.labels, (config.background_label,))
+    calibration = calibrate(
+        similarity(val_feats, protos, predicted),
+        predicted,
+        truth,
+        action,
+        target_precision=config.target_precision,
+    )
+    samples = {"action": int(action[truth].sum()), "background": int((~action[truth]).sum())}
+    log.info("open-set calibration on %s validation images: %s", samples, calibration)
+    return OpenSet(protos, calibration, samples)
+
+
+@torch.inference_mode()
+def _features(
+    model: nn.Module, loader: DataLoader[Any], head: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pooled features N×D, probabilities N×K) of every image of ``loader``."""
+    kept: list[torch.Tensor] = []
+    hook = model.get_submodule(head).register_forward_hook(
+        lambda _m, inputs, _o: kept.append(inputs[0].detach().flatten(1).float().cpu())
+    )
+    probs = []
+    device = next(model.parameters()).device
+    try:
+        for images, _ in loader:
+            logits = model(images.to(device))
+            probs.append(torch.softmax(logits.float(), 1).cpu())
+    finally:
+        hook.remove()
+    if not probs:
+        return np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32)
+    return torch.cat(kept).numpy(), torch.cat(probs).numpy()
 
 
 def _config_dict(config: ImageTrainConfig, data_dir: object, val_dir: object) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -17,11 +18,13 @@ from torch.utils.data import DataLoader
 
 from clipminer import __version__
 from clipminer.config import VideoSource, VideoTrainConfig
+from clipminer.data.background import find_background
 from clipminer.data.videos import (
     ClipAugment,
     ClipDataset,
     ClipSpec,
     VideoCache,
+    VideoItem,
     VideoSet,
     check_readable,
     read_ucf101,
@@ -30,7 +33,7 @@ from clipminer.data.videos import (
 )
 from clipminer.devices import resolve_device
 from clipminer.errors import UsageError
-from clipminer.fsutil import atomic_path
+from clipminer.fsutil import atomic_path, safe_component
 from clipminer.labels import label_key
 from clipminer.metrics import (
     ClassificationMetrics,
@@ -78,9 +81,57 @@ def load_videos(source: VideoSource, *, labels: tuple[str, ...] | None = None) -
         else:
             train, val = split_by_name(items, source.val_fraction)
             videos = VideoSet(labels=found, train=train, val=val)
+    if source.background:
+        videos = add_background_videos(videos, source)
     videos.train = check_readable(videos.train, videos.unreadable)
     videos.val = check_readable(videos.val, videos.unreadable)
     return videos
+
+
+def add_background_videos(videos: VideoSet, source: VideoSource) -> VideoSet:
+    """``videos`` with the videos of ``source.background`` in the background class.
+
+    Whole videos are held out for validation as for any class; the training ones are
+    repeated (each repeat gives its own random clips) until the class has twice as many
+    items as the mean action.
+    """
+    files = find_background(source.background)
+    if not files.videos:
+        raise UsageError("--background: train-video takes videos; the sources hold only images")
+    if files.images:
+        log.warning(
+            "--background: %d images not used (train-video takes videos)", len(files.images)
+        )
+    name = source.background_label
+    labels = tuple(sorted({*videos.labels, name}))
+    remap = [labels.index(label) for label in videos.labels]
+
+    def moved(items: list[VideoItem]) -> list[VideoItem]:
+        return [dataclasses.replace(item, label=remap[item.label]) for item in items]
+
+    target = labels.index(name)
+    extra = [VideoItem(path, target, _background_name(path)) for path in files.videos]
+    if source.validates and source.val_fraction > 0 and len(extra) >= 2:
+        extra_train, extra_val = split_by_name(extra, source.val_fraction)
+    else:
+        extra_train, extra_val = extra, []
+    train = moved(videos.train)
+    actions = [i for i in train if labels[i.label] != name]
+    per_action = len(actions) / max(len({i.label for i in actions}), 1)
+    repeats = max(1, round(2 * per_action / max(len(extra_train), 1)))
+    return VideoSet(
+        labels=labels,
+        train=train + extra_train * repeats,
+        val=moved(videos.val) + extra_val,
+        unreadable=videos.unreadable,
+        missing=videos.missing,
+    )
+
+
+def _background_name(path: Path) -> str:
+    """A --background video's relative name (its cache entry): one safe component."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"background/{digest}-{safe_component(path.name)}"
 
 
 @dataclass(frozen=True)

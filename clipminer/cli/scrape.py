@@ -44,25 +44,28 @@ def scrape(
     """Build a Kinetics-style image dataset: search each action in headless Chromium.
 
     The full-size images are downloaded outside the browser, checked and deduplicated.
-    Re-running resumes: URLs already in the manifest are not fetched again. Respect the
-    search engines' terms of use; --engine local works offline.
+    Re-running resumes: URLs already in the manifest are not fetched again. With
+    --background, a background class of everyday scenes without an action is added, from
+    generic queries (docs/background-scrape.md). Respect the search engines' terms of use;
+    --engine local works offline.
     """
-    from scrapers.scrape import read_actions
+    from scrapers.scrape import class_plans, read_actions
     from scrapers.scrape import scrape as run_scrape
 
     names = (read_actions(actions) if actions else []) + list(action or [])
+    total = sum(plan.target for plan in class_plans(names, config))  # bad input: no bar
     with Progress(*columns(MofNCompleteColumn()), console=err_console) as bar:
-        update = _action_bars(bar, config.per_action * len(names))
+        update = _action_bars(bar, total)
         summaries = run_scrape(names, out, config=config, progress=update)
     console.print(_table(summaries))
     console.print(f"manifest: {out / 'manifest.csv'}")
 
 
 def _action_bars(bar: Progress, total: int) -> Callable[[str, int, int], None]:
-    """A bar per action and one over all of them; the callback the scraper reports to."""
+    """A bar per class and one over all of them; the callback the scraper reports to."""
     tasks: dict[str, Any] = {}
     saved_by_action: dict[str, int] = {}
-    overall = bar.add_task("all actions", total=total)
+    overall = bar.add_task("all classes", total=total)
 
     def update(name: str, saved: int, target: int) -> None:
         if name not in tasks:

@@ -37,6 +37,14 @@ class ImageItem:
     label: int
     """Index into the dataset's labels."""
     sha256: str
+    group: str = ""
+    """Images of one group (frames of one video) fall on one side of the split together;
+    empty: the image is its own group."""
+
+    @property
+    def split_key(self) -> str:
+        """What decides the item's side of the train/validation split."""
+        return hashlib.sha256(self.group.encode()).hexdigest() if self.group else self.sha256
 
 
 @dataclass
@@ -123,28 +131,29 @@ def scan_image_folder(
 def split_by_hash(
     items: list[ImageItem], val_fraction: float
 ) -> tuple[list[ImageItem], list[ImageItem]]:
-    """Deterministic stratified split: a file is in validation when its hash is low.
+    """Deterministic stratified split: a file (or a group, such as the frames of one
+    video) is in validation when its hash is low.
 
-    Each class with at least two images keeps at least one in each part.
+    Each class with at least two files or groups keeps at least one in each part.
     """
     if not 0 <= val_fraction < 1:
         raise UsageError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     train: list[ImageItem] = []
     val: list[ImageItem] = []
-    by_label: dict[int, list[ImageItem]] = {}
+    by_label: dict[int, dict[str, list[ImageItem]]] = {}
     for item in items:
-        by_label.setdefault(item.label, []).append(item)
-    for group in by_label.values():
-        group = sorted(group, key=lambda item: item.sha256)
+        by_label.setdefault(item.label, {}).setdefault(item.split_key, []).append(item)
+    for groups in by_label.values():
+        keys = sorted(groups)
         # Quantile of the hash, 0..1: stable when files are added or removed.
-        in_val = [int(item.sha256[:13], 16) / 16**13 < val_fraction for item in group]
-        if val_fraction > 0 and len(group) >= 2:
+        in_val = [int(key[:13], 16) / 16**13 < val_fraction for key in keys]
+        if val_fraction > 0 and len(keys) >= 2:
             if not any(in_val):
                 in_val[0] = True
             if all(in_val):
                 in_val[-1] = False
-        for item, is_val in zip(group, in_val, strict=True):
-            (val if is_val else train).append(item)
+        for key, is_val in zip(keys, in_val, strict=True):
+            (val if is_val else train).extend(groups[key])
     return train, val
 
 

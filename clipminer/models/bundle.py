@@ -9,7 +9,9 @@ is a dict of plain types and tensors:
 ``input`` (size, mean, std, clip_len, frame_rate), ``state_dict``, ``metrics``,
 ``config``, ``clipminer_version``; optionally ``precision``, a low-precision version of the
 weights made by ``clipminer quantize`` (:meth:`clipminer.precision.PreparedModel.state`:
-plain dicts and tensors, so it loads weights-only too).
+plain dicts and tensors, so it loads weights-only too); optionally ``open_set``, the class
+prototypes and calibrated threshold of open-set decisions
+(:meth:`clipminer.openset.OpenSet.to_dict`).
 """
 
 from __future__ import annotations
@@ -115,6 +117,9 @@ class Bundle:
     precision: dict[str, Any] | None = None
     """What ``clipminer quantize`` chose and made (mode, backend, quantized weights), or
     None for a plain fp32 bundle."""
+    open_set: dict[str, Any] | None = None
+    """Class prototypes and the calibrated threshold of open-set decisions
+    (:meth:`clipminer.openset.OpenSet.to_dict`), or None (decisions by score alone)."""
     source: str = field(default="", compare=False)
     """Where the bundle was loaded from (for messages; never saved)."""
 
@@ -146,6 +151,7 @@ class Bundle:
             "config": self.config,
             "clipminer_version": self.clipminer_version,
             **({} if self.precision is None else {"precision": self.precision}),
+            **({} if self.open_set is None else {"open_set": self.open_set}),
         }
 
 
@@ -290,6 +296,9 @@ def load_bundle(path: str | os.PathLike[str], *, kind: Kind | None = None) -> Bu
     precision = data.get("precision")
     if precision is not None and not isinstance(precision, dict):
         raise BundleError(f"{path}: malformed clipminer bundle (precision is not a table)")
+    open_set = data.get("open_set")
+    if open_set is not None and not isinstance(open_set, dict):
+        raise BundleError(f"{path}: malformed clipminer bundle (open_set is not a table)")
     try:
         return Bundle(
             kind=data["kind"],
@@ -301,6 +310,7 @@ def load_bundle(path: str | os.PathLike[str], *, kind: Kind | None = None) -> Bu
             config=dict(data["config"]),
             clipminer_version=str(data.get("clipminer_version", "unknown")),
             precision=precision,
+            open_set=open_set,
             source=str(path),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
