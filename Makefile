@@ -27,7 +27,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,scrape,videos,ray,curate]"
+	$(PY) -m pip install -q -e ".[dev,scrape,videos,ray,curate,background]"
 	touch $@
 
 demo: setup
@@ -55,6 +55,7 @@ bench: setup
 	$(PY) benchmarks/shots.py
 	$(PY) benchmarks/dedup.py
 	$(PY) benchmarks/cut_settings.py
+	$(PY) benchmarks/open_set.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

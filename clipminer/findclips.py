@@ -44,7 +44,7 @@ from clipminer.cut import CutResult, cut_clip
 from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device
-from clipminer.errors import BundleError, ClipminerError, UsageError
+from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import safe_component
 from clipminer.labels import label_key
 from clipminer.layout import (
@@ -60,7 +60,7 @@ from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, inference_network, load_bundle
 from clipminer.models.features import HeadInputs, weights_id
 from clipminer.models.image import ImageScorer
-from clipminer.openset import OpenSet
+from clipminer.openset import Calibration, open_set_score
 from clipminer.precision import PreparedModel, for_bundle
 from clipminer.sampling import uniform_window_starts, window_indices
 from clipminer.segments import OnlineSegmenter, Segment, clamp, top_segments
@@ -463,16 +463,11 @@ class ClipMiner:
             config = replace(config, batch_size=32 if self.device.type == "cuda" else cpu_batch)
         self.config = config
         self.batch_size: int = config.batch_size or 4
-        self.open_set = _open_set_of(self.scorer)
-        """Class prototypes and the calibrated threshold of the image model, if it has them."""
+        self.open_set = _calibration_of(self.scorer)
+        """The open-set threshold calibrated when the image model was trained, if any."""
         self.open_set_threshold: float | None = config.open_set_threshold
         if self.open_set_threshold is None and self.open_set is not None:
-            self.open_set_threshold = self.open_set.calibration.threshold
-        if config.open_set_threshold is not None and self.scorer and self.open_set is None:
-            raise UsageError(
-                f"--open-set-threshold: {self.scorer.bundle.source or 'the image model'} has no "
-                "open-set prototypes (train it again with this clipminer)"
-            )
+            self.open_set_threshold = self.open_set.threshold
         bundles = [
             b if isinstance(b, Bundle) else load_bundle(b, kind="video") for b in video_models
         ]
@@ -512,15 +507,28 @@ class ClipMiner:
         }
         """What each model actually runs at (recorded in ``run.json``)."""
 
-    def open_set_score(self, label: str, rows: np.ndarray | None) -> float | None:
-        """The open-set score of a candidate labelled ``label`` whose scored frames have the
-        pooled features ``rows`` (N×D); None when it cannot be judged."""
-        if self.open_set is None or rows is None or not len(rows) or self.scorer is None:
-            return None
-        keys = [label_key(name) for name in self.scorer.labels]
-        if label_key(label) not in keys:
-            return None
-        return round(self.open_set.score(rows, keys.index(label_key(label))), 6)
+    def open_set_score(
+        self,
+        seg: Segment,
+        relabel: Relabel | None,
+        times: np.ndarray,
+        scores: np.ndarray,
+        labels: Sequence[str],
+    ) -> float | None:
+        """The open-set score of a candidate (:func:`clipminer.openset.open_set_score`):
+        the image model's mean probability of its final label over the frames scored in
+        ``seg`` (``times``, ``scores``: every scored frame, a column per label of
+        ``labels``), averaged with the video models' probability of that label."""
+        label = relabel.label if relabel else seg.label
+        image = None
+        keys = [label_key(name) for name in labels]
+        inside = (times >= seg.time_start_seconds - 1e-6) & (times < seg.time_end_seconds)
+        if label_key(label) in keys and inside.any() and len(scores):
+            image = float(scores[inside, keys.index(label_key(label))].mean())
+        video = None
+        if relabel is not None:
+            video = (relabel.probs or dict(relabel.top5)).get(label, relabel.score)
+        return open_set_score(image, video)
 
     def rejects(self, score: float | None) -> bool:
         """Whether ``--open-set auto`` drops a candidate with this open-set score."""
@@ -649,7 +657,7 @@ class ClipMiner:
         rows_of = _feature_rows(scan.features)
         with stages.timing("cut"):
             candidates, rejected = self._finish(
-                video, info, scan.segments, folder, cutter, rows_of=rows_of
+                video, info, scan.segments, folder, cutter, scores=(scan.times, scan.scores, labels)
             )
         if scan.features:
             candidates = [replace(c, embedding=_mean(rows_of(c.segment))) for c in candidates]
@@ -763,20 +771,11 @@ class ClipMiner:
                 segments.append((seg, label))
                 final = label.label if label else seg.label
                 clamped = clamp(seg, info.duration_seconds)
-                rows = [
-                    v
-                    for t, v in feature_ring
-                    if seg.time_start_seconds - 1e-6 <= t < seg.time_end_seconds
-                ]
-                rejected = self.rejects(
-                    self.open_set_score(final, np.stack(rows) if rows else None)
+                score = self.open_set_score(
+                    seg, label, np.asarray(times), np.stack(scores), scorer.labels
                 )
-                if (
-                    cutter
-                    and clamped
-                    and final not in cfg.segment.background_labels
-                    and not rejected
-                ):
+                wanted = final not in cfg.segment.background_labels and not self.rejects(score)
+                if cutter and clamped and wanted:
                     cutter.submit(clamped, final)
 
         def flush() -> None:
@@ -859,7 +858,7 @@ class ClipMiner:
         folder: Path,
         cutter: _EarlyCutter | None = None,
         *,
-        rows_of: Callable[[Segment], np.ndarray | None],
+        scores: tuple[np.ndarray, np.ndarray, Sequence[str]],
     ) -> tuple[list[Candidate], list[dict[str, Any]]]:
         """Pick the best, drop what the re-label calls background, merge, drop what the
         open-set decision rejects, and cut. Returns the candidates and the rejected."""
@@ -891,7 +890,7 @@ class ClipMiner:
         used: set[str] = set()
         for seg, relabel in merge_same_label(chosen):
             final = relabel.label if relabel else seg.label
-            score = self.open_set_score(final, rows_of(seg))
+            score = self.open_set_score(seg, relabel, *scores)
             if self.rejects(score):
                 log.info(
                     "%s: %.2f-%.2f s (%s) dropped, open-set score %.3f < %.3f",
@@ -1049,17 +1048,13 @@ class ClipMiner:
         stage.rename(final)
         shutil.rmtree(old, ignore_errors=True)
 
-    def _open_set_record(self, result: VideoResult) -> dict[str, Any] | None:
+    def _open_set_record(self, result: VideoResult) -> dict[str, Any]:
         """What ``run.json`` says about the open-set decision of one video."""
-        if self.open_set is None:
-            return None
-        calibration = self.open_set.calibration
+        calibration = self.open_set
         return {
             "mode": self.config.open_set,
             "threshold": self.open_set_threshold,
-            "calibrated_threshold": calibration.threshold,
-            "calibrated_precision": calibration.precision,
-            "calibrated_recall": calibration.recall,
+            "calibration": None if calibration is None else calibration.to_dict(),
             "rejected": result.rejected,
         }
 
@@ -1134,17 +1129,18 @@ def _mean(rows: np.ndarray | None) -> np.ndarray | None:
     return None if rows is None else rows.mean(0)
 
 
-def _open_set_of(scorer: ImageScorer | None) -> OpenSet | None:
-    """The image bundle's open-set prototypes and calibration, or None."""
+def _calibration_of(scorer: ImageScorer | None) -> Calibration | None:
+    """The image bundle's calibrated open-set threshold, or None."""
     data = scorer.bundle.open_set if scorer is not None else None
     if scorer is None or data is None:
         return None
     try:
-        return OpenSet.from_dict(data, num_labels=len(scorer.labels))
+        return Calibration.from_dict(data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(
-            f"{scorer.bundle.source or 'image model'}: malformed open_set table ({exc})"
-        ) from None
+        log.warning(
+            "%s: open-set calibration not used (%s)", scorer.bundle.source or "image model", exc
+        )
+        return None
 
 
 def _staging(folder: Path) -> Path:

@@ -7,7 +7,6 @@ import logging
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from clipminer import __version__
 from clipminer.config import ImageTrainConfig
-from clipminer.data.background import find_background, sample_background
+from clipminer.data.background import find_background, hold_out_a_video, sample_background
 from clipminer.data.images import (
     ImageDataset,
     ImageFolder,
@@ -32,7 +31,7 @@ from clipminer.errors import UsageError
 from clipminer.metrics import ClassificationMetrics
 from clipminer.models import image as image_models
 from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
-from clipminer.openset import OpenSet, action_mask, calibrate, prototypes, similarity
+from clipminer.openset import Calibration, action_mask, calibrate
 from clipminer.report import write_classification_report
 from clipminer.train import (
     EpochResult,
@@ -42,6 +41,7 @@ from clipminer.train import (
     fit,
     loader_kwargs,
     plain_path,
+    predict,
     report_dir_for,
     require_tensorboard,
     seed_everything,
@@ -64,8 +64,8 @@ class ImageTrainResult:
     train_images: int
     val_images: int
     skipped: int
-    open_set: OpenSet | None = None
-    """Prototypes and the calibrated open-set threshold stored in the bundle."""
+    open_set: Calibration | None = None
+    """The calibrated open-set threshold stored in the bundle."""
 
 
 def _check_classes(folder: ImageFolder) -> None:
@@ -149,6 +149,9 @@ def _train_image(
     labels = folder.labels
     if val_dir is None:
         train_items, val_items = split_by_hash(folder.items, config.val_fraction)
+        if config.background and config.val_fraction > 0:
+            target = labels.index(config.background_label)
+            train_items, val_items = hold_out_a_video(train_items, val_items, target)
         if not val_items:
             raise UsageError("--val-fraction 0 leaves no validation images; give --val-dir")
     else:
@@ -229,13 +232,7 @@ def _train_image(
         metrics = evaluate(
             image_models.model_from_bundle(bundle).to(device), val_loader, device, labels
         )
-    open_set = calibrate_open_set(
-        bundle,
-        train_items,
-        val_items,
-        device=device,
-        config=config,
-    )
+    open_set = calibrate_open_set(bundle, val_loader, device=device, config=config)
     save_bundle(replace(bundle, open_set=open_set.to_dict()), out)
     report_dir = report_dir_for(out)
     write_classification_report(
@@ -246,7 +243,7 @@ def _train_image(
             "best_epoch": result.best_epoch,
             "history": [asdict(h) for h in result.history],
             "skipped_images": [f"{p}: {why}" for p, why in folder.skipped],
-            "open_set": {k: v for k, v in open_set.to_dict().items() if k != "prototypes"},
+            "open_set": open_set.to_dict(),
             "clipminer_version": __version__,
         },
     )
@@ -263,71 +260,27 @@ def _train_image(
     )
 
 
-PROTOTYPE_IMAGES_PER_CLASS = 200
-"""Training images per class whose features make the class prototype (a stable sample)."""
-
-
 def calibrate_open_set(
     bundle: Bundle,
-    train_items: Sequence[ImageItem],
-    val_items: Sequence[ImageItem],
+    val_loader: DataLoader[Any],
     *,
     device: torch.device,
     config: ImageTrainConfig,
-) -> OpenSet:
-    """Class prototypes from the training images' features and the open-set threshold
-    calibrated on the validation images (:mod:`clipminer.openset`)."""
-    by_class: dict[int, list[ImageItem]] = {}
-    for item in sorted(train_items, key=lambda item: item.sha256):
-        by_class.setdefault(item.label, []).append(item)
-    sample = [i for items in by_class.values() for i in items[:PROTOTYPE_IMAGES_PER_CLASS]]
+) -> Calibration:
+    """The open-set threshold calibrated on the validation images
+    (:mod:`clipminer.openset`): the probability of each image's predicted label."""
     model = image_models.model_from_bundle(bundle).to(device)
-    head = image_models.ARCHS[bundle.arch].head if bundle.arch in image_models.ARCHS else "fc"
-    transform = eval_transform(bundle.input.size, bundle.input.mean, bundle.input.std)
-    hint = 2 * max(bundle.input.size)
-    common = loader_kwargs(min(config.workers, 2), device) | {"batch_size": config.batch_size}
-    train_feats, _ = _features(
-        model, DataLoader(ImageDataset(list(sample), transform, size_hint=hint), **common), head
-    )
-    protos = prototypes(train_feats, np.array([i.label for i in sample]), len(bundle.labels))
-    val_feats, val_probs = _features(
-        model, DataLoader(ImageDataset(list(val_items), transform, size_hint=hint), **common), head
-    )
-    predicted = val_probs.argmax(1)
-    truth = np.array([i.label for i in val_items])
-    action = action_mask(bundle.labels, (config.background_label,))
+    probs, truth = predict(model, val_loader, device)
+    predicted = probs.argmax(1)
     calibration = calibrate(
-        similarity(val_feats, protos, predicted),
+        probs[np.arange(len(probs)), predicted],
         predicted,
         truth,
-        action,
+        action_mask(bundle.labels, (config.background_label,)),
         target_precision=config.target_precision,
     )
-    samples = {"action": int(action[truth].sum()), "background": int((~action[truth]).sum())}
-    log.info("open-set calibration on %s validation images: %s", samples, calibration)
-    return OpenSet(protos, calibration, samples)
-
-
-@torch.inference_mode()
-def _features(
-    model: nn.Module, loader: DataLoader[Any], head: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """(pooled features N×D, probabilities N×K) of every image of ``loader``."""
-    kept: list[torch.Tensor] = []
-    hook = model.get_submodule(head).register_forward_hook(
-        lambda _m, inputs, _o: kept.append(inputs[0].detach().flatten(1).float().cpu())
-    )
-    probs = []
-    device = next(model.parameters()).device
-    try:
-        for images, _ in loader:
-            logits = model(images.to(device))
-            probs.append(torch.softmax(logits.float(), 1).cpu())
-    finally:
-        hook.remove()
-    if not probs:
-        return np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32)
-    return torch.cat(kept).numpy(), torch.cat(probs).numpy()
+    log.info("open-set calibration on the validation images: %s", calibration)
+    return calibration
 
 
 def _config_dict(config: ImageTrainConfig, data_dir: object, val_dir: object) -> dict[str, Any]:

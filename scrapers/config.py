@@ -7,9 +7,11 @@ Each user setting is declared once (:func:`clipminer.settings.setting`); the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, get_args
 
 from clipminer.errors import UsageError
+from clipminer.labels import label_key
 from clipminer.settings import setting
 from scrapers.engines import engines
 
@@ -113,7 +115,8 @@ class ScrapeConfig:
     engine: str = setting(
         "bing",
         "bing, google, duckduckgo, or local: an offline engine clipminer starts itself, "
-        "serving generated images of the toy actions.",
+        "serving generated images of the toy actions (and of generic scenes for "
+        "--background).",
         metavar="ENGINE",
     )
     engine_url: str | None = setting(
@@ -130,12 +133,48 @@ class ScrapeConfig:
     query_template: str = setting(
         "{action}", "Search query; {action} is replaced by the action.", metavar="TEMPLATE"
     )
-    max_pages: int = setting(20, "Result pages (or scrolls) read per action at most.", min=1)
+    max_pages: int = setting(
+        20,
+        "Result pages (or scrolls) read per action (per query of the background class) at most.",
+        min=1,
+    )
     retry_failed: bool = setting(
         False, "Fetch again URLs that failed with an HTTP error or a timeout before."
     )
+    background: bool = setting(
+        False,
+        "Add a background class for open-set mining: images of everyday scenes without an "
+        "action (people talking to a camera, streets, rooms, landscapes...) from generic "
+        "queries, as in the negative sets of Kinetics. Implied by --background-queries and "
+        "--background-images.",
+    )
+    background_label: str = setting(
+        "background",
+        "The background class's name: its folder under OUT and its action in the manifest. "
+        "No action may have this name.",
+        metavar="LABEL",
+    )
+    background_queries: Path | None = setting(
+        None,
+        "File of generic queries for the background class, one per line (blank lines and # "
+        "comments ignored), instead of the built-in list; searched as written, without "
+        "--query-template. Implies --background.",
+        metavar="FILE",
+    )
+    background_images: int | None = setting(
+        None,
+        "Images of the background class in all, dealt round-robin over its queries so that "
+        "every query contributes (default: 2 x --per-action). Implies --background.",
+        min=1,
+        metavar="N",
+    )
     download: DownloadConfig = field(default_factory=DownloadConfig)
     page_load_timeout_seconds: float = 30.0
+
+    @property
+    def background_target(self) -> int:
+        """Images of the background class in all (``background_images`` or 2 × per action)."""
+        return self.background_images or 2 * self.per_action
 
     def __post_init__(self) -> None:
         if self.engine not in engines():
@@ -148,3 +187,14 @@ class ScrapeConfig:
             )
         if self.engine_url is not None and not self.engine_url.startswith(("http://", "https://")):
             raise UsageError(f"--engine-url must be an http(s) URL, got {self.engine_url!r}")
+        if self.background_images is not None and self.background_images < 1:
+            raise UsageError(
+                f"--background-images must be at least 1, got {self.background_images!r}"
+            )
+        if not label_key(self.background_label):
+            raise UsageError(
+                "--background-label must contain a letter or a digit, "
+                f"got {self.background_label!r}"
+            )
+        if self.background_queries is not None or self.background_images is not None:
+            object.__setattr__(self, "background", True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from clipminer import synth
 from clipminer.config import FindClipsConfig, VideoFitConfig
+from clipminer.data.background import BUILTIN, builtin_photos
 from clipminer.data.videos import ClipSpec
 from clipminer.errors import UsageError
 from clipminer.layout import videos_root
@@ -123,12 +124,22 @@ def run_demo(
             batch_size=16,
             val_fraction=0.2,
             workers=2,
+            # real photographs join the background class (the open-set recipe)
+            background=(BUILTIN,) if builtin_photos() else (),
             fit=FitConfig(epochs=size.image_epochs, seed=seed),
         ),
     )
+    calibration = image.open_set
+    open_set = (
+        f"; open-set threshold {calibration.threshold:.2f} (validation precision "
+        f"{calibration.precision:.2f}, recall {calibration.recall:.2f})"
+        if calibration
+        else ""
+    )
     summary["train-image"] = (
-        f"densenet121 on {image.train_images} images: validation top-1 "
-        f"{image.metrics.top1:.2f} -> {image.model_path}"
+        f"densenet121 on {image.train_images} images (background with "
+        f"{len(builtin_photos())} real photographs): validation top-1 "
+        f"{image.metrics.top1:.2f}{open_set} -> {image.model_path}"
     )
     step(2)
     synth.make_clips(

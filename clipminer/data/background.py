@@ -30,7 +30,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from clipminer.data.images import IMAGE_SUFFIXES
+from clipminer.data.images import IMAGE_SUFFIXES, ImageItem
 from clipminer.data.videos import VIDEO_SUFFIXES
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import safe_component
@@ -216,3 +216,17 @@ def sample_background(
     if not result:
         raise UsageError("--background: no readable video or image in the sources")
     return result
+
+
+def hold_out_a_video(
+    train: list[ImageItem], val: list[ImageItem], label: int
+) -> tuple[list[ImageItem], list[ImageItem]]:
+    """(train, val) with the frames of at least one background video in validation, so that
+    the open-set calibration sees footage of a source it was not trained on: when the
+    split left none there and the class has two videos or more, the one whose name hashes
+    lowest moves over whole."""
+    videos = {i.group for i in train + val if i.label == label and i.group.startswith("video:")}
+    if len(videos) < 2 or any(i.group in videos for i in val):
+        return train, val
+    moved = min(videos, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    return [i for i in train if i.group != moved], val + [i for i in train if i.group == moved]
