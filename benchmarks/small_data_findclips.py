@@ -73,8 +73,9 @@ GAP_SECONDS = (3.0, 6.0)
 BACKGROUND = "background"
 
 
-def test_parts(actions: Path) -> dict[str, np.ndarray]:
-    """Each clip's test chunks in one piece, centre-cropped to :data:`SIZE`."""
+def test_parts(actions: Path, *, seen: bool = False) -> dict[str, np.ndarray]:
+    """Each clip's test chunks in one piece, centre-cropped to :data:`SIZE` (with ``seen``,
+    its training chunks instead)."""
     parts = {}
     per_chunk = round(CHUNK_SECONDS * SPEC.frame_rate)
     for path in sorted(actions.iterdir()):
@@ -83,7 +84,7 @@ def test_parts(actions: Path) -> dict[str, np.ndarray]:
         frames = decode_frames(path, SPEC)
         chunks = len(frames) // per_chunk
         cut = round(chunks * TRAIN_SHARE)  # as make_chunks: chunks [cut, chunks) test
-        part = frames[cut * per_chunk : chunks * per_chunk]
+        part = frames[: cut * per_chunk] if seen else frames[cut * per_chunk : chunks * per_chunk]
         _, h, w, _ = part.shape
         top, left = (h - SIZE[0]) // 2, (w - SIZE[1]) // 2
         parts[action_name(path)] = part[:, top : top + SIZE[0], left : left + SIZE[1]]

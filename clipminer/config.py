@@ -90,15 +90,16 @@ class FindClipsConfig:
     )
     open_set: OpenSetMode = setting(
         "auto",
-        "auto: drop candidates whose open-set score (similarity of their frames' features to "
-        "the label's class prototype) is below the threshold calibrated when the image model "
-        "was trained; off: keep them (the score is still written to segments.csv).",
+        "auto: drop candidates whose open-set score (the label's probability, the image "
+        "model's over the segment averaged with the video model's) is below the threshold "
+        "calibrated when the image model was trained; off: keep them (the score is still "
+        "written to segments.csv).",
     )
     open_set_threshold: float | None = setting(
         None,
-        "Open-set threshold to use instead of the image model's calibrated one (-1..1; "
+        "Open-set threshold to use instead of the image model's calibrated one (0..1; "
         "higher: fewer, surer clips).",
-        min=-1.0,
+        min=0.0,
         max=1.0,
     )
     shots: bool = setting(
@@ -131,6 +132,14 @@ class FindClipsConfig:
         if self.precision not in PRECISIONS:
             raise UsageError(
                 f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if self.relabel_vote not in ("both", "video"):
+            raise UsageError(f"--relabel-vote must be both or video, got {self.relabel_vote!r}")
+        if self.open_set not in ("auto", "off"):
+            raise UsageError(f"--open-set must be auto or off, got {self.open_set!r}")
+        if self.open_set_threshold is not None and not 0 <= self.open_set_threshold <= 1:
+            raise UsageError(
+                f"--open-set-threshold must be in [0, 1], got {self.open_set_threshold}"
             )
 
 
@@ -315,6 +324,14 @@ class ImageTrainConfig:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.workers < 0:
             raise UsageError(f"--workers must be 0 or more, got {self.workers}")
+        if not 0 < self.target_precision <= 1:
+            raise UsageError(f"--target-precision must be in (0, 1], got {self.target_precision}")
+        if not self.background_label.strip():
+            raise UsageError("--background-label must not be empty")
+        if self.background_images is not None and self.background_images < 1:
+            raise UsageError(
+                f"--background-images must be at least 1, got {self.background_images}"
+            )
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, inference_network, load_bundle
 from clipminer.models.features import HeadInputs, weights_id
 from clipminer.models.image import ImageScorer
-from clipminer.openset import Calibration, open_set_score
+from clipminer.openset import Calibration, open_set_score, threshold_for
 from clipminer.precision import PreparedModel, for_bundle
 from clipminer.sampling import uniform_window_starts, window_indices
 from clipminer.segments import OnlineSegmenter, Segment, clamp, top_segments
@@ -211,6 +211,8 @@ class VideoResult:
     """The image model's pooled features averaged over every scored frame."""
     rejected: list[dict[str, Any]] = field(default_factory=list)
     """Candidates dropped by the open-set decision (label, times, score; in ``run.json``)."""
+    open_set_threshold: float | None = None
+    """The open-set threshold the candidates were judged by (None: none was)."""
 
 
 @dataclass
@@ -225,6 +227,8 @@ class _Scan:
     """Pooled image features (float16) of the scored frames inside segments, by pts: 2 KiB
     a frame at densenet121's 1024, about 7 MiB per hour of candidates at 2 fps."""
     video_embedding: np.ndarray | None = None
+    open_set_threshold: float | None = None
+    """The open-set threshold to judge the candidates by."""
 
 
 # -- re-labelling ---------------------------------------------------------------------
@@ -518,23 +522,42 @@ class ClipMiner:
         """The open-set score of a candidate (:func:`clipminer.openset.open_set_score`):
         the image model's mean probability of its final label over the frames scored in
         ``seg`` (``times``, ``scores``: every scored frame, a column per label of
-        ``labels``), averaged with the video models' probability of that label."""
+        ``labels``), averaged with the video models' probability of that label.
+
+        With ``--segment-on action`` and a video model, the image model only finds actions
+        and the video model names them, so the image model's vote is its action share
+        (1 - background) instead: a frame cannot tell sliding left from sliding right.
+        """
         label = relabel.label if relabel else seg.label
         image = None
         keys = [label_key(name) for name in labels]
         inside = (times >= seg.time_start_seconds - 1e-6) & (times < seg.time_end_seconds)
-        if label_key(label) in keys and inside.any() and len(scores):
+        if inside.any() and len(scores) and relabel and self.config.segment.segment_on == "action":
+            background = {label_key(name) for name in self.config.segment.background_labels}
+            columns = [k for k, key in enumerate(keys) if key in background]
+            image = 1.0 - float(scores[inside][:, columns].sum(1).mean())
+        elif label_key(label) in keys and inside.any() and len(scores):
             image = float(scores[inside, keys.index(label_key(label))].mean())
         video = None
         if relabel is not None:
             video = (relabel.probs or dict(relabel.top5)).get(label, relabel.score)
         return open_set_score(image, video)
 
-    def rejects(self, score: float | None) -> bool:
-        """Whether ``--open-set auto`` drops a candidate with this open-set score."""
-        threshold = self.open_set_threshold
+    def threshold_for(self, relabel: Relabel | None, base: float | None) -> float | None:
+        """The threshold a candidate is judged by: ``base`` (the image model's calibrated
+        threshold), averaged with the video models' half when they voted
+        (:func:`clipminer.openset.threshold_for`); a ``--open-set-threshold`` as it is."""
+        if base is None or self.config.open_set_threshold is not None:
+            return base
+        return threshold_for(base, video_voted=relabel is not None)
+
+    def rejects(
+        self, score: float | None, threshold: float | None, *, auto: bool | None = None
+    ) -> bool:
+        """Whether ``--open-set auto`` (``auto``: whatever the settings say) drops a
+        candidate with this open-set score."""
         return (
-            self.config.open_set == "auto"
+            (self.config.open_set == "auto" if auto is None else auto)
             and score is not None
             and threshold is not None
             and score < threshold
@@ -631,7 +654,11 @@ class ClipMiner:
                 for seg in self._pick(segments, info)
             ]
             chosen = [(seg, self.vote(seg, r, times, scores)) for seg, r in chosen]
-        scan = _Scan(times, scores, chosen, shots)
+        # Without an image model, the threshold of the run that wrote the scores.
+        threshold = self.open_set_threshold
+        if threshold is None and self.scorer is None:
+            threshold = _threshold_of_run(Path(scores_path).with_name(RUN_JSON))
+        scan = _Scan(times, scores, chosen, shots, open_set_threshold=threshold)
         return self._complete(video, info, scan, folder, started, source, stages, labels)
 
     def _split(self, segments: Sequence[Segment], shots: Sequence[ShotBoundary]) -> list[Segment]:
@@ -657,7 +684,13 @@ class ClipMiner:
         rows_of = _feature_rows(scan.features)
         with stages.timing("cut"):
             candidates, rejected = self._finish(
-                video, info, scan.segments, folder, cutter, scores=(scan.times, scan.scores, labels)
+                video,
+                info,
+                scan.segments,
+                folder,
+                cutter,
+                scores=(scan.times, scan.scores, labels),
+                threshold=scan.open_set_threshold,
             )
         if scan.features:
             candidates = [replace(c, embedding=_mean(rows_of(c.segment))) for c in candidates]
@@ -674,6 +707,7 @@ class ClipMiner:
             scan.shots,
             scan.video_embedding,
             rejected,
+            scan.open_set_threshold,
         )
         with stages.timing("write"):
             self._write_outputs(result, labels=labels)
@@ -774,7 +808,9 @@ class ClipMiner:
                 score = self.open_set_score(
                     seg, label, np.asarray(times), np.stack(scores), scorer.labels
                 )
-                wanted = final not in cfg.segment.background_labels and not self.rejects(score)
+                threshold = self.threshold_for(label, self.open_set_threshold)
+                rejected = self.rejects(score, threshold)
+                wanted = final not in cfg.segment.background_labels and not rejected
                 if cutter and clamped and wanted:
                     cutter.submit(clamped, final)
 
@@ -842,6 +878,7 @@ class ClipMiner:
             shots.boundaries if shots else [],
             kept_features,
             None if video_sum is None else video_sum / max(video_count, 1),
+            self.open_set_threshold,
         )
 
     def _pick(self, segments: Sequence[Segment], info: VideoInfo) -> list[Segment]:
@@ -859,6 +896,7 @@ class ClipMiner:
         cutter: _EarlyCutter | None = None,
         *,
         scores: tuple[np.ndarray, np.ndarray, Sequence[str]],
+        threshold: float | None,
     ) -> tuple[list[Candidate], list[dict[str, Any]]]:
         """Pick the best, drop what the re-label calls background, merge, drop what the
         open-set decision rejects, and cut. Returns the candidates and the rejected."""
@@ -891,7 +929,8 @@ class ClipMiner:
         for seg, relabel in merge_same_label(chosen):
             final = relabel.label if relabel else seg.label
             score = self.open_set_score(seg, relabel, *scores)
-            if self.rejects(score):
+            judged_by = self.threshold_for(relabel, threshold)
+            if self.rejects(score, judged_by):
                 log.info(
                     "%s: %.2f-%.2f s (%s) dropped, open-set score %.3f < %.3f",
                     video,
@@ -899,7 +938,7 @@ class ClipMiner:
                     seg.time_end_seconds,
                     final,
                     score,
-                    self.open_set_threshold,
+                    judged_by,
                 )
                 rejected.append(
                     {
@@ -907,6 +946,7 @@ class ClipMiner:
                         "time_start": seg.time_start_seconds,
                         "time_end": seg.time_end_seconds,
                         "open_set_score": score,
+                        "threshold": judged_by,
                     }
                 )
                 continue
@@ -1053,7 +1093,7 @@ class ClipMiner:
         calibration = self.open_set
         return {
             "mode": self.config.open_set,
-            "threshold": self.open_set_threshold,
+            "threshold": result.open_set_threshold,
             "calibration": None if calibration is None else calibration.to_dict(),
             "rejected": result.rejected,
         }
@@ -1127,6 +1167,17 @@ def _feature_rows(
 
 def _mean(rows: np.ndarray | None) -> np.ndarray | None:
     return None if rows is None else rows.mean(0)
+
+
+def _threshold_of_run(path: Path) -> float | None:
+    """The open-set threshold recorded in a ``run.json`` (None when there is none)."""
+    import json
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("open_set", {}).get("threshold")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _calibration_of(scorer: ImageScorer | None) -> Calibration | None:

@@ -45,6 +45,22 @@ def open_set_score(
     return round(sum(votes) / len(votes), 6) if votes else None
 
 
+VIDEO_THRESHOLD = 0.5
+"""The video models' half of the threshold when they vote: more likely this action than not.
+(Their probabilities are less peaked than an image model's: trained with label smoothing on
+few clips, a true action often gets 0.6-0.9.)"""
+
+
+def threshold_for(image_threshold: float, *, video_voted: bool) -> float:
+    """What a candidate's open-set score is compared with: the image model's calibrated
+    threshold, or, when the video models' probability is averaged into the score, the mean
+    of that threshold and :data:`VIDEO_THRESHOLD` (the score and the threshold are then
+    averages of the same two votes)."""
+    if not video_voted:
+        return image_threshold
+    return round((image_threshold + VIDEO_THRESHOLD) / 2, 6)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """A threshold on the open-set score and what it gave on validation images."""

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -459,7 +460,11 @@ def test_duplicate_segments_give_one_clip(tiny_models, tmp_path: Path) -> None:
     info = probe(video)
     twice = [(_seg("a", 0.5, 2.0), None), (_seg("a", 0.5, 2.0), None), (_seg("b", 0.5, 2.0), None)]
     folder = tmp_path / "out" / "videos" / "v0"
-    candidates = miner._finish(video, info, twice, folder)
+    no_scores = (np.zeros(0), np.zeros((0, 0)), ())
+    candidates, rejected = miner._finish(
+        video, info, twice, folder, scores=no_scores, threshold=None
+    )
+    assert not rejected
     paths = [c.clip_path for c in candidates]
     assert len(paths) == 2 and len(set(paths)) == 2
 

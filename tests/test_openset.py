@@ -17,7 +17,14 @@ from clipminer.data.videos import decode_frames
 from clipminer.encode import VideoWriter
 from clipminer.findclips import ClipMiner, FindClipsConfig, Relabel, vote_both
 from clipminer.models.bundle import load_bundle, save_bundle
-from clipminer.openset import Calibration, action_mask, calibrate, open_set_score
+from clipminer.openset import (
+    VIDEO_THRESHOLD,
+    Calibration,
+    action_mask,
+    calibrate,
+    open_set_score,
+    threshold_for,
+)
 from clipminer.report import write_scores_parquet
 from clipminer.train import FitConfig
 from clipminer.train_image import train_image
@@ -81,6 +88,13 @@ def test_open_set_score_averages_the_votes(
     image: float | None, video: float | None, expected: float | None
 ) -> None:
     assert open_set_score(image, video) == expected
+
+
+def test_threshold_for_averages_like_the_score() -> None:
+    assert threshold_for(0.9, video_voted=False) == 0.9
+    assert threshold_for(0.9, video_voted=True) == pytest.approx((0.9 + VIDEO_THRESHOLD) / 2)
+    # a candidate exactly as sure as each model's threshold is kept
+    assert open_set_score(0.9, VIDEO_THRESHOLD) == threshold_for(0.9, video_voted=True)
 
 
 def test_action_mask() -> None:
@@ -256,3 +270,26 @@ def test_a_distractor_the_classes_do_not_cover_yields_no_clip(
         assert not [s for s in spans if s[0] < 11.0 and s[1] > 5.0], spans  # nothing inside
         found = {c.final_label for c in result.candidates}
         assert found & {"bouncing", "spinning"}, found
+
+
+@pytest.mark.parametrize(("segment_on", "expected"), [("class", 0.55), ("action", 0.775)])
+def test_the_image_vote_in_action_mode_is_its_action_share(
+    segment_on: str, expected: float
+) -> None:
+    """A frame cannot tell sliding left from sliding right: with --segment-on action the
+    video model names the action and the image model's vote is 1 - background."""
+    from clipminer.segments import Segment, SegmentConfig
+
+    miner = ClipMiner(
+        None, config=FindClipsConfig(segment=SegmentConfig(segment_on=segment_on), device="cpu")
+    )
+    labels = ("background", "sliding_left", "sliding_right")
+    times = np.array([0.0, 0.5, 1.0, 1.5])
+    scores = np.tile([0.1, 0.45, 0.45], (4, 1))
+    video = {"background": 0.05, "sliding_left": 0.65, "sliding_right": 0.3}
+    relabel = Relabel("sliding_left", 0.65, tuple(video.items()), None, video)
+    seg = Segment("sliding_right", 0.45, 0.0, 2.0)
+    score = miner.open_set_score(seg, relabel, times, scores, labels)
+    assert score == pytest.approx(expected, abs=1e-6)  # (0.45 or 0.9, + 0.65) / 2
+    # without a video model the image model must be sure of the label itself
+    assert miner.open_set_score(seg, None, times, scores, labels) == pytest.approx(0.45)
