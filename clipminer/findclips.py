@@ -564,20 +564,23 @@ class ClipMiner:
         )
 
     def vote(
-        self, seg: Segment, relabel: Relabel | None, times: np.ndarray, scores: np.ndarray
+        self,
+        seg: Segment,
+        relabel: Relabel | None,
+        times: np.ndarray,
+        scores: np.ndarray,
+        labels: Sequence[str],
     ) -> Relabel | None:
         """The re-label by ``--relabel-vote``: the video model's, or both models' together
-        (the image model's probabilities averaged over the frames it scored in ``seg``)."""
-        if relabel is None or self.config.relabel_vote != "both" or self.scorer is None:
+        (the image model's probabilities, a column per label of ``labels``, averaged over
+        the frames it scored in ``seg``)."""
+        if relabel is None or self.config.relabel_vote != "both" or not len(scores):
             return relabel
         inside = (times >= seg.time_start_seconds - 1e-6) & (times < seg.time_end_seconds)
         if not inside.any():
             return relabel
         return vote_both(
-            relabel,
-            self.scorer.labels,
-            scores[inside].mean(0),
-            self.config.segment.background_labels,
+            relabel, labels, scores[inside].mean(0), self.config.segment.background_labels
         )
 
     @property
@@ -653,7 +656,7 @@ class ClipMiner:
                 (seg, self._relabel_by_decoding(video, seg) if self.relabeler else None)
                 for seg in self._pick(segments, info)
             ]
-            chosen = [(seg, self.vote(seg, r, times, scores)) for seg, r in chosen]
+            chosen = [(seg, self.vote(seg, r, times, scores, labels)) for seg, r in chosen]
         # Without an image model, the threshold of the run that wrote the scores.
         threshold = self.open_set_threshold
         if threshold is None and self.scorer is None:
@@ -801,7 +804,9 @@ class ClipMiner:
                     if all(frames.values()):
                         with self.turns, stages.timing("relabel"):
                             label = self.relabeler(frames)
-                    label = self.vote(seg, label, np.asarray(times), np.stack(scores))
+                    label = self.vote(
+                        seg, label, np.asarray(times), np.stack(scores), scorer.labels
+                    )
                 segments.append((seg, label))
                 final = label.label if label else seg.label
                 clamped = clamp(seg, info.duration_seconds)
