@@ -266,6 +266,7 @@ def main() -> None:
                         if not miner.rejects(
                             c.open_set_score,
                             miner.threshold_for(c.relabel, miner.open_set_threshold),
+                            c.open_set_similarity,
                             auto=True,
                         )
                     ]

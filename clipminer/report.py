@@ -110,7 +110,13 @@ SEGMENT_COLUMNS = (
     "clip_path",
 )
 """The contract's columns, in order; extra columns follow them."""
-EXTRA_SEGMENT_COLUMNS = ("video_top5", "clip_start", "clip_end", "open_set_score")
+EXTRA_SEGMENT_COLUMNS = (
+    "video_top5",
+    "clip_start",
+    "clip_end",
+    "open_set_score",
+    "open_set_similarity",
+)
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 
 
@@ -146,6 +152,7 @@ def write_segments_csv(path: Path, video: Path, candidates: Sequence[Any]) -> Pa
                 c.clip_path or "", ";".join(f"{label}:{p:.4f}" for label, p in c.video_top5),
                 _fmt(c.clip_start_seconds), _fmt(c.clip_end_seconds),
                 _fmt(getattr(c, "open_set_score", None), 4),
+                _fmt(getattr(c, "open_set_similarity", None), 4),
             ])  # fmt: skip
     return path
 

@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from clipminer.errors import UsageError
 from clipminer.metrics import ClassificationMetrics
 from clipminer.models import image as image_models
 from clipminer.models.bundle import Bundle, InputSpec, load_bundle, save_bundle
-from clipminer.openset import Calibration, action_mask, calibrate
+from clipminer.openset import Calibration, action_mask, calibrate, prototypes, similarity
 from clipminer.report import write_classification_report
 from clipminer.train import (
     EpochResult,
@@ -41,7 +42,6 @@ from clipminer.train import (
     fit,
     loader_kwargs,
     plain_path,
-    predict,
     report_dir_for,
     require_tensorboard,
     seed_everything,
@@ -232,8 +232,11 @@ def _train_image(
         metrics = evaluate(
             image_models.model_from_bundle(bundle).to(device), val_loader, device, labels
         )
-    open_set = calibrate_open_set(bundle, val_loader, device=device, config=config)
-    save_bundle(replace(bundle, open_set=open_set.to_dict()), out)
+    open_set, protos = calibrate_open_set(
+        bundle, train_items, val_loader, device=device, config=config
+    )
+    table = open_set.to_dict() | {"prototypes": torch.from_numpy(protos)}
+    save_bundle(replace(bundle, open_set=table), out)
     report_dir = report_dir_for(out)
     write_classification_report(
         report_dir,
@@ -260,27 +263,72 @@ def _train_image(
     )
 
 
+PROTOTYPE_IMAGES_PER_CLASS = 200
+"""Training images per class whose features make its prototype (a stable sample)."""
+
+
 def calibrate_open_set(
     bundle: Bundle,
+    train_items: Sequence[ImageItem],
     val_loader: DataLoader[Any],
     *,
     device: torch.device,
     config: ImageTrainConfig,
-) -> Calibration:
-    """The open-set threshold calibrated on the validation images
-    (:mod:`clipminer.openset`): the probability of each image's predicted label."""
+) -> tuple[Calibration, np.ndarray]:
+    """The open-set calibration (:mod:`clipminer.openset`): the threshold on the probability
+    of each validation image's predicted label, and the class prototypes (from up to
+    :data:`PROTOTYPE_IMAGES_PER_CLASS` training images per class, in their validation
+    transform) with the lowest similarity of a validation image of an action to its own."""
     model = image_models.model_from_bundle(bundle).to(device)
-    probs, truth = predict(model, val_loader, device)
+    head = image_models.ARCHS[bundle.arch].head if bundle.arch in image_models.ARCHS else "fc"
+    by_class: dict[int, list[ImageItem]] = {}
+    for item in sorted(train_items, key=lambda item: item.sha256):
+        by_class.setdefault(item.label, []).append(item)
+    sample = [i for items in by_class.values() for i in items[:PROTOTYPE_IMAGES_PER_CLASS]]
+    transform = eval_transform(bundle.input.size, bundle.input.mean, bundle.input.std)
+    loader = DataLoader(
+        ImageDataset(sample, transform, size_hint=2 * max(bundle.input.size)),
+        batch_size=val_loader.batch_size or 32,
+    )
+    train_features, _, _ = _features(model, loader, head, device)
+    protos = prototypes(train_features, np.array([i.label for i in sample]), len(bundle.labels))
+    features, probs, truth = _features(model, val_loader, head, device)
     predicted = probs.argmax(1)
+    action = action_mask(bundle.labels, (config.background_label,))
     calibration = calibrate(
         probs[np.arange(len(probs)), predicted],
         predicted,
         truth,
-        action_mask(bundle.labels, (config.background_label,)),
+        action,
         target_precision=config.target_precision,
     )
+    actions = np.flatnonzero(action[truth])
+    if len(actions):
+        lowest = min(similarity(features[k : k + 1], protos, truth[k]) for k in actions)
+        calibration = replace(calibration, similarity_threshold=round(lowest - 1e-6, 6))
     log.info("open-set calibration on the validation images: %s", calibration)
-    return calibration
+    return calibration, protos
+
+
+@torch.inference_mode()
+def _features(
+    model: nn.Module, loader: DataLoader[Any], head: str, device: torch.device
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pooled features N×D, probabilities N×K, targets N) of every image of ``loader``."""
+    kept: list[torch.Tensor] = []
+    hook = model.get_submodule(head).register_forward_hook(
+        lambda _m, inputs, _o: kept.append(inputs[0].detach().flatten(1).float().cpu())
+    )
+    probs, targets = [], []
+    try:
+        for images, labels in loader:
+            probs.append(torch.softmax(model(images.to(device)).float(), 1).cpu())
+            targets.append(torch.as_tensor(labels))
+    finally:
+        hook.remove()
+    if not probs:
+        return np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), np.zeros(0, int)
+    return torch.cat(kept).numpy(), torch.cat(probs).numpy(), torch.cat(targets).numpy()
 
 
 def _config_dict(config: ImageTrainConfig, data_dir: object, val_dir: object) -> dict[str, Any]:

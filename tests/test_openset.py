@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from clipminer import synth
 from clipminer.config import ClipSpec, ImageTrainConfig
@@ -22,7 +23,10 @@ from clipminer.openset import (
     Calibration,
     action_mask,
     calibrate,
+    normalise,
     open_set_score,
+    prototypes,
+    similarity,
     threshold_for,
 )
 from clipminer.report import write_scores_parquet
@@ -97,6 +101,48 @@ def test_threshold_for_averages_like_the_score() -> None:
     assert open_set_score(0.9, VIDEO_THRESHOLD) == threshold_for(0.9, video_voted=True)
 
 
+def test_prototypes_and_similarity() -> None:
+    features = np.array([[2.0, 0.0], [1.0, 0.1], [0.0, 3.0]])
+    protos = prototypes(features, np.array([1, 1, 2]), 3)
+    assert protos.shape == (3, 2)
+    assert np.allclose(protos[0], 0)  # a class without samples: nothing is similar to it
+    assert np.allclose(np.linalg.norm(protos[1:], axis=1), 1)
+    assert similarity(np.array([[5.0, 0.0], [4.0, 0.0]]), protos, 1) > 0.99
+    assert abs(similarity(np.array([[5.0, 0.0]]), protos, 2)) < 1e-6
+    # frames are normalised before they are averaged: a bright frame does not outvote
+    assert similarity(np.array([[100.0, 0.0], [0.0, 1.0]]), protos, 2) == pytest.approx(
+        similarity(np.array([[1.0, 0.0], [0.0, 1.0]]), protos, 2)
+    )
+    assert np.allclose(normalise(np.zeros((1, 2))), 0)
+
+
+def test_the_prototype_guard(tiny_models, tmp_path: Path) -> None:
+    """A candidate less similar to its class than any validation action was is dropped,
+    whatever its probability; ``--open-set off`` keeps it."""
+    bundle = load_bundle(tiny_models[0], kind="image")
+    dims = 512  # resnet18's pooled features
+    protos = np.zeros((len(bundle.labels), dims), np.float32)
+    protos[:, 0] = 1.0
+    table = Calibration(0.5, 0.9, 0.95, 0.8, True, similarity_threshold=0.6).to_dict()
+    image = save_bundle(
+        replace(bundle, open_set=table | {"prototypes": torch.from_numpy(protos)}),
+        tmp_path / "image.pt",
+    )
+    miner = ClipMiner(image, config=FindClipsConfig(device="cpu"))
+    label = bundle.labels[1]
+    like = np.zeros((3, dims), np.float32)
+    like[:, 0] = 1.0
+    unlike = np.zeros((3, dims), np.float32)
+    unlike[:, 1] = 1.0
+    assert miner.similarity(label, like) == pytest.approx(1.0)
+    assert miner.similarity(label, unlike) == pytest.approx(0.0)
+    assert miner.similarity("not a label", like) is None and miner.similarity(label, None) is None
+    assert not miner.rejects(0.99, 0.5, 1.0)
+    assert miner.rejects(0.99, 0.5, 0.0)  # sure of the label, but unlike every training image
+    assert miner.rejects(0.4, 0.5, 1.0)
+    assert not miner.rejects(0.99, 0.5, 0.0, auto=False)
+
+
 def test_action_mask() -> None:
     assert action_mask(["background", "run", "Noise"], ["background", "Noise"]).tolist() == [
         False,
@@ -112,6 +158,8 @@ def test_calibration_travels_in_the_bundle(trained_models, tmp_path) -> None:
     calibration = Calibration.from_dict(bundle.open_set)
     assert 0 <= calibration.precision <= 1 and 0 <= calibration.threshold <= 1
     assert calibration.samples["action"] > 0
+    assert calibration.similarity_threshold is not None
+    assert len(bundle.open_set["prototypes"]) == len(bundle.labels)
     copy = save_bundle(replace(bundle, open_set=calibration.to_dict()), tmp_path / "copy.pt")
     assert Calibration.from_dict(load_bundle(copy).open_set or {}) == calibration
     with pytest.raises(ValueError, match="method"):
