@@ -130,7 +130,7 @@ def add_background_videos(videos: VideoSet, source: VideoSource) -> VideoSet:
 
 def _background_name(path: Path) -> str:
     """A --background video's relative name (its cache entry): one safe component."""
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:8]
     return f"background/{digest}-{safe_component(path.name)}"
 
 

@@ -87,6 +87,11 @@ class BackgroundImage:
     """The video (or the image itself) it comes from: validation holds out whole groups."""
 
 
+def _digest(text: str) -> str:
+    """sha256 of a path's text; names that are not UTF-8 (kept as surrogates) hash too."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def builtin_photos() -> list[Path]:
     """The photographs that ship with the installed packages (found without importing them).
 
@@ -182,16 +187,14 @@ def sample_background(
     out_dir = Path(out_dir)
     use_images, per_video = frame_budget(files, count)
     # A stable subset of the images, by content-independent name hash.
-    images = sorted(files.images, key=lambda p: hashlib.sha256(str(p).encode()).hexdigest())
+    images = sorted(files.images, key=lambda p: _digest(str(p)))
     result = [BackgroundImage(p, f"image:{p}") for p in sorted(images[:use_images])]
     for done, video in enumerate(files.videos):
         try:
             info = probe(video)
             seconds = info.duration_seconds or (info.num_frames or 1) / (info.average_fps or 25)
             folder = out_dir / (
-                safe_component(video.stem)[:40]
-                + "-"
-                + hashlib.sha256(str(video.resolve()).encode()).hexdigest()[:8]
+                safe_component(video.stem)[:40] + "-" + _digest(str(video.resolve()))[:8]
             )
             folder.mkdir(parents=True, exist_ok=True)
             taken = 0
@@ -228,5 +231,5 @@ def hold_out_a_video(
     videos = {i.group for i in train + val if i.label == label and i.group.startswith("video:")}
     if len(videos) < 2 or any(i.group in videos for i in val):
         return train, val
-    moved = min(videos, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    moved = min(videos, key=lambda g: _digest(g))
     return [i for i in train if i.group != moved], val + [i for i in train if i.group == moved]

@@ -44,7 +44,11 @@ class ImageItem:
     @property
     def split_key(self) -> str:
         """What decides the item's side of the train/validation split."""
-        return hashlib.sha256(self.group.encode()).hexdigest() if self.group else self.sha256
+        return (
+            hashlib.sha256(self.group.encode("utf-8", "surrogateescape")).hexdigest()
+            if self.group
+            else self.sha256
+        )
 
 
 @dataclass
