@@ -207,3 +207,20 @@ def test_train_video_background_videos_balance_and_hold_out(tmp_path: Path) -> N
     with pytest.raises(UsageError, match="takes videos"):
         load_videos(VideoSource(videos=clips, background=(str(_image(tmp_path / "i" / "a.jpg")),)))
     assert ClipSpec()  # the settings import stays light
+
+
+def test_names_that_are_not_utf8(tmp_path: Path) -> None:
+    """A Latin-1 file name (kept as surrogates) is sampled, grouped and split like any."""
+    import os
+
+    folder = tmp_path / "src"
+    video = _video(folder / "plain.mp4")
+    odd = Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9 [1] $x.mp4"))
+    video.rename(odd)
+    files = find_background([folder])
+    assert files.videos == (odd,)
+    sampled = sample_background(files, tmp_path / "out", count=4, short_side=32)
+    assert len(sampled) == 4
+    items = [ImageItem(s.path, 0, f"{k:064x}", group=s.group) for k, s in enumerate(sampled)]
+    train, val = split_by_hash(items, 0.5)
+    assert len(train) + len(val) == 4
