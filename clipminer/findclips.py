@@ -12,6 +12,7 @@ with the video's length (the scores, a few floats per sampled frame, are kept fo
 
 from __future__ import annotations
 
+import bisect
 import concurrent.futures
 import contextlib
 import logging
@@ -536,7 +537,7 @@ class ClipMiner:
         label = relabel.label if relabel else seg.label
         image = None
         keys = [label_key(name) for name in labels]
-        inside = (times >= seg.time_start_seconds - 1e-6) & (times < seg.time_end_seconds)
+        inside = _inside(times, seg)
         if inside.any() and len(scores) and relabel and self.config.segment.segment_on == "action":
             background = {label_key(name) for name in self.config.segment.background_labels}
             columns = [k for k, key in enumerate(keys) if key in background]
@@ -597,7 +598,7 @@ class ClipMiner:
         the frames it scored in ``seg``)."""
         if relabel is None or self.config.relabel_vote != "both" or not len(scores):
             return relabel
-        inside = (times >= seg.time_start_seconds - 1e-6) & (times < seg.time_end_seconds)
+        inside = _inside(times, seg)
         if not inside.any():
             return relabel
         return vote_both(
@@ -826,15 +827,19 @@ class ClipMiner:
                     if all(frames.values()):
                         with self.turns, stages.timing("relabel"):
                             label = self.relabeler(frames)
-                    label = self.vote(
-                        seg, label, np.asarray(times), np.stack(scores), scorer.labels
-                    )
+                # only the frames from the segment's start on: no copy of the whole history
+                first = bisect.bisect_left(times, seg.time_start_seconds - 1e-6)
+                recent = (
+                    np.asarray(times[first:]),
+                    np.stack(scores[first:])
+                    if first < len(scores)
+                    else np.zeros((0, len(scorer.labels)), np.float32),
+                )
+                label = self.vote(seg, label, *recent, scorer.labels)
                 segments.append((seg, label))
                 final = label.label if label else seg.label
                 clamped = clamp(seg, info.duration_seconds)
-                score = self.open_set_score(
-                    seg, label, np.asarray(times), np.stack(scores), scorer.labels
-                )
+                score = self.open_set_score(seg, label, *recent, scorer.labels)
                 threshold = self.threshold_for(label, self.open_set_threshold)
                 start, end = seg.time_start_seconds - 1e-6, seg.time_end_seconds
                 rows = [v for t, v in feature_ring if start <= t < end]
@@ -1182,6 +1187,11 @@ def merge_same_label(
         last_of[label] = len(merged)
         merged.append((seg, relabel))
     return merged
+
+
+def _inside(times: np.ndarray, seg: Segment) -> np.ndarray:
+    """bool mask of the ``times`` (seconds) that fall in ``seg``."""
+    return (times >= seg.time_start_seconds - 1e-6) & (times < seg.time_end_seconds)
 
 
 def _feature_rows(
