@@ -6,8 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-out
 # Debian packages: chromium and its driver for scraping, ffmpeg for fetch-videos' time ranges
-# and the decode benchmark's reference, python3-venv for the venv.
-APT_PACKAGES ?= chromium chromium-driver ffmpeg python3-venv
+# and the decode benchmark's reference, python3-venv for the venv, libgl1 for OpenCV (which
+# PySceneDetect, the shot detector, brings).
+APT_PACKAGES ?= chromium chromium-driver ffmpeg python3-venv libgl1
 
 .PHONY: setup system-deps demo test test-all lint bench clean
 

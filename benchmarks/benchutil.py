@@ -192,3 +192,14 @@ def score_segments(
         ).matched
         figures["motion_pair_found"] = f"{found}/{len(pair)}"
     return figures
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, printed beside every speed figure."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from clipminer.curate.shots import DetectorName as ShotDetectorName
 from clipminer.errors import UsageError
 from clipminer.segments import SegmentConfig
 from clipminer.settings import from_flat, setting
@@ -107,11 +108,19 @@ class FindClipsConfig:
         "Find hard cuts and fades in the frames the pass decodes and split or trim the "
         "segments there, so that no clip spans two shots (boundaries in shots.csv).",
     )
-    shot_threshold: float = setting(
-        0.45,
-        "Colour-histogram change (0-1) between two frames that counts as a cut.",
-        min=0.01,
-        max=1.0,
+    shot_detector: ShotDetectorName = setting(
+        "adaptive",
+        "PySceneDetect detector watching every source frame for cuts: adaptive (a change "
+        "of hue, saturation and brightness that stands out from its neighbours'), content "
+        "(that change above a fixed threshold) or histogram (the brightness histogram's "
+        "change).",
+    )
+    shot_threshold: float | None = setting(
+        None,
+        "The shot detector's threshold on its own scale (default: PySceneDetect's): "
+        "adaptive 3.0 (ratio), content 27 (0-255), histogram 0.2 (0-1). Lower finds more cuts.",
+        min=0.0001,
+        max=255.0,
     )
     precision: Precision = setting(
         "auto",

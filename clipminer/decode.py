@@ -99,6 +99,11 @@ class Tap:
     """(height, width) after rotation; None keeps the display size."""
     short_side: int | None = None
     """Instead of ``size``: scale the shorter display side to this, keeping the aspect."""
+    thumbnail: int | None = None
+    """Instead of ``size``: at most this many pixels along the long side, picked straight
+    from the decoded planes by striding (no scaler: about 0.1 ms for a 1080p frame against
+    4 ms through libswscale). Nearest-neighbour pixels in coded (unrotated) orientation,
+    for detectors that watch every frame (shot boundaries), not for models."""
     name: str = ""
     """What the frames are for (``"image"``, ``"video"``): consumers route by it."""
 
@@ -107,6 +112,12 @@ class Tap:
             raise ValueError(f"size must be (height, width) of positive ints, got {self.size!r}")
         if self.short_side is not None and (self.size is not None or self.short_side < 2):
             raise ValueError(f"short_side must be >= 2 and excludes size, got {self.short_side!r}")
+        if self.thumbnail is not None and (
+            self.thumbnail < 2 or self.size is not None or self.short_side is not None
+        ):
+            raise ValueError(
+                f"thumbnail must be >= 2 and excludes size and short_side, got {self.thumbnail!r}"
+            )
         TimestampSampler(self.sample_fps)  # validates the rate
 
 
@@ -503,6 +514,8 @@ class VideoReader:
             log.warning("%s: %s", self.path, message)
 
     def _to_rgb(self, frame: av.VideoFrame, tap: Tap) -> np.ndarray:
+        if tap.thumbnail is not None:
+            return strided_thumbnail(frame, tap.thumbnail)
         quarter_turns = _rotation_clockwise(frame) // 90
         if tap.short_side is not None:
             scale = tap.short_side / min(frame.width, frame.height)
@@ -520,6 +533,65 @@ class VideoReader:
         if quarter_turns:
             rgb = np.ascontiguousarray(np.rot90(rgb, k=-quarter_turns))
         return rgb
+
+
+# Planar 8-bit YUV layouts read directly: chroma subsampling (log2) across, down.
+_PLANAR_YUV = {
+    "yuv420p": (1, 1), "yuvj420p": (1, 1), "yuv422p": (1, 0), "yuvj422p": (1, 0),
+    "yuv444p": (0, 0), "yuvj444p": (0, 0), "nv12": (1, 1),
+}  # fmt: skip
+
+
+def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
+    plane = frame.planes[index]
+    return np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+
+
+# BT.601 YUV -> RGB (rows: Y, U, V), limited range (16-235, 16-240) and full range.
+_LIMITED = np.array([[1.0, 1.0, 1.0], [0.0, -0.344136, 1.772], [1.402, -0.714136, 0.0]])
+_LIMITED = (_LIMITED * [[255 / 219], [255 / 224], [255 / 224]]).astype(np.float32)
+_FULL = np.array([[1.0, 1.0, 1.0], [0.0, -0.344136, 1.772], [1.402, -0.714136, 0.0]], np.float32)
+
+
+def strided_thumbnail(frame: av.VideoFrame, long_side: int) -> np.ndarray:
+    """An RGB thumbnail of at most ``long_side`` pixels along the long side, picked from
+    the decoded planes every ``step`` pixels (colours by BT.601, the range the frame
+    declares); formats other than 8-bit YUV and gray go through libswscale."""
+    name = frame.format.name
+    step = max(1, -(-max(frame.width, frame.height) // long_side))
+    height, width = frame.height, frame.width
+    if name == "gray":
+        return np.repeat(_plane(frame, 0)[:height:step, :width:step, None], 3, axis=2)
+    if name not in _PLANAR_YUV:
+        return frame.reformat(
+            width=-(-width // step),
+            height=-(-height // step),
+            format="rgb24",
+            interpolation="FAST_BILINEAR",
+        ).to_ndarray()
+    across, down = _PLANAR_YUV[name]
+    if step > 1 and (across or down):
+        step += step % 2  # an even step picks whole chroma samples by striding as well
+    y = _plane(frame, 0)[:height:step, :width:step]
+    h, w = y.shape
+    rows: slice | np.ndarray
+    cols: slice | np.ndarray
+    if step > 1 or not (across or down):
+        rows, cols = slice(0, None, step >> down), slice(0, None, step >> across)
+    else:  # full size: each chroma sample serves two pixels
+        rows, cols = np.arange(h)[:, None] >> down, np.arange(w)[None, :] >> across
+    if name == "nv12":  # one plane of interleaved U, V
+        uv = _plane(frame, 1)
+        u = uv[:, 0::2][rows, cols][:h, :w]
+        v = uv[:, 1::2][rows, cols][:h, :w]
+    else:
+        u = _plane(frame, 1)[rows, cols][:h, :w]
+        v = _plane(frame, 2)[rows, cols][:h, :w]
+    yuv = np.stack([y, u, v], axis=-1)
+    full_range = name.startswith("yuvj") or getattr(frame, "color_range", 0) == 2
+    offset = np.array([0 if full_range else 16, 128, 128], np.float32)
+    rgb = (yuv.astype(np.float32) - offset) @ (_FULL if full_range else _LIMITED)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def describe(path: str | os.PathLike[str], *, sample_fps: float | None = None) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """The one-pass streaming miner: decode -> score -> segment -> re-label -> cut.
 
-A decode thread feeds a bounded queue with two kinds of frames from one pass: the
-image model's (``sample_fps``, at its input size) and the video models' (their frame
-rate, at their short side). The image model scores batches on the device; the
+A decode thread feeds a bounded queue with three kinds of frames from one pass: the
+image model's (``sample_fps``, at its input size), the video models' (their frame
+rate, at their short side) and the shot detector's (every source frame, as a thumbnail
+picked from the decoded planes). The image model scores batches on the device; the
 online segmenter turns the scores into segments as soon as they can no longer
-change; each segment is re-labelled by the video models from a ring buffer of the
+change; each segment is split at the shot boundaries found so far and re-labelled by the video models from a ring buffer of the
 last seconds of small frames, so the video is decoded once. Memory does not grow
 with the video's length (the scores, a few floats per sampled frame, are kept for
 ``scores.parquet``). Clips are cut at the end, re-reading only their ranges.
@@ -34,11 +35,13 @@ from clipminer import __version__
 from clipminer.config import FindClipsConfig
 from clipminer.curate.catalog import EMBEDDINGS_NPY, SHOTS_CSV, write_embeddings
 from clipminer.curate.shots import (
+    THUMBNAIL,
     ShotBoundary,
     ShotConfig,
     ShotDetector,
     read_shots_csv,
     split_at_shots,
+    thumbnail_rate,
     write_shots_csv,
 )
 from clipminer.cut import CutResult, cut_clip
@@ -69,7 +72,7 @@ from clipminer.transforms import eval_resize_shape
 
 log = logging.getLogger(__name__)
 
-IMAGE_TAP, VIDEO_TAP = "image", "video"
+IMAGE_TAP, VIDEO_TAP, SHOT_TAP = "image", "video", "shots"
 """Names of the decode outputs of the pass: frames for the image model and for the video
 models' ring buffers."""
 Progress = Callable[[float, float], None]
@@ -176,12 +179,13 @@ class StageTimes:
     decode_seconds: float = 0.0
     score_seconds: float = 0.0
     relabel_seconds: float = 0.0
+    shots_seconds: float = 0.0
     cut_seconds: float = 0.0
     write_seconds: float = 0.0
 
     @contextlib.contextmanager
     def timing(
-        self, stage: Literal["decode", "score", "relabel", "cut", "write"]
+        self, stage: Literal["decode", "score", "relabel", "shots", "cut", "write"]
     ) -> Iterator[None]:
         """Add the time the block takes to ``<stage>_seconds``."""
         started = time.perf_counter()
@@ -771,6 +775,16 @@ class ClipMiner:
         cfg = self.config
         video_taps = self.relabeler.taps() if self.relabeler else []
         taps = [self.image_tap(info), *video_taps]
+        shots = None
+        if cfg.shots:
+            # Every source frame (up to 60/s), as thumbnails picked from the decoded planes.
+            rate = thumbnail_rate(info.average_fps)
+            taps.append(Tap(sample_fps=rate, thumbnail=THUMBNAIL, name=SHOT_TAP))
+            shots = ShotDetector(
+                ShotConfig(cfg.shot_detector, cfg.shot_threshold),
+                fps=rate,
+                frame_seconds=1.0 / (info.average_fps or 30.0),
+            )
         reader = VideoReader(video, taps=taps, decode_device=cfg.decode_device)
         segmenter = self._segmenter(scorer.labels)
         # The ring must cover a segment from its padded start until it closes, plus
@@ -779,17 +793,6 @@ class ClipMiner:
             cfg.segment.latency_seconds(1 / cfg.sample_fps) + self.batch_size / cfg.sample_fps + 4.0
         )
         rings: dict[Tap, deque[Frame]] = {tap: deque() for tap in video_taps}
-        # Shots are found on the video models' frames when there are some (their rate
-        # places a cut within a frame or two), else on the scored frames.
-        shot_tap = video_taps[0] if video_taps else taps[0]
-        shots = (
-            ShotDetector(
-                ShotConfig(threshold=cfg.shot_threshold),
-                frame_seconds=1.0 / (info.average_fps or 30.0),
-            )
-            if cfg.shots
-            else None
-        )
         feature_ring: deque[tuple[float, np.ndarray]] = deque()
         kept_features: dict[float, np.ndarray] = {}
         video_sum: np.ndarray | None = None
@@ -866,8 +869,6 @@ class ClipMiner:
                     feature_ring.append((frame.pts_seconds, features[k]))
                     while feature_ring[0][0] < frame.pts_seconds - keep_seconds:
                         feature_ring.popleft()
-                if shots is not None and shot_tap is taps[0]:
-                    shots.push(frame.pts_seconds, frame.pixels)
                 relabel(segmenter.push(frame.pts_seconds, p))
             if progress:
                 progress(batch[-1].pts_seconds, duration)
@@ -886,9 +887,11 @@ class ClipMiner:
                     batch.append(frame)
                     if len(batch) >= self.batch_size:
                         flush()
+                elif taps[tap_index].name == SHOT_TAP:
+                    if shots is not None:
+                        with stages.timing("shots"):
+                            shots.push(frame)
                 else:
-                    if shots is not None and taps[tap_index] is shot_tap:
-                        shots.push(frame.pts_seconds, frame.pixels)
                     ring = rings[taps[tap_index]]
                     ring.append(frame)
                     while ring and ring[0].pts_seconds < frame.pts_seconds - keep_seconds:

@@ -47,7 +47,9 @@ def test_no_heavy_module_before_the_first_frame(tiny_models, tmp_path: Path) -> 
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
     run = json.loads((tmp_path / "out" / "videos" / "v0" / "run.json").read_text())
     stages = run["stages"]
-    assert set(stages) == {f"{s}_seconds" for s in ("decode", "score", "relabel", "cut", "write")}
+    assert set(stages) == {
+        f"{s}_seconds" for s in ("decode", "score", "relabel", "shots", "cut", "write")
+    }
     assert stages["decode_seconds"] > 0 and stages["score_seconds"] > 0
     assert run["frames_scored"] > 0 and run["device"] == "cpu"
     assert run["precision"] == {"image": "fp32", "video": "fp32"}
