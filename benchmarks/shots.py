@@ -15,7 +15,8 @@ clipminer (the detector fed the find-clips pass's own frames: a thumbnail of eve
 frame picked from the decoded planes, decoded beside the 2 fps image tap) and one for
 PySceneDetect run standalone on the file: recall within 0.5 s, precision, median and
 largest time error, and CPU seconds. With ``--mine`` (default) it also mines every splice
-with small models trained on synthetic data (image model alone, and with a video model),
+with small models trained on synthetic data (image model alone, and with a video model;
+open-set rejection off and a low threshold, so that segments cover much of the footage),
 with and without shots, and counts the clips that cross a true boundary by more than
 0.25 s. ``--cost`` prints what the detector adds to the pass on a 1080p video: decode
 with the image tap alone, decode with the shot tap and detector too, and the image
@@ -213,7 +214,9 @@ def mine(video: Path, truth: list[dict], models: tuple[Path, Path], work: Path) 
     segment = SegmentConfig(threshold=0.3, min_seconds=1.0, segment_on="action")
     for video_models in ([], [models[1]]):
         for shots in (True, False):
-            config = FindClipsConfig(segment=segment, shots=shots, cut="none", device="cpu")
+            config = FindClipsConfig(
+                segment=segment, shots=shots, cut="none", device="cpu", open_set="off"
+            )
             miner = ClipMiner(models[0], video_models, config=config)
             name = f"{'video' if video_models else 'image'}-{'shots' if shots else 'noshots'}"
             (result,) = [r for _, r in find_clips(miner, [video], work / name)]

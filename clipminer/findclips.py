@@ -5,8 +5,9 @@ image model's (``sample_fps``, at its input size), the video models' (their fram
 rate, at their short side) and the shot detector's (every source frame, as a thumbnail
 picked from the decoded planes). The image model scores batches on the device; the
 online segmenter turns the scores into segments as soon as they can no longer
-change; each segment is split at the shot boundaries found so far and re-labelled by the video models from a ring buffer of the
-last seconds of small frames, so the video is decoded once. Memory does not grow
+change; each segment is split at the shot boundaries found so far and re-labelled by
+the video models from a ring buffer of the last seconds of small frames, so the video
+is decoded once. Memory does not grow
 with the video's length (the scores, a few floats per sampled frame, are kept for
 ``scores.parquet``). Clips are cut at the end, re-reading only their ranges.
 """

@@ -358,3 +358,42 @@ def test_a_stream_that_changes_size_midway_goes_on() -> None:
     assert _detect(switched) == []
     other = [(t + 3.0, np.kron(p, twice)) for t, p in _textured_frames(10, 30)]
     assert [b.gap_end for b in _detect(frames[:30] + other)] == pytest.approx([3.0])
+
+
+def test_real_footage_with_dark_pieces_gets_every_cut_to_the_frame(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Real clips joined by hard cuts, among them a night-like piece (a clip darkened to a
+    mean brightness of 14) and the NASA clip's Earth from space (mean 10): every join is
+    found between the right two frames, and nothing else."""
+    from clipminer.decode import iter_frames
+
+    names = [
+        "actions/basketball_shooting__mmaction2_test_video_structuralize.mp4",
+        "nonaction/nasa_13013__torchcodec.mp4",
+        "actions/kinetics_cleaning_pool__mmaction2_tests_data_test.mp4",
+        "actions/activitynet_clean_and_jerk__video_features_v_GGSY1Qvo990.mp4",
+        "actions/kinetics_flipping_pancake__decord_examples.mkv",
+    ]
+    video, joins, written = tmp_path / "spliced.mp4", [], 0
+    with VideoWriter(video, fps=25, size=(120, 160), crf=23) as writer:
+        for k, name in enumerate(names):
+            frames = [
+                f.pixels for f in iter_frames(shared_data / name, sample_fps=25, size=(120, 160))
+            ]
+            frames = frames[:60]  # 2.4 s
+            if k == 2:  # night: the same clip much darker
+                gain = 14.0 / np.mean([f.mean() for f in frames])
+                frames = [(f * gain).astype(np.uint8) for f in frames]
+            if k:
+                joins.append(written / 25)
+            for pixels in frames:
+                writer.write(pixels)
+            written += len(frames)
+    detector = ShotDetector(fps=25, frame_seconds=1 / 25)
+    for _, frame in VideoReader(video, taps=[Tap(sample_fps=25, thumbnail=128)]).iter_taps():
+        detector.push(frame)
+    found = detector.finish()
+    assert [b.kind for b in found] == ["cut"] * len(joins)
+    assert [b.gap_end for b in found] == pytest.approx(joins, abs=1e-3)
+    assert all(b.gap_end - b.gap_start <= 1 / 25 for b in found)
