@@ -38,6 +38,7 @@ from clipminer.data.videos import VIDEO_SUFFIXES
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.findclips import ClipMiner, VideoResult
 from clipminer.layout import (
+    RUN_JSON,
     VIDEOS_DIR,
     SourceId,
     check_out_folder,
@@ -334,9 +335,19 @@ def _init_process(config: BatchConfig, parent_pid: int) -> None:
     _WORKER = VideoWorker(config)
 
 
+INFLIGHT_DIR = ".inflight"
+"""Under OUT: one file per video a worker process is mining right now (its pid)."""
+
+
 def _mine_in_process(video: str, out: str, name: str) -> Outcome:
     assert _WORKER is not None
-    return _WORKER.mine(video, out, name)
+    marker = Path(out) / INFLIGHT_DIR / name
+    with contextlib.suppress(OSError):
+        marker.write_text(f"{os.getpid()}\n")
+    try:
+        return _WORKER.mine(video, out, name)
+    finally:
+        marker.unlink(missing_ok=True)
 
 
 @dataclass
@@ -361,7 +372,8 @@ def run_batch(
 ) -> BatchSummary:
     """Mine every video under ``root`` that is not done yet; write state and reports."""
     root, out = Path(root), check_out_folder(out)
-    videos, others = find_videos(root, exclude=[out])
+    _check_not_inside_out(root, out)
+    videos, others = find_videos(root, exclude=[out, videos_root(out)])
     options = config.options_hash()
     summary = BatchSummary()
     with output_lock(out):
@@ -384,12 +396,28 @@ def run_batch(
     return summary
 
 
+def _check_not_inside_out(root: Path, out: Path) -> None:
+    """OUT is never an input: an input folder inside OUT's videos is refused (the input
+    may contain OUT, or be OUT itself: its videos folder is then left out of the walk)."""
+    try:
+        inside = root.resolve().is_relative_to(videos_root(out).resolve())
+    except OSError:
+        return
+    if inside:
+        raise UsageError(
+            f"{root}: the input folder is inside the output folder {out} (its mined clips); "
+            "give the folder of the long videos"
+        )
+
+
 def _clean_leftovers(out: Path) -> None:
     """Staging folders of a killed run (find-clips swaps complete folders in)."""
     import shutil
 
     for folder in (out, videos_root(out)):
-        for path in [*folder.glob(".*.partial"), *folder.glob(".*.old")]:
+        for path in [*folder.glob(".*.partial"), *folder.glob(".*.old"), out / INFLIGHT_DIR]:
+            if not path.exists():
+                continue
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
 
 
@@ -402,23 +430,42 @@ def _plan(
     config: BatchConfig,
     summary: BatchSummary,
 ) -> list[tuple[Path, str]]:
-    """Rows for new and changed videos; the (path, folder name) pairs to mine."""
+    """Rows for new and changed videos; the (path, folder name) pairs to mine.
+
+    A file is one video however many names lead to it (symlinks, hard links: by device
+    and inode); a done row counts only while its folder is complete (``run.json``, written
+    last), else the video is mined again; a file that cannot be read is a failed row with
+    the reason, and the rest goes on.
+    """
     for path in others:
-        if state.get(str(path.resolve())) is None:
-            stat = path.stat()
-            error = f"{path}: not a video file"
-            state.put(
-                VideoRow(str(path.resolve()), stat.st_size, stat.st_mtime, "", "skipped", error)
-            )
+        with contextlib.suppress(OSError):
+            if state.get(str(path.resolve())) is None:
+                stat = path.stat()
+                error = f"{path}: not a video file"
+                state.put(
+                    VideoRow(str(path.resolve()), stat.st_size, stat.st_mtime, "", "skipped", error)
+                )
         summary.skipped += 1
     owners = {Path(row.output).name: row.path for row in state.all() if row.output}
     todo = []
+    seen: dict[tuple[int, int], Path] = {}
     for path in videos:
-        resolved = path.resolve()
-        stat = resolved.stat()
-        row = state.get(str(resolved))
-        changed = row is None or row.size != stat.st_size or row.mtime != stat.st_mtime
-        print_ = fingerprint(resolved) if changed else row.fingerprint  # type: ignore[union-attr]
+        try:
+            resolved = path.resolve()
+            stat = resolved.stat()
+            key = (stat.st_dev, stat.st_ino)
+            if key in seen:
+                log.info("%s: the same file as %s (a link): mined once", path, seen[key])
+                summary.skipped += 1
+                continue
+            seen[key] = path
+            row = state.get(str(resolved))
+            changed = row is None or row.size != stat.st_size or row.mtime != stat.st_mtime
+            print_ = fingerprint(resolved) if changed else row.fingerprint  # type: ignore[union-attr]
+        except OSError as exc:
+            summary.outcomes.append(_unreadable(path, exc, state))
+            summary.failed += 1
+            continue
         if row is None:
             row = state.find_moved(stat.st_size, print_)
             if row is not None:  # the same content, moved or re-mounted: keep its outputs
@@ -430,6 +477,9 @@ def _plan(
                 changed = False
         elif changed and row.fingerprint == print_:
             changed = False  # touched, not modified
+        if row is not None and not changed and row.status == "done" and not _complete(out, row):
+            log.warning("%s: marked done but %s is not complete: mining it again", path, row.output)
+            row.status = "queued"
         if row is not None and not changed:
             if row.status == "done" and (row.options_hash == options or not config.force):
                 if row.options_hash != options:
@@ -460,6 +510,23 @@ def _plan(
         )
         todo.append((resolved, name))
     return todo
+
+
+def _complete(out: Path, row: VideoRow) -> bool:
+    """Whether a done video's folder is all there (``run.json`` is written last)."""
+    return bool(row.output) and (out / row.output / RUN_JSON).is_file()
+
+
+def _unreadable(path: Path, exc: OSError, state: StateStore) -> Outcome:
+    """A video that cannot even be looked at: a failed row with the reason, one line."""
+    error = f"{path}: cannot read ({exc.strerror or exc})"
+    log.error("%s", error)
+    with contextlib.suppress(OSError):
+        key = str(path.absolute())
+        row = state.get(key) or VideoRow(key, 0, 0.0, "", "failed")
+        row.status, row.error = "failed", error
+        state.put(row)
+    return Outcome(str(path), False, error)
 
 
 def _record(state: StateStore, outcome: Outcome, options: str) -> None:
@@ -494,19 +561,80 @@ def _execute(todo: list[tuple[Path, str]], out: Path, config: BatchConfig) -> It
         for path, name in todo:
             yield worker.mine(str(path), str(out), name)
     else:
-        import concurrent.futures as cf
-        import multiprocessing
+        yield from _execute_pool(todo, out, config)
 
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(
-            config.workers,
-            mp_context=context,
-            initializer=_init_process,
-            initargs=(config, os.getpid()),
-        ) as pool:
-            futures = [pool.submit(_mine_in_process, str(p), str(out), name) for p, name in todo]
-            for future in cf.as_completed(futures):
-                yield future.result()
+
+def _execute_pool(
+    todo: list[tuple[Path, str]], out: Path, config: BatchConfig
+) -> Iterator[Outcome]:
+    """``--workers`` processes. A worker killed by a signal (the out-of-memory killer's
+    SIGKILL) breaks the pool and takes the videos then in flight with it (their markers
+    in ``OUT/.inflight`` say which). Each of those is mined again alone, in a pool of its
+    own: if that worker dies too, the video is failed with the reason; the videos not
+    started go on in a new pool. A killed worker costs only its own video."""
+    pending = list(todo)
+    while pending:
+        unfinished: list[tuple[Path, str]] = []
+        yield from _pool_run(pending, out, config, config.workers, unfinished)
+        if not unfinished:
+            return
+        running = _inflight(out)
+        suspects = [item for item in unfinished if item[1] in running]
+        log.warning(
+            "a worker process died; %d videos it may have taken are mined again one by one",
+            len(suspects),
+        )
+        for path, name in suspects:
+            again: list[tuple[Path, str]] = []
+            yield from _pool_run([(path, name)], out, config, 1, again)
+            _inflight(out)
+            if again:
+                error = (
+                    f"{path}: its worker process died while mining it, twice (killed by a "
+                    "signal, such as the out-of-memory killer's SIGKILL)"
+                )
+                log.error("%s", error)
+                yield Outcome(str(path), False, error)
+        pending = [item for item in unfinished if item[1] not in running]
+
+
+def _inflight(out: Path) -> set[str]:
+    """The videos whose markers say they were being mined; the markers are cleared."""
+    folder = out / INFLIGHT_DIR
+    names = set()
+    with contextlib.suppress(OSError):
+        for marker in folder.iterdir():
+            names.add(marker.name)
+            marker.unlink(missing_ok=True)
+    return names
+
+
+def _pool_run(
+    items: list[tuple[Path, str]],
+    out: Path,
+    config: BatchConfig,
+    workers: int,
+    unfinished: list[tuple[Path, str]],
+) -> Iterator[Outcome]:
+    """Outcomes of one process pool; what a broken pool did not finish goes to ``unfinished``."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    (out / INFLIGHT_DIR).mkdir(exist_ok=True)
+    with cf.ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_process,
+        initargs=(config, os.getpid()),
+    ) as pool:
+        futures = {pool.submit(_mine_in_process, str(p), str(out), n): (p, n) for p, n in items}
+        for future in cf.as_completed(futures):
+            try:
+                outcome = future.result()
+            except cf.process.BrokenProcessPool:
+                unfinished.append(futures[future])
+                continue
+            yield outcome
 
 
 def check_reachable(address: str, timeout_seconds: float = RAY_CONNECT_TIMEOUT_SECONDS) -> None:

@@ -205,6 +205,8 @@ def _open(path: Path, hwaccel: HWAccel | None = None) -> av.container.InputConta
         raise DecodeError(f"{path}: no such file")
     if path.is_dir():
         raise DecodeError(f"{path}: is a directory, not a video file")
+    if not path.is_file():  # reading a FIFO or a device would wait for a writer forever
+        raise DecodeError(f"{path}: not a regular file (a FIFO, socket or device)")
     if path.stat().st_size == 0:
         raise DecodeError(f"{path}: empty file (0 bytes)")
     try:

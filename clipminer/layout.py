@@ -18,9 +18,11 @@ also the ``youtube_id`` of the video's rows in ``kinetics.csv``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,8 +43,15 @@ RUN_JSON = "run.json"
 
 
 def fingerprint(path: Path) -> str:
-    """Size and the first and last MiB: cheap, and changes when the file does."""
-    size = path.stat().st_size
+    """Size and the first and last MiB: cheap, and changes when the file does.
+
+    Raises:
+        OSError: unreadable, or not a regular file (reading a FIFO would wait forever).
+    """
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)", str(path))
+    size = info.st_size
     digest = hashlib.sha256(str(size).encode())
     with path.open("rb") as handle:
         digest.update(handle.read(1 << 20))
@@ -66,8 +75,8 @@ class SourceId:
     @classmethod
     def of(cls, video: str | os.PathLike[str]) -> SourceId:
         path = Path(video).resolve()
-        stat = path.stat()
-        return cls(str(path), stat.st_size, stat.st_mtime, fingerprint(path))
+        info = path.stat()
+        return cls(str(path), info.st_size, info.st_mtime, fingerprint(path))
 
     def same_file(self, other: SourceId) -> bool:
         """The same path, or the same content that has moved."""

@@ -1,0 +1,166 @@
+"""Fault injection for unattended runs (issue #28): each test makes one class of fault
+happen for real where a test can (links, killed workers, OUT inside the input, typed
+mistakes in nightly.toml, a FIFO), or injects the OSError at the layer that meets it
+where it cannot (the tests run as root, so permissions do not stop a read), and checks
+the invariants rather than one message: no traceback, the state agrees with the
+folders, and a re-run ends where a clean run would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clipminer import batch as batch_module
+from clipminer.batch import INFLIGHT_DIR, run_batch
+from clipminer.cli import app
+from clipminer.errors import UsageError
+from clipminer.layout import RUN_JSON
+
+from .helpers import TINY_FLAGS, batch_config, make_videos, model_flags
+
+runner = CliRunner()
+
+
+def _rows(out: Path) -> dict[str, tuple[str, str]]:
+    with sqlite3.connect(out / "state.sqlite") as db:
+        rows = db.execute("SELECT path, status, output FROM videos").fetchall()
+    return {Path(path).name: (status, output) for path, status, output in rows}
+
+
+def _assert_state_agrees_with_folders(out: Path) -> None:
+    """Every done row has a complete folder; every complete folder has a done row."""
+    rows = _rows(out)
+    done = {output for status, output in rows.values() if status == "done"}
+    for output in done:
+        assert (out / output / RUN_JSON).is_file(), output
+    folders = {f"videos/{p.parent.name}" for p in (out / "videos").glob(f"*/{RUN_JSON}")}
+    assert folders == done
+    assert not [p for p in out.rglob("*") if p.name.endswith((".partial", ".old"))]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_links_to_one_file_are_one_video_mined_once(
+    tiny_models, tmp_path: Path, workers: int
+) -> None:
+    folder = tmp_path / "in"
+    (video,) = make_videos(folder, 1)
+    (folder / "again.mp4").symlink_to(video)
+    os.link(video, folder / "hard link.mp4")
+    out = tmp_path / "out"
+    summary = run_batch(folder, out, config=batch_config(tiny_models, workers=workers))
+    assert summary.done == 1 and summary.failed == 0
+    assert len(list((out / "videos").iterdir())) == 1
+    _assert_state_agrees_with_folders(out)
+    again = run_batch(folder, out, config=batch_config(tiny_models, workers=workers))
+    assert (again.done, again.already_done) == (0, 1)
+
+
+def test_a_done_video_whose_folder_is_gone_is_mined_again(tiny_models, tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    make_videos(folder, 2)
+    run_batch(folder, out, config=batch_config(tiny_models))
+    (_, output) = _rows(out)["v1.mp4"]
+    (out / output / RUN_JSON).unlink()  # a half-deleted folder
+    summary = run_batch(folder, out, config=batch_config(tiny_models))
+    assert (summary.done, summary.already_done) == (1, 1)
+    _assert_state_agrees_with_folders(out)
+
+
+def test_an_unreadable_video_costs_only_itself(
+    tiny_models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    make_videos(folder, 2)
+    real = batch_module.fingerprint
+
+    def refuse(path: Path) -> str:  # root reads everything: inject the refusal
+        if path.name == "v0.mp4":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(batch_module, "fingerprint", refuse)
+    summary = run_batch(folder, out, config=batch_config(tiny_models))
+    assert (summary.done, summary.failed) == (1, 1)
+    (failed,) = [o for o in summary.outcomes if not o.ok]
+    assert failed.error.endswith("v0.mp4: cannot read (Permission denied)")
+    assert _rows(out)["v0.mp4"][0] == "failed"
+    monkeypatch.setattr(batch_module, "fingerprint", real)  # the cause is gone
+    run_batch(folder, out, config=batch_config(tiny_models, retry_failed=True))
+    assert {status for status, _ in _rows(out).values()} == {"done"}
+    _assert_state_agrees_with_folders(out)
+
+
+def test_out_is_never_an_input(tiny_models, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    make_videos(out, 1)  # the long videos live in OUT itself
+    first = run_batch(out, out, config=batch_config(tiny_models))
+    assert first.done == 1
+    again = run_batch(out, out, config=batch_config(tiny_models))
+    assert (again.done, again.failed) == (0, 0)  # its own clips were not mined
+    with pytest.raises(UsageError, match="inside the output folder"):
+        run_batch(out / "videos", out, config=batch_config(tiny_models))
+    done = runner.invoke(app, ["batch", str(out / "videos"), "--out", str(out)])
+    assert done.exit_code == 2 and "Traceback" not in done.output
+
+
+def _kill_workers_mining(out: Path, name: str, times: int, stop: threading.Event) -> list[int]:
+    """SIGKILL the worker process mining ``name`` (its pid is in its in-flight marker),
+    ``times`` times, as the out-of-memory killer would."""
+    killed: list[int] = []
+    marker = out / INFLIGHT_DIR / name
+    deadline = time.monotonic() + 240
+    while len(killed) < times and not stop.is_set() and time.monotonic() < deadline:
+        try:
+            pid = int(marker.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.02)
+            continue
+        if pid not in killed:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        time.sleep(0.02)
+    return killed
+
+
+@pytest.mark.parametrize("kills", [1, pytest.param(2, marks=pytest.mark.slow)])
+def test_a_killed_worker_costs_only_its_own_video(tiny_models, tmp_path: Path, kills: int) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    make_videos(folder, 3, seconds=12)
+    stop = threading.Event()
+    killed: list[int] = []
+    watcher = threading.Thread(
+        target=lambda: killed.extend(_kill_workers_mining(out, "v1", kills, stop)), daemon=True
+    )
+    watcher.start()
+    try:
+        summary = run_batch(folder, out, config=batch_config(tiny_models, workers=2))
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert len(killed) == kills
+    statuses = {name: status for name, (status, _) in _rows(out).items()}
+    if kills == 1:  # retried once, in a new pool
+        assert statuses == {"v0.mp4": "done", "v1.mp4": "done", "v2.mp4": "done"}
+    else:
+        assert statuses["v1.mp4"] == "failed"
+        (failed,) = [o for o in summary.outcomes if not o.ok]
+        assert "worker process died while mining it, twice" in failed.error
+        assert statuses["v0.mp4"] == statuses["v2.mp4"] == "done"
+    _assert_state_agrees_with_folders(out)
+    assert (out / "summary.csv").is_file() and (out / "report.html").is_file()
+
+
+def test_find_clips_on_a_fifo_does_not_wait(tiny_models, tmp_path: Path) -> None:
+    fifo = tmp_path / "stream.mp4"
+    os.mkfifo(fifo)
+    args = ["find-clips", str(fifo), "--out", str(tmp_path / "out")]
+    done = runner.invoke(app, [*args, *model_flags(tiny_models), *TINY_FLAGS])
+    assert done.exit_code != 0 and "not a regular file" in done.output
+    assert "Traceback" not in done.output
