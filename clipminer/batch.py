@@ -15,6 +15,7 @@ per video path).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import ctypes
 import fcntl
@@ -167,8 +168,36 @@ def _schema() -> str:
     return f"CREATE TABLE IF NOT EXISTS videos ({', '.join(columns)})"
 
 
+_ESCAPED = "bytes:"
+"""Prefix of a text stored escaped: a name that is not UTF-8 (surrogate-escaped)."""
+
+
+def _to_db(value: object) -> object:
+    """Text as SQLite stores it: UTF-8 as it is, other names escaped (reversibly)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = value.encode("utf-8", "surrogateescape")
+        return _ESCAPED + codecs.escape_encode(raw)[0].decode("ascii")
+    return value
+
+
+def _from_db(value: object) -> object:
+    if isinstance(value, str) and value.startswith(_ESCAPED):
+        raw = codecs.escape_decode(value[len(_ESCAPED) :].encode("ascii"))[0]
+        return raw.decode("utf-8", "surrogateescape")
+    return value
+
+
+def _row(values: Sequence[object]) -> VideoRow:
+    return VideoRow(*(_from_db(v) for v in values))  # type: ignore[arg-type]
+
+
 class StateStore:
-    """``OUT/state.sqlite`` in WAL mode; every change is its own transaction."""
+    """``OUT/state.sqlite`` in WAL mode; every change is its own transaction. Names that
+    are not UTF-8 are stored escaped and given back as they were."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -194,10 +223,10 @@ class StateStore:
 
     def get(self, path: str) -> VideoRow | None:
         cursor = self.db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE path = ?", (path,)
+            f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE path = ?", (_to_db(path),)
         )
         row = cursor.fetchone()
-        return VideoRow(*row) if row else None
+        return _row(row) if row else None
 
     def find_moved(self, size: int, fingerprint: str) -> VideoRow | None:
         """A row with this content whose file is no longer where it was (moved, re-mounted)."""
@@ -206,25 +235,25 @@ class StateStore:
             (size, fingerprint),
         )
         for values in cursor.fetchall():
-            row = VideoRow(*values)
+            row = _row(values)
             if not Path(row.path).exists():
                 return row
         return None
 
     def all(self) -> list[VideoRow]:
         cursor = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM videos ORDER BY path")
-        return [VideoRow(*row) for row in cursor.fetchall()]
+        return [_row(row) for row in cursor.fetchall()]
 
     def put(self, row: VideoRow) -> None:
         values = asdict(row)
         self.db.execute(
             f"INSERT OR REPLACE INTO videos ({', '.join(_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
-            [values[c] for c in _COLUMNS],
+            [_to_db(values[c]) for c in _COLUMNS],
         )
 
     def delete(self, path: str) -> None:
-        self.db.execute("DELETE FROM videos WHERE path = ?", (path,))
+        self.db.execute("DELETE FROM videos WHERE path = ?", (_to_db(path),))
 
     def close(self) -> None:
         self.db.close()

@@ -141,7 +141,10 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def write_segments_csv(path: Path, video: Path, candidates: Sequence[Any]) -> Path:
     """``segments.csv``: the contract's columns, then top-5 and the clip's actual range."""
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+    with (
+        atomic_path(path) as tmp,
+        tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow([*SEGMENT_COLUMNS, *EXTRA_SEGMENT_COLUMNS])
         for c in candidates:
@@ -159,7 +162,10 @@ def write_segments_csv(path: Path, video: Path, candidates: Sequence[Any]) -> Pa
 
 def write_kinetics_csv(path: Path, rows: Sequence[tuple[str, str, float, float]]) -> Path:
     """``label,youtube_id,time_start,time_end,split`` (split is ``train``: mined clips)."""
-    with atomic_path(path, durable=True) as tmp, tmp.open("w", newline="") as handle:
+    with (
+        atomic_path(path, durable=True) as tmp,
+        tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow(KINETICS_COLUMNS)
         for label, youtube_id, start, end in rows:
@@ -372,7 +378,7 @@ table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #eee; 
 </body></html>
 """
     with atomic_path(path) as tmp:
-        tmp.write_text(page, encoding="utf-8")
+        tmp.write_text(page, encoding="utf-8", errors="xmlcharrefreplace")
     return path
 
 
@@ -396,7 +402,10 @@ def write_batch_reports(out: Path, rows: Sequence[Any]) -> None:
 
     ``rows`` are the batch state's rows (:class:`clipminer.batch.VideoRow`).
     """
-    with atomic_path(out / "summary.csv", durable=True) as tmp, tmp.open("w", newline="") as handle:
+    with (
+        atomic_path(out / "summary.csv", durable=True) as tmp,
+        tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow(SUMMARY_COLUMNS)
         for row in rows:
@@ -434,7 +443,7 @@ def _num(value: float | None) -> str:
 
 
 def _read_segments(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
         rows = list(csv.DictReader(handle))
     for row in rows:
         row["final_label"] = row["video_label"] or row["label"]

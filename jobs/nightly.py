@@ -74,6 +74,53 @@ WATCH_KEYS = {
     "api_key_env": f"environment variable with the YouTube Data API key ({API_KEY_ENV})",
 }
 TABLES = ("batch", "findclips", "log", "night", "watch", "search", "fetch", "dedup")
+# The type of every key of the tables nightly.py reads itself ([findclips], [search] and
+# [fetch] are checked by their settings declarations): a string is never a number or a
+# boolean, a number never a string.
+TYPES: dict[str, dict[str, Any]] = {
+    "batch": {
+        "input": str, "output_root": str, "image_model": str, "video_models": list,
+        "engine": ("local", "ray"), "ray_address": str, "workers": int,
+        "retry_failed": bool, "force": bool,
+    },
+    "log": {"file": str, "max_bytes": int, "backups": int},
+    "night": {"stages": list},
+    "watch": {"actions": str, "candidates": str, "videos": str, "api_key_env": str},
+    "dedup": {
+        "threshold": float, "video_threshold": float, "space": ("image", "video"),
+        "within_videos": bool,
+    },
+}  # fmt: skip
+_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _check_types(data: dict[str, Any], where: Path) -> None:
+    """Every table a table, every value of the type its key takes: one line, else."""
+    for table, value in data.items():
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: [{table}] must be a table, got {value!r}")
+    for table, types in TYPES.items():
+        for key, value in data.get(table, {}).items():
+            expected = types.get(key)
+            if expected is None:
+                continue  # unknown keys are refused with the valid ones, below
+            if isinstance(expected, tuple):
+                ok, wanted = value in expected, " or ".join(map(repr, expected))
+            elif expected is list:
+                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+                wanted = "a list of strings"
+            elif expected is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                wanted = _TYPE_NAMES[float]
+            elif expected is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+                wanted = _TYPE_NAMES[int]
+            else:
+                ok, wanted = isinstance(value, expected), _TYPE_NAMES[expected]
+            if not ok:
+                raise UsageError(f"{where} [{table}] {key}: expected {wanted}, got {value!r}")
+
+
 SHOWN_PROBLEMS = 50
 EMPTY_PAGE = (
     "<!doctype html><html><head><meta charset='utf-8'><title>clipminer night</title>"
@@ -149,7 +196,24 @@ def load_config(path: Path) -> tuple[BatchConfig, Path, Path, dict[str, Any]]:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{path} [batch]: {exc}") from None
     input_dir = Path(_path(base, batch["input"]))
+    _check_readable(path, config, input_dir)
     return config, input_dir, Path(_path(base, batch["output_root"])), log_cfg
+
+
+def _check_readable(path: Path, config: BatchConfig, input_dir: Path) -> None:
+    """Before any work: the models are files, the input folder can be listed."""
+    for model in (config.image_model, *config.video_models):
+        if not Path(model).is_file():
+            raise UsageError(f"{path} [batch]: {model}: no such model file")
+    try:
+        with os.scandir(input_dir):
+            pass
+    except FileNotFoundError:
+        pass  # tonight's fetch may make it; the mine stage says so if it still is not there
+    except OSError as exc:
+        raise UsageError(
+            f"{path} [batch] input: {input_dir}: cannot list ({exc.strerror or exc})"
+        ) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -159,6 +223,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: {exc}") from None
     _check_keys(data, TABLES, str(path))
+    _check_types(data, path)
     return data
 
 
@@ -358,6 +423,9 @@ def load_dedup(path: Path) -> dict[str, Any]:
     """The ``[dedup]`` table: keyword arguments of :func:`clipminer.curate.dedup.dedup`."""
     table = _read_toml(path).get("dedup", {})
     _check_keys(table, DEDUP_KEYS, f"{path} [dedup]")
+    for key in ("threshold", "video_threshold"):
+        if key in table and not -1.0 <= table[key] <= 1.0:
+            raise UsageError(f"{path} [dedup] {key}: expected a cosine from -1 to 1")
     return dict(table)
 
 

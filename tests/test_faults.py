@@ -164,3 +164,90 @@ def test_find_clips_on_a_fifo_does_not_wait(tiny_models, tmp_path: Path) -> None
     done = runner.invoke(app, [*args, *model_flags(tiny_models), *TINY_FLAGS])
     assert done.exit_code != 0 and "not a regular file" in done.output
     assert "Traceback" not in done.output
+
+
+@pytest.mark.parametrize(
+    ("table", "line", "said"),
+    [
+        ("batch", "input = 5", "[batch] input: expected a string, got 5"),
+        ("batch", "output_root = 5", "[batch] output_root: expected a string"),
+        ("batch", 'force = "false"', "[batch] force: expected true or false, got 'false'"),
+        ("batch", 'workers = "2"', "[batch] workers: expected a whole number"),
+        ("batch", "workers = true", "[batch] workers: expected a whole number"),
+        ("batch", 'video_models = "/x/video.pt"', "[batch] video_models: expected a list"),
+        ("batch", 'engine = "cloud"', "[batch] engine: expected 'local' or 'ray'"),
+        ("log", "file = 5", "[log] file: expected a string"),
+        ("log", 'max_bytes = "big"', "[log] max_bytes: expected a whole number"),
+        ("night", "stages = 5", "[night] stages: expected a list of strings"),
+        ("watch", 'candidates = "c.csv"\nactions = 5', "[watch] actions: expected a string"),
+        ("dedup", 'space = "audio"', "[dedup] space: expected 'image' or 'video'"),
+        ("dedup", 'threshold = "x"', "[dedup] threshold: expected a number"),
+        ("dedup", "threshold = 7", "[dedup] threshold: expected a cosine"),
+        ("findclips", 'threshold = "high"', "[findclips]"),
+        (None, "batch = 5", "[batch] must be a table"),
+    ],
+)
+def test_typed_mistakes_in_nightly_toml_are_one_line_before_any_work(
+    tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str], table, line, said
+) -> None:
+    from jobs import nightly
+
+    folder = tmp_path / "in"
+    make_videos(folder, 1)
+    tables = {
+        "batch": f'input = "{folder}"\noutput_root = "out"\nimage_model = "{tiny_models[0]}"',
+        "findclips": 'device = "cpu"',
+    }
+    text = "" if table is not None else f"{line}\n"
+    for name in ("batch", "findclips", "log", "night", "watch", "dedup"):
+        body = tables.get(name, "")
+        if name == table:
+            key = line.split("=")[0].strip()
+            body = "\n".join(x for x in body.splitlines() if not x.startswith(f"{key} "))
+            body += f"\n{line}"
+        if body.strip() and not (table is None and name == "batch"):
+            text += f"[{name}]\n{body}\n"
+    config = tmp_path / "nightly.toml"
+    config.write_text(text)
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing was mined
+
+
+def test_nightly_refuses_a_missing_model_before_any_work(
+    tiny_models, tmp_path: Path, capsys
+) -> None:
+    from jobs import nightly
+
+    folder = tmp_path / "in"
+    make_videos(folder, 1)
+    config = tmp_path / "nightly.toml"
+    config.write_text(
+        f'[batch]\ninput = "{folder}"\noutput_root = "out"\nimage_model = "{tiny_models[0]}"\n'
+        'video_models = ["/nonexistent/video.pt"]\n'
+    )
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_CONFIG
+    assert "/nonexistent/video.pt: no such model file" in capsys.readouterr().err
+
+
+def test_a_name_that_is_not_utf8_is_mined_listed_and_exported(tiny_models, tmp_path: Path) -> None:
+    """Names are bytes: a Latin-1 name goes through batch (twice), find-clips, dedup and
+    export, and lands in the CSVs as the same bytes."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    (video,) = make_videos(folder, 1)
+    latin1 = Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9 \xff.mp4"))
+    video.rename(latin1)
+    first = run_batch(folder, out, config=batch_config(tiny_models))
+    assert (first.done, first.failed) == (1, 0)
+    again = run_batch(folder, out, config=batch_config(tiny_models))
+    assert (again.done, again.already_done) == (0, 1)
+    assert b"caf\xe9 \xff.mp4" in (out / "summary.csv").read_bytes()
+    _assert_state_agrees_with_folders(out)
+    args = ["find-clips", str(latin1), "--out", str(tmp_path / "o2")]
+    alone = runner.invoke(app, [*args, *model_flags(tiny_models), *TINY_FLAGS])
+    assert alone.exit_code == 0, alone.output
+    for args in (["dedup", str(out)], ["export", str(out), "--out", str(tmp_path / "ds"),
+                                        "--include", "all"]):  # fmt: skip
+        done = runner.invoke(app, args)
+        assert done.exit_code == 0 and "Traceback" not in done.output, done.output

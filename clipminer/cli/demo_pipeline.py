@@ -199,7 +199,9 @@ def run_demo(
     run_batch(out / "videos", mined, config=config)
     clips: list[str] = []
     for long in longs:
-        with (videos_root(mined) / long.path.stem / "segments.csv").open(newline="") as handle:
+        with (videos_root(mined) / long.path.stem / "segments.csv").open(
+            newline="", encoding="utf-8", errors="surrogateescape"
+        ) as handle:
             rows = list(csv.DictReader(handle))
         predicted = [
             (r["video_label"] or r["label"], float(r["time_start"]), float(r["time_end"]))

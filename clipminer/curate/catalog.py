@@ -121,7 +121,7 @@ def read_clips(folder: Path) -> list[Clip]:
     """The clips of one video folder; a one-line error naming the file when it is broken."""
     path = folder / SEGMENTS_CSV
     try:
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
             rows = list(csv.DictReader(handle))
         clips = []
         for row in rows:
@@ -279,7 +279,7 @@ def read_duplicates(out: str | os.PathLike[str]) -> Duplicates:
     if not path.is_file():
         return Duplicates({}, {}, frozenset(), frozenset())
     try:
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
             for row in csv.DictReader(handle):
                 kind, member, group = row["kind"], row["member"], row["group_id"]
                 kept = row["kept"].strip() == "1"

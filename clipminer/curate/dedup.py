@@ -619,7 +619,10 @@ def _write_duplicates(out: Path, rows: Iterable[_Row]) -> Path:
     ordered = sorted(
         rows, key=lambda r: (r.kind != "video", r.component, r.group_id, not r.kept, r.member)
     )
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+    with (
+        atomic_path(path) as tmp,
+        tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow(DUPLICATES_COLUMNS)
         for r in ordered:

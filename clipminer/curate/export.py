@@ -374,7 +374,10 @@ def _link_or_copy(source: Path, target: Path, link: Link) -> bool:
 
 
 def _write_csv(path: Path, placed: Sequence[_Placed]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+    with (
+        atomic_path(path) as tmp,
+        tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
+    ):
         writer = csv.writer(handle)
         writer.writerow(KINETICS_COLUMNS)
         for p in placed:
@@ -481,7 +484,7 @@ def _dedup_info(out: Path, duplicates: Duplicates) -> dict[str, Any] | None:
         return None
     lowest: dict[str, float] = {}
     try:
-        with path.open(newline="") as handle:
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
             for row in csv.DictReader(handle):
                 if row.get("kept", "").strip() != "1" and row.get("similarity"):
                     kind = row.get("kind", "")
@@ -676,7 +679,9 @@ def export(
             out_path, placed, counts, selection, duplicates, settings=settings, shards=names
         )
         with atomic_path(stage / DATASET_JSON) as tmp:
-            tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+            tmp.write_text(
+                json.dumps(card, indent=2, ensure_ascii=False) + "\n", errors="backslashreplace"
+            )
         _swap_in(stage, target)
     except OSError as exc:
         raise UsageError(f"{exc.filename or target}: cannot write ({exc.strerror})") from None

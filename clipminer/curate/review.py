@@ -145,7 +145,9 @@ def read_extras(folder: Path) -> dict[int, Extra]:
 
     extras: dict[int, Extra] = {}
     try:
-        with (folder / catalog.SEGMENTS_CSV).open(newline="") as handle:
+        with (folder / catalog.SEGMENTS_CSV).open(
+            newline="", encoding="utf-8", errors="surrogateescape"
+        ) as handle:
             for row in csv.DictReader(handle):
                 with contextlib.suppress(KeyError, TypeError, ValueError):
                     extras[int(row["clip_id"])] = Extra(
