@@ -251,3 +251,84 @@ def test_a_name_that_is_not_utf8_is_mined_listed_and_exported(tiny_models, tmp_p
                                         "--include", "all"]):  # fmt: skip
         done = runner.invoke(app, args)
         assert done.exit_code == 0 and "Traceback" not in done.output, done.output
+
+
+class _Server:
+    """A loopback HTTP server answering every GET with ``answer(path, headers)``:
+    (status, headers, body bytes). It records what it was asked."""
+
+    def __init__(self, answer) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                seen.append((self.path, dict(self.headers)))
+                status, headers, body = answer(self.path, self.headers)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_the_api_key_never_follows_a_redirect_to_another_origin() -> None:
+    from clipminer.sources.youtube import ApiError, DataApi
+
+    elsewhere = _Server(lambda path, headers: (200, {}, b'{"items": []}'))
+    api_server = _Server(lambda path, headers: (302, {"Location": f"{elsewhere.url}/x"}, b""))
+    try:
+        api = DataApi(api_server.url, "secret-key", timeout_seconds=5)
+        with pytest.raises(ApiError, match="redirected to another origin"):
+            api.search("q", {}, None)
+        assert elsewhere.seen == []  # not even asked, so the key went nowhere
+        assert api_server.seen[0][1].get("X-Goog-Api-Key") == "secret-key"
+    finally:
+        elsewhere.close()
+        api_server.close()
+
+
+def test_bad_items_from_the_api_cost_only_themselves_and_cut_json_is_named() -> None:
+    import json as json_module
+
+    from clipminer.sources.youtube import ApiError, DataApi
+
+    items = [
+        {"id": {"videoId": ["x"]}}, {"id": {"videoId": "../../etc"}}, {"id": "flat"},
+        {"id": {"videoId": "good_id-01"}}, "not an object",
+    ]  # fmt: skip
+    good = _Server(lambda path, h: (200, {}, json_module.dumps({"items": items}).encode()))
+    cut = _Server(lambda path, h: (200, {}, b'{"items": [{"id": {"vid'))
+    try:
+        found, token = DataApi(good.url, "k", timeout_seconds=5).search("q", {}, None)
+        assert [i["id"]["videoId"] for i in found] == ["good_id-01"] and token is None
+        with pytest.raises(ApiError, match="not a JSON object") as caught:
+            DataApi(cut.url, "k", timeout_seconds=5).search("q", {}, None)
+        assert "HTTP 200 (HTTP 200)" not in str(caught.value)
+    finally:
+        good.close()
+        cut.close()
+
+
+def test_a_bad_duration_in_the_candidates_file_costs_only_that_value(tmp_path: Path) -> None:
+    from clipminer.sources.youtube import read_candidates
+
+    path = tmp_path / "candidates.csv"
+    path.write_text("action,youtube_id,duration_seconds\nrun,aaa,abc\nrun,bbb,61.5\nrun,ccc,\n")
+    found = read_candidates(path)
+    assert {k: c.duration_seconds for k, c in found.items()} == {
+        "aaa": None, "bbb": 61.5, "ccc": None,
+    }  # fmt: skip

@@ -15,8 +15,11 @@ so far kept, and a rerun only tops actions up to ``per_action`` (never duplicate
 from __future__ import annotations
 
 import csv
+import logging
+import math
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -27,7 +30,12 @@ from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import atomic_path
 from clipminer.settings import setting
 
+log = logging.getLogger(__name__)
+
 ACTION_SEPARATOR = "|"
+MAX_REDIRECTS = 5
+VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A video id (YouTube's are 11 of these characters): what a search result must carry."""
 """Joins the actions (and queries) of a video that several actions found."""
 CANDIDATE_COLUMNS = (
     "action", "query", "youtube_id", "title", "channel", "published_at", "duration_seconds",
@@ -232,7 +240,14 @@ def read_candidates(path: Path) -> dict[str, Candidate]:
         video_id = (row.get("youtube_id") or "").strip()
         if not video_id:
             continue
-        duration = row.get("duration_seconds") or ""
+        try:
+            duration = float(row.get("duration_seconds") or "nan")
+        except ValueError:
+            log.warning(
+                "%s: %s: duration_seconds %r is not a number (left unknown)",
+                path, video_id, row.get("duration_seconds"),
+            )  # fmt: skip
+            duration = math.nan
         found[video_id] = Candidate(
             youtube_id=video_id,
             actions=tuple((row.get("action") or "").split(ACTION_SEPARATOR)),
@@ -240,7 +255,7 @@ def read_candidates(path: Path) -> dict[str, Candidate]:
             title=row.get("title") or "",
             channel=row.get("channel") or "",
             published_at=row.get("published_at") or "",
-            duration_seconds=float(duration) if duration else None,
+            duration_seconds=None if math.isnan(duration) else duration,
             license=row.get("license") or "",
         )
     return found
@@ -295,8 +310,24 @@ class DataApi:
         import requests
 
         url = f"{self.base}/{endpoint}"
+        target, query = url, params
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout_seconds)
+            for _ in range(MAX_REDIRECTS + 1):
+                # redirects by hand: the key header must never reach another origin
+                response = self.session.get(
+                    target, params=query, timeout=self.timeout_seconds, allow_redirects=False
+                )
+                if not response.is_redirect:
+                    break
+                target = urllib.parse.urljoin(response.url, response.headers["location"])
+                query = {}
+                if _origin(target) != _origin(url):
+                    raise ApiError(
+                        f"{url}: redirected to another origin ({_origin(target)}); not followed, "
+                        "so the API key is not sent there"
+                    )
+            else:
+                raise ApiError(f"{url}: more than {MAX_REDIRECTS} redirects")
         except requests.RequestException as exc:
             reason = self._redact(exc)
             raise ApiError(f"{url}: cannot reach the YouTube Data API ({reason})") from None
@@ -305,6 +336,8 @@ class DataApi:
             body = response.json()
         except ValueError:
             body = None
+        if response.status_code == 200 and not isinstance(body, dict):
+            raise ApiError(f"{url}: the answer is not a JSON object (cut short, or not JSON)")
         if response.status_code != 200 or not isinstance(body, dict):
             raise self._error(url, response.status_code, body)
         return body
@@ -344,7 +377,8 @@ class DataApi:
             item
             for item in body.get("items") or []
             if isinstance(item, dict) and isinstance(item.get("id"), dict)
-            and item["id"].get("videoId")
+            and isinstance(item["id"].get("videoId"), str)
+            and VIDEO_ID.fullmatch(item["id"]["videoId"])
         ]  # fmt: skip
         token = body.get("nextPageToken")
         return items, token if isinstance(token, str) and token else None
@@ -501,6 +535,11 @@ def _candidate(
         duration_seconds=parse_duration(str(content.get("duration") or "")),
         license=str(status.get("license") or ""),
     )
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
 
 
 def _mapping(value: object) -> dict[str, Any]:
