@@ -332,3 +332,62 @@ def test_a_bad_duration_in_the_candidates_file_costs_only_that_value(tmp_path: P
     assert {k: c.duration_seconds for k, c in found.items()} == {
         "aaa": None, "bbb": 61.5, "ccc": None,
     }  # fmt: skip
+
+
+def _streaming_server(announce: int | None, chunk: bytes, chunks: int):
+    """A loopback server whose one file announces ``announce`` bytes (None: no length)
+    and sends ``chunks`` chunks, then closes: it lies about size, or sends too much."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:
+            self._headers()
+
+        def _headers(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            if announce is not None:
+                self.send_header("Content-Length", str(announce))
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self._headers()
+            try:
+                for _ in range(chunks):
+                    self.wfile.write(chunk)
+            except OSError:
+                pass  # the client stopped reading
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/big.mp4"
+
+
+@pytest.mark.parametrize("announce", [100 * 1024**3, None])
+def test_a_download_stops_at_the_byte_cap_whatever_the_server_says(
+    tmp_path: Path, announce: int | None
+) -> None:
+    from clipminer.sources.fetch import FetchConfig, fetch_videos
+
+    chunk = b"\0" * 65536
+    httpd, url = _streaming_server(announce, chunk, chunks=2000)  # 125 MiB at most
+    try:
+        urls = tmp_path / "urls.txt"
+        urls.write_text(url + "\n")
+        started = time.monotonic()
+        summary = fetch_videos(
+            urls, tmp_path / "fetched", config=FetchConfig(max_bytes="2M", timeout_seconds=5)
+        )
+        assert time.monotonic() - started < 60
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    (result,) = summary.results
+    assert result.status == "too_long" and "max-filesize" in result.message
+    written = sum(p.stat().st_size for p in (tmp_path / "fetched").rglob("*") if p.is_file())
+    assert written < 8 * 1024**2  # the rest was never written

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -59,15 +60,15 @@ class FetchLocked(ClipminerError):  # noqa: N818
     exit_code = 3
 
 
-def parse_rate(text: str) -> int:
-    """Bytes per second from ``500K``, ``2M``, ``1.5G`` or a plain number.
+def parse_rate(text: str, name: str = "rate_limit") -> int:
+    """Bytes (per second, for a rate) from ``500K``, ``2M``, ``1.5G`` or a plain number.
 
     Raises:
-        ValueError: not a rate.
+        ValueError: not a size.
     """
     match = _RATE.match(text)
     if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"rate_limit must be bytes per second such as 500K or 2M, got {text!r}")
+        raise ValueError(f"{name} must be a number of bytes such as 500K or 2M, got {text!r}")
     power = " kmg".index(match.group(2).lower() or " ")
     return int(float(match.group(1)) * 1024**power)
 
@@ -103,6 +104,19 @@ class FetchConfig:
         metavar="SECONDS",
         flag="max_duration",
     )
+    max_bytes: str = setting(
+        "8G",
+        "Largest download, e.g. 800M or 8G (8G fits three hours of 1080p): checked against "
+        "the size the server announces and while the bytes arrive (status too_big).",
+        metavar="SIZE",
+    )
+    max_download_seconds: float = setting(
+        4 * 3600.0,
+        "Give a download up to this long, then stop it (status error; it is tried again "
+        "next run).",
+        min=1,
+        metavar="SECONDS",
+    )
     max_videos: int = setting(
         0, "Download at most N items this run (0: all); the rest wait for the next run.", min=0
     )
@@ -130,6 +144,7 @@ class FetchConfig:
             raise ValueError(f"url_template must contain {{id}}, got {self.url_template!r}")
         if self.rate_limit is not None:
             parse_rate(self.rate_limit)
+        parse_rate(self.max_bytes, "max_bytes")
         if not self.label.strip():
             raise ValueError("label cannot be empty")
 
@@ -189,6 +204,7 @@ class FetchSummary:
 # -- classifying failures -------------------------------------------------------------------
 
 _PATTERNS: tuple[tuple[Status, tuple[str, ...]], ...] = (
+    ("too_long", ("larger than max-filesize",)),
     ("rate_limited", ("http error 429", "too many requests")),
     ("private", ("private video", "video is private")),
     (
@@ -240,8 +256,15 @@ def clean_message(message: str) -> str:
 class _QuietLogger:
     """yt-dlp's logger: nothing on the terminal; errors become the item's message."""
 
+    def __init__(self) -> None:
+        self.too_large = ""
+        """yt-dlp's note that the announced size is over ``max_filesize`` (it then skips
+        the download without an error)."""
+
     def debug(self, message: str) -> None:
         log.debug("yt-dlp: %s", message)
+        if "larger than max-filesize" in message:
+            self.too_large = clean_message(message.removeprefix("[download]").strip())
 
     def info(self, message: str) -> None:
         log.debug("yt-dlp: %s", message)
@@ -287,6 +310,7 @@ def ydl_options(
         "socket_timeout": config.timeout_seconds,
         "continuedl": True,
         "updatetime": False,
+        "max_filesize": parse_rate(config.max_bytes, "max_bytes"),
     }
     if shutil.which("ffmpeg"):  # without it yt-dlp keeps single-file formats as they are
         options["postprocessors"] = [{"key": "FFmpegVideoRemuxer", "preferedformat": "mp4"}]
@@ -371,7 +395,7 @@ def download_item(
     wait_seconds = config.backoff_seconds
     for attempt in range(config.backoff_retries + 1):
         try:
-            result = _attempt(item, out, staging, config, on_bytes)
+            result = _attempt(item, out, staging, config, on_bytes, stop)
         except OSError as exc:  # the output folder: full, read-only, ...
             result = FetchResult(item, "error", f"{exc.filename or out}: {exc.strerror or exc}")
         if result.status != "rate_limited" or attempt == config.backoff_retries:
@@ -394,14 +418,27 @@ def _attempt(
     staging: Path,
     config: FetchConfig,
     on_bytes: Callable[[float, float | None], None] | None,
+    stop: threading.Event | None = None,
 ) -> FetchResult:
     yt_dlp = _import_ytdlp()
     filtered = _Filtered()
+    cap = parse_rate(config.max_bytes, "max_bytes")
+    deadline = time.monotonic() + config.max_download_seconds
 
     def hook(status: dict[str, Any]) -> None:
+        done = float(status.get("downloaded_bytes") or 0)
         if on_bytes and status.get("status") in ("downloading", "finished"):
             total = status.get("total_bytes") or status.get("total_bytes_estimate")
-            on_bytes(float(status.get("downloaded_bytes") or 0), total)
+            on_bytes(done, total)
+        # the server may announce nothing, or less than it sends: count what arrives
+        if done > cap:
+            raise yt_dlp.utils.DownloadCancelled(f"File is larger than max-filesize ({cap} bytes)")
+        if time.monotonic() > deadline:
+            raise yt_dlp.utils.DownloadCancelled(
+                f"took longer than --max-download-seconds {config.max_download_seconds:g}"
+            )
+        if stop is not None and stop.is_set():
+            raise yt_dlp.utils.DownloadCancelled("stopped (interrupted)")
 
     options = ydl_options(
         item, staging, config, hooks=[hook], match_filter=_match_filter(item, config, filtered)
@@ -414,6 +451,8 @@ def _attempt(
     except yt_dlp.utils.YoutubeDLError as exc:
         message = clean_message(str(exc))
         return FetchResult(item, classify(message), f"{item.url}: {message}")
+    if options["logger"].too_large:
+        return FetchResult(item, "too_long", f"{item.url}: {options['logger'].too_large}")
     if filtered.status is not None:
         return FetchResult(item, filtered.status, filtered.message, None, filtered.duration_seconds)
     return _file_away(item, out, info or {})
