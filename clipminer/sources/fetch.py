@@ -112,8 +112,7 @@ class FetchConfig:
     )
     max_download_seconds: float = setting(
         4 * 3600.0,
-        "Give a download up to this long, then stop it (status error; it is tried again "
-        "next run).",
+        "Give a download up to this long, then stop it (status error; it is tried again next run).",
         min=1,
         metavar="SECONDS",
     )
