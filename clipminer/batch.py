@@ -168,6 +168,8 @@ def _schema() -> str:
     return f"CREATE TABLE IF NOT EXISTS videos ({', '.join(columns)})"
 
 
+LOCK_WAIT_SECONDS = 30.0
+"""How long a statement waits for another process's lock on ``state.sqlite``."""
 _ESCAPED = "bytes:"
 """Prefix of a text stored escaped: a name that is not UTF-8 (surrogate-escaped)."""
 
@@ -202,13 +204,13 @@ class StateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            exists = self.db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'videos'"
-            ).fetchone()
+            self.db = sqlite3.connect(path, timeout=LOCK_WAIT_SECONDS, isolation_level=None)
         except sqlite3.Error as exc:
-            raise UsageError(f"{path}: not a clipminer state database ({exc})") from None
+            raise UsageError(f"{path}: cannot open the state database ({exc})") from None
+        version = self._run("PRAGMA user_version").fetchone()[0]
+        exists = self._run(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'videos'"
+        ).fetchone()
         if exists and version != SCHEMA_VERSION:
             self.db.close()
             raise UsageError(
@@ -216,13 +218,27 @@ class StateStore:
                 f"{SCHEMA_VERSION}); mine into a new --out, or move state.sqlite aside to "
                 "mine everything again"
             )
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute(_schema())
-        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._run("PRAGMA journal_mode=WAL")
+        self._run("PRAGMA synchronous=FULL")
+        self._run(_schema())
+        self._run(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _run(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        """One statement; a locked or broken database is one line naming the file."""
+        try:
+            return self.db.execute(sql, params)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise BatchLocked(
+                    f"{self.path}: locked by another process for over {LOCK_WAIT_SECONDS:g} s; "
+                    "run again when it is done"
+                ) from None
+            raise ClipminerError(f"{self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise UsageError(f"{self.path}: not a clipminer state database ({exc})") from None
 
     def get(self, path: str) -> VideoRow | None:
-        cursor = self.db.execute(
+        cursor = self._run(
             f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE path = ?", (_to_db(path),)
         )
         row = cursor.fetchone()
@@ -230,7 +246,7 @@ class StateStore:
 
     def find_moved(self, size: int, fingerprint: str) -> VideoRow | None:
         """A row with this content whose file is no longer where it was (moved, re-mounted)."""
-        cursor = self.db.execute(
+        cursor = self._run(
             f"SELECT {', '.join(_COLUMNS)} FROM videos WHERE size = ? AND fingerprint = ?",
             (size, fingerprint),
         )
@@ -241,19 +257,19 @@ class StateStore:
         return None
 
     def all(self) -> list[VideoRow]:
-        cursor = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM videos ORDER BY path")
+        cursor = self._run(f"SELECT {', '.join(_COLUMNS)} FROM videos ORDER BY path")
         return [_row(row) for row in cursor.fetchall()]
 
     def put(self, row: VideoRow) -> None:
         values = asdict(row)
-        self.db.execute(
+        self._run(
             f"INSERT OR REPLACE INTO videos ({', '.join(_COLUMNS)}) "
             f"VALUES ({', '.join('?' for _ in _COLUMNS)})",
             [_to_db(values[c]) for c in _COLUMNS],
         )
 
     def delete(self, path: str) -> None:
-        self.db.execute("DELETE FROM videos WHERE path = ?", (_to_db(path),))
+        self._run("DELETE FROM videos WHERE path = ?", (_to_db(path),))
 
     def close(self) -> None:
         self.db.close()
@@ -364,6 +380,8 @@ def _init_process(config: BatchConfig, parent_pid: int) -> None:
     _WORKER = VideoWorker(config)
 
 
+BATCH_FILES = ("state.sqlite", "summary.csv", "report.html", "kinetics.csv")
+"""batch's own files in OUT."""
 INFLIGHT_DIR = ".inflight"
 """Under OUT: one file per video a worker process is mining right now (its pid)."""
 
@@ -402,6 +420,9 @@ def run_batch(
     """Mine every video under ``root`` that is not done yet; write state and reports."""
     root, out = Path(root), check_out_folder(out)
     _check_not_inside_out(root, out)
+    for name in BATCH_FILES:
+        if (out / name).exists() and not (out / name).is_file():
+            raise UsageError(f"{out / name}: is a folder, not the run's {name}; move it away")
     videos, others = find_videos(root, exclude=[out, videos_root(out)])
     options = config.options_hash()
     summary = BatchSummary()

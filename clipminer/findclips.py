@@ -49,7 +49,7 @@ from clipminer.cut import CutResult, cut_clip
 from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device
-from clipminer.errors import ClipminerError, UsageError
+from clipminer.errors import ClipminerError, UsageError, describe_os_error
 from clipminer.fsutil import safe_component
 from clipminer.labels import label_key
 from clipminer.layout import (
@@ -650,6 +650,16 @@ class ClipMiner:
             return self._complete(
                 video, info, scan, folder, started, source, stages, self.labels, cutter
             )
+        except BaseException as exc:
+            # nothing half written stays behind: the staging folder goes (the cutter first)
+            if cutter is not None:
+                cutter.close()
+                cutter = None
+            with contextlib.suppress(OSError):
+                _clear_staging(folder)
+            if isinstance(exc, OSError):  # the disk: full, read-only, gone
+                raise ClipminerError(describe_os_error(exc, folder)) from exc
+            raise
         finally:
             if cutter is not None:
                 cutter.close()

@@ -7,6 +7,7 @@ folders, and a re-run ends where a clean run would."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sqlite3
@@ -391,3 +392,64 @@ def test_a_download_stops_at_the_byte_cap_whatever_the_server_says(
     assert result.status == "too_long" and "max-filesize" in result.message
     written = sum(p.stat().st_size for p in (tmp_path / "fetched").rglob("*") if p.is_file())
     assert written < 8 * 1024**2  # the rest was never written
+
+
+def test_a_folder_where_a_report_goes_is_refused_before_mining(tiny_models, tmp_path: Path) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    make_videos(folder, 1)
+    (out / "summary.csv").mkdir(parents=True)
+    done = runner.invoke(
+        app, ["batch", str(folder), "--out", str(out), *model_flags(tiny_models), *TINY_FLAGS]
+    )
+    assert done.exit_code == 2 and "summary.csv: is a folder" in done.output
+    assert "Traceback" not in done.output and not (out / "videos").exists()
+
+
+def test_a_state_database_locked_by_another_process_is_one_line(
+    tiny_models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    make_videos(folder, 1)
+    run_batch(folder, out, config=batch_config(tiny_models))
+    monkeypatch.setattr(batch_module, "LOCK_WAIT_SECONDS", 0.2)
+    holder = sqlite3.connect(out / "state.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # a backup tool, a person with the sqlite3 shell
+    try:
+        done = runner.invoke(
+            app, ["batch", str(folder), "--out", str(out), *model_flags(tiny_models), *TINY_FLAGS]
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert done.exit_code == 3 and "state.sqlite: locked by another process" in done.output
+    assert "Traceback" not in done.output
+    again = run_batch(folder, out, config=batch_config(tiny_models))  # the lock is gone
+    assert again.already_done == 1
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_a_full_or_read_only_disk_is_one_line_naming_out_with_nothing_half_written(
+    tiny_models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Injected at the write layer (a real full or read-only mount needs privileges the
+    test cannot count on): find-clips names OUT's folder, leaves no hidden partial, and
+    a re-run once the disk is fine ends as a clean run."""
+    from clipminer import report
+
+    (video,) = make_videos(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    real = report.write_segments_csv
+
+    def full(path: Path, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(report, "write_segments_csv", full)
+    args = ["find-clips", str(video), "--out", str(out), *model_flags(tiny_models), *TINY_FLAGS]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 1 and "Traceback" not in done.output
+    why = "no space left on the device" if code == errno.ENOSPC else "read-only file system"
+    assert f"segments.csv: {why}" in done.output and str(out) in done.output
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") and "partial" in p.name]
+    monkeypatch.setattr(report, "write_segments_csv", real)
+    assert runner.invoke(app, args).exit_code == 0
+    assert (out / "videos" / "v0" / RUN_JSON).is_file()

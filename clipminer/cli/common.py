@@ -28,7 +28,7 @@ from rich.progress import (
 from rich.text import Text
 from typer.core import TyperGroup
 
-from clipminer.errors import ClipminerError
+from clipminer.errors import ClipminerError, describe_os_error
 from clipminer.settings import FlatField, flat_fields, from_flat
 
 DEBUG_KEY = "clipminer.debug"
@@ -53,6 +53,11 @@ class ClipminerGroup(TyperGroup):
                 raise
             print_error(exc)
             raise typer.Exit(code=exc.exit_code) from None
+        except OSError as exc:  # a filesystem fault not met closer to where it happened
+            if ctx.meta.get(DEBUG_KEY):
+                raise
+            print_error(describe_os_error(exc))
+            raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             err_console.print(Text("interrupted", style="red"))
             raise typer.Exit(code=130) from None
