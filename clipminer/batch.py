@@ -88,7 +88,12 @@ def find_videos(root: Path, *, exclude: Sequence[Path] = ()) -> tuple[list[Path]
     skip = {p.resolve() for p in exclude}
     videos: list[Path] = []
     others: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(exc: OSError) -> None:
+        log.warning("%s: cannot list (%s): the videos in it are not mined", exc.filename,
+                    exc.strerror or exc)  # fmt: skip
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         here = Path(dirpath)
         dirnames[:] = sorted(
             d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in skip
@@ -430,8 +435,15 @@ def run_batch(
         _clean_leftovers(out)
         state = StateStore(out / "state.sqlite")
         try:
+            state_file = _identity(out / "state.sqlite")
             todo = _plan(state, out, videos, others, options, config, summary)
             for outcome in _execute(todo, out, config):
+                if _identity(out / "state.sqlite") != state_file:
+                    raise ClipminerError(
+                        f"{out}: the output folder was deleted or replaced during the run "
+                        f"(its state.sqlite is gone); stopped after {summary.done} done, "
+                        "so that nothing is mined into a folder without its state"
+                    )
                 _record(state, outcome, options)
                 summary.outcomes.append(outcome)
                 if outcome.ok:
@@ -444,6 +456,15 @@ def run_batch(
         finally:
             state.close()
     return summary
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, None when it is gone."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _check_not_inside_out(root: Path, out: Path) -> None:
@@ -671,12 +692,13 @@ def _pool_run(
     import multiprocessing
 
     (out / INFLIGHT_DIR).mkdir(exist_ok=True)
-    with cf.ProcessPoolExecutor(
+    pool = cf.ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_process,
         initargs=(config, os.getpid()),
-    ) as pool:
+    )
+    try:
         futures = {pool.submit(_mine_in_process, str(p), str(out), n): (p, n) for p, n in items}
         for future in cf.as_completed(futures):
             try:
@@ -685,6 +707,8 @@ def _pool_run(
                 unfinished.append(futures[future])
                 continue
             yield outcome
+    finally:  # a run that stops early does not wait for the videos not started
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_reachable(address: str, timeout_seconds: float = RAY_CONNECT_TIMEOUT_SECONDS) -> None:

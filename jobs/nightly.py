@@ -396,7 +396,11 @@ def main(argv: list[str] | None = None) -> int:
             reports.append(StageReport(name, "skipped", "skipped by configuration"))
             continue
         started = time.monotonic()
-        report = run(watch)
+        try:
+            report = run(watch)
+        except Exception as exc:  # a stage's own bug or a fault it did not expect
+            log.exception("%s crashed", name)  # never the later stages, nor night.json
+            report = StageReport(name, "failed", f"crashed: {exc!r} (see the log)")
         report.seconds = time.monotonic() - started
         (log.info if report.status != "failed" else log.error)(
             "%s: %s: %s", name, report.status, report.detail

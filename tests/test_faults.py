@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from clipminer import batch as batch_module
 from clipminer.batch import INFLIGHT_DIR, run_batch
 from clipminer.cli import app
-from clipminer.errors import UsageError
+from clipminer.errors import ClipminerError, UsageError
 from clipminer.layout import RUN_JSON
 
 from .helpers import TINY_FLAGS, batch_config, make_videos, model_flags
@@ -335,7 +335,7 @@ def test_a_bad_duration_in_the_candidates_file_costs_only_that_value(tmp_path: P
     }  # fmt: skip
 
 
-def _streaming_server(announce: int | None, chunk: bytes, chunks: int):
+def _streaming_server(announce: int | None, chunk: bytes, chunks: int, delay: float = 0.0):
     """A loopback server whose one file announces ``announce`` bytes (None: no length)
     and sends ``chunks`` chunks, then closes: it lies about size, or sends too much."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -361,6 +361,7 @@ def _streaming_server(announce: int | None, chunk: bytes, chunks: int):
             try:
                 for _ in range(chunks):
                     self.wfile.write(chunk)
+                    time.sleep(delay)
             except OSError:
                 pass  # the client stopped reading
 
@@ -453,3 +454,187 @@ def test_a_full_or_read_only_disk_is_one_line_naming_out_with_nothing_half_writt
     monkeypatch.setattr(report, "write_segments_csv", real)
     assert runner.invoke(app, args).exit_code == 0
     assert (out / "videos" / "v0" / RUN_JSON).is_file()
+
+
+def test_an_unreadable_sub_folder_is_named_not_skipped_silently(
+    tiny_models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    folder, out = tmp_path / "in", tmp_path / "out"
+    make_videos(folder, 1)
+    (folder / "locked").mkdir()
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kw):  # root lists every folder: inject the refusal
+        for here, dirs, files in real_walk(top, onerror=onerror, **kw):
+            if Path(here).name == "locked":
+                onerror(PermissionError(13, "Permission denied", here))
+                dirs[:] = []
+                continue
+            yield here, dirs, files
+
+    monkeypatch.setattr(batch_module.os, "walk", walk)
+    with caplog.at_level("WARNING"):
+        summary = run_batch(folder, out, config=batch_config(tiny_models))
+    assert summary.done == 1
+    assert "locked: cannot list (Permission denied)" in caplog.text
+
+
+def test_export_cleans_what_a_killed_export_left(tiny_models, tmp_path: Path) -> None:
+    from clipminer.fsutil import short_hash
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    make_videos(folder, 1)
+    run_batch(folder, out, config=batch_config(tiny_models))
+    dataset = tmp_path / "ds"
+    leftover = tmp_path / f".export-{short_hash(dataset.name)}.x1y2.partial"  # SIGTERM's
+    (leftover / "train").mkdir(parents=True)
+    done = runner.invoke(app, ["export", str(out), "--out", str(dataset), "--include", "all"])
+    assert done.exit_code == 0, done.output
+    assert not leftover.exists()
+    assert not list(tmp_path.glob(".export-*"))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_out_deleted_during_a_run_stops_it_with_one_line(
+    tiny_models, tmp_path: Path, workers: int
+) -> None:
+    import shutil
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    make_videos(folder, 4)
+    deleted = []
+
+    def delete_out(outcome) -> None:
+        if not deleted:
+            shutil.rmtree(out)  # someone cleans up the disk mid-run
+            deleted.append(outcome.path)
+
+    with pytest.raises(ClipminerError, match="deleted or replaced during the run"):
+        run_batch(
+            folder, out, config=batch_config(tiny_models, workers=workers), on_outcome=delete_out
+        )
+    assert deleted
+    # a new run mines everything into a fresh OUT, with its state
+    summary = run_batch(folder, out, config=batch_config(tiny_models))
+    assert summary.done + summary.already_done == 4
+    _assert_state_agrees_with_folders(out)
+
+
+@pytest.mark.parametrize("command", ["dedup", "export", "batch"])
+def test_a_full_disk_is_one_line_for_every_command(
+    tiny_models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """Every file clipminer writes goes through a temporary name and a rename: make that
+    rename fail as a full disk does (injected: the tests cannot fill a real mount)."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    make_videos(folder, 1)
+    run_batch(folder, out, config=batch_config(tiny_models))
+    make_videos(folder, names=["later.mp4"])
+    real = Path.replace
+
+    def full(self: Path, target) -> Path:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr(Path, "replace", full)
+    args = {
+        "dedup": ["dedup", str(out)],
+        "export": ["export", str(out), "--out", str(tmp_path / "ds"), "--include", "all"],
+        "batch": ["batch", str(folder), "--out", str(out), *model_flags(tiny_models), *TINY_FLAGS],
+    }[command]
+    done = runner.invoke(app, args)
+    assert done.exit_code != 0 and "Traceback" not in done.output
+    assert "no space left on" in done.output.lower()
+    monkeypatch.setattr(Path, "replace", real)
+    assert runner.invoke(app, args).exit_code == 0  # space freed: it goes on
+
+
+def test_ctrl_c_stops_fetch_videos_within_seconds(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    httpd, url = _streaming_server(None, b"\0" * 65536, chunks=2000, delay=0.05)  # 100 s
+    try:
+        urls = tmp_path / "urls.txt"
+        urls.write_text(url + "\n")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "clipminer", "fetch-videos", str(urls),
+             "--out", str(tmp_path / "fetched")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until bytes arrive
+            if any(p.is_file() and p.stat().st_size for p in (tmp_path / "fetched").rglob("*")):
+                break
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        output, _ = process.communicate(timeout=30)
+        stopped_in = time.monotonic() - started
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert stopped_in < 10, stopped_in
+    assert process.returncode != 0 and "Traceback" not in output, output
+    finished = [p for p in (tmp_path / "fetched").rglob("*") if p.is_file()
+                and ".fetching" not in p.parts and p.name != "fetch.sqlite"
+                and not p.name.startswith(("fetch.sqlite", ".fetch.lock"))]  # fmt: skip
+    assert finished == []  # only the hidden staging holds bytes, for the next run to resume
+
+
+def test_a_stage_that_crashes_costs_only_itself_in_the_night(
+    tiny_models, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from jobs import nightly
+
+    folder = tmp_path / "in"
+    make_videos(folder, 1)
+    config = tmp_path / "nightly.toml"
+    config.write_text(
+        f'[batch]\ninput = "{folder}"\noutput_root = "out"\nimage_model = "{tiny_models[0]}"\n'
+        '[findclips]\ndevice = "cpu"\n[watch]\ncandidates = "candidates.csv"\n'
+    )
+
+    def broken(watch):  # a server's answer the stage did not expect
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr(nightly, "run_search", broken)
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_FAILED_VIDEOS
+    night = json.loads((tmp_path / "out" / "night.json").read_text())
+    stages = {s["name"]: s for s in night["stages"]}
+    assert stages["search"]["status"] == "failed" and "TypeError" in stages["search"]["detail"]
+    assert stages["mine"]["status"] == "ok" and "1 done" in stages["mine"]["detail"]
+
+
+def test_review_shows_and_takes_votes_on_a_clip_whose_source_name_is_not_utf8(
+    tiny_models, tmp_path: Path
+) -> None:
+    import warnings
+
+    from clipminer.curate import review
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    folder, out = tmp_path / "in", tmp_path / "out"
+    (video,) = make_videos(folder, 1)
+    video.rename(Path(os.fsdecode(os.fsencode(folder) + b"/caf\xe9.mp4")))
+    run_batch(folder, out, config=batch_config(tiny_models))
+    app_ = review.create_app(out, reviewer="ann", rule=review.Rule())
+    client = TestClient(app_, base_url="http://127.0.0.1")
+    assert client.get("/").status_code == 200
+    queue = client.get("/api/queue")
+    assert queue.status_code == 200, queue.text
+    clips = queue.json()["clips"]
+    assert clips, "the clips of the Latin-1 video are listed"
+    first = clips[0]
+    assert client.get(f"/clips/{first['key']}").status_code == 200
+    token = app_.state.review.token
+    vote = client.post(
+        "/api/vote",
+        json={"clip": first["key"], "action": "accept"},
+        headers={review.TOKEN_HEADER: token},
+    )
+    assert vote.status_code == 200, vote.text

@@ -580,8 +580,12 @@ def _check_target(out: Path, dataset: Path, force: bool) -> None:
 def _staging(dataset: Path) -> Path:
     """An empty hidden folder beside DATASET, as readable as the user's umask allows."""
     dataset.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".export-{short_hash(dataset.name)}."
+    for leftover in dataset.parent.glob(f"{prefix}*"):  # of a run that was killed
+        if leftover.suffix in (".partial", ".old") and leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
     stage = Path(
-        tempfile.mkdtemp(prefix=f".export-{short_hash(dataset.name)}.", suffix=".partial",
+        tempfile.mkdtemp(prefix=prefix, suffix=".partial",
                          dir=dataset.parent)
     )  # fmt: skip
     stage.chmod(0o777 & ~current_umask())
