@@ -216,18 +216,23 @@ def test_typed_mistakes_in_nightly_toml_are_one_line_before_any_work(
     assert not (tmp_path / "out").exists()  # nothing was mined
 
 
+def _nightly_config(tmp_path: Path, models: tuple[Path, Path], more: str) -> Path:
+    """A nightly.toml over a folder of one video, mining into ``out``, plus ``more``."""
+    folder = tmp_path / "in"
+    make_videos(folder, 1)
+    config = tmp_path / "nightly.toml"
+    config.write_text(
+        f'[batch]\ninput = "{folder}"\noutput_root = "out"\nimage_model = "{models[0]}"\n{more}\n'
+    )
+    return config
+
+
 def test_nightly_refuses_a_missing_model_before_any_work(
     tiny_models, tmp_path: Path, capsys
 ) -> None:
     from jobs import nightly
 
-    folder = tmp_path / "in"
-    make_videos(folder, 1)
-    config = tmp_path / "nightly.toml"
-    config.write_text(
-        f'[batch]\ninput = "{folder}"\noutput_root = "out"\nimage_model = "{tiny_models[0]}"\n'
-        'video_models = ["/nonexistent/video.pt"]\n'
-    )
+    config = _nightly_config(tmp_path, tiny_models, 'video_models = ["/nonexistent/video.pt"]')
     assert nightly.main(["--config", str(config)]) == nightly.EXIT_CONFIG
     assert "/nonexistent/video.pt: no such model file" in capsys.readouterr().err
 
@@ -588,12 +593,8 @@ def test_a_stage_that_crashes_costs_only_itself_in_the_night(
 
     from jobs import nightly
 
-    folder = tmp_path / "in"
-    make_videos(folder, 1)
-    config = tmp_path / "nightly.toml"
-    config.write_text(
-        f'[batch]\ninput = "{folder}"\noutput_root = "out"\nimage_model = "{tiny_models[0]}"\n'
-        '[findclips]\ndevice = "cpu"\n[watch]\ncandidates = "candidates.csv"\n'
+    config = _nightly_config(
+        tmp_path, tiny_models, '[findclips]\ndevice = "cpu"\n[watch]\ncandidates = "candidates.csv"'
     )
 
     def broken(watch):  # a server's answer the stage did not expect
