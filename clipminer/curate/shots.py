@@ -189,9 +189,9 @@ class ShotDetector:
         min_frames = max(1, round(self.config.min_shot_seconds * self.fps))
         self._detector = _make_detector(self.config, self.fps, min_frames)
         self._index = 0
-        # pts and change from the frame before of the recent frames (the detectors answer
-        # a few frames late; a merged flash can hold a cut back longer)
-        self._recent: deque[tuple[int, float, float]] = deque(maxlen=round(_HISTORY * self.fps))
+        # pts of the recent frames (the detectors answer a few frames late; a merged flash
+        # can hold a cut back longer)
+        self._recent: deque[tuple[int, float]] = deque(maxlen=round(_HISTORY * self.fps))
         self._last_pixels: np.ndarray | None = None
         self._thumbnails: deque[tuple[int, np.ndarray]] = deque(
             maxlen=round(self.config.fade_reach_seconds * self.fps) + 8
@@ -217,11 +217,8 @@ class ShotDetector:
         elif self._black is not None:
             found = self._end_black(pts)
         timecode = self._timecode(self._index)
-        previous, self._last_pixels = self._last_pixels, pixels
-        change = 0.0
-        if previous is not None:
-            change = float(np.abs(pixels.astype(np.int16) - previous).mean()) / 255
-        self._recent.append((self._index, pts, change))
+        self._last_pixels = pixels
+        self._recent.append((self._index, pts))
         self._thumbnails.append((self._index, pixels))
         self._index += 1
         for cut in self._detector.process_frame(timecode, np.ascontiguousarray(pixels[..., ::-1])):
@@ -263,16 +260,20 @@ class ShotDetector:
 
     def _add_cut(self, index: int) -> ShotBoundary | None:
         """The detector's cut before frame ``index``, or None when it is part of a fade."""
-        frames = {k: (t, change) for k, t, change in self._recent}
-        if index not in frames:  # older than _HISTORY: cannot be placed any more
+        times = dict(self._recent)
+        if index not in times:  # older than _HISTORY: cannot be placed any more
             return None
-        pts, change = frames[index]
-        before_pts = frames.get(index - 1, (pts, 0.0))[0]
+        pts = times[index]
+        before_pts = times.get(index - 1, pts)
         if self._black is not None:
             return None  # a cut into the black run: the fade will cover it
         gap_start = min(before_pts + self.frame_seconds / 2, pts)
         thumbnails = dict(self._thumbnails)
-        dimming = index - 1 in thumbnails and _one_picture(thumbnails[index - 1], thumbnails[index])
+        before, after = thumbnails.get(index - 1), thumbnails.get(index)
+        dimming, change = False, 0.0
+        if before is not None and after is not None:  # computed per cut, not per frame
+            dimming = _one_picture(before, after)
+            change = float(np.abs(after.astype(np.int16) - before).mean()) / 255
         reach = self.config.fade_reach_seconds
         if self._fade is not None and dimming:
             fade = self.boundaries[self._fade]
