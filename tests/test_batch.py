@@ -111,6 +111,7 @@ def _staging(out: Path) -> bool:
     return videos.is_dir() and any(p.name.endswith(".partial") for p in videos.iterdir())
 
 
+@pytest.mark.slow  # long: `make test-all` runs it
 def test_sigkill_at_each_stage_then_resume(tiny_models, tmp_path: Path) -> None:
     """Kill -9 when the plan is written, while a video's folder is being staged, and right
     after a video is done; then a clean run finishes everything exactly once."""

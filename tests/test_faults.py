@@ -499,7 +499,7 @@ def test_export_cleans_what_a_killed_export_left(tiny_models, tmp_path: Path) ->
     assert not list(tmp_path.glob(".export-*"))
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_out_deleted_during_a_run_stops_it_with_one_line(
     tiny_models, tmp_path: Path, workers: int
 ) -> None:

@@ -268,6 +268,7 @@ def _nonaction_videos(shared_data: Path) -> dict[str, Path]:
     return {name: path for name, path in found.items() if path.is_file()}
 
 
+@pytest.mark.slow  # long: `make test-all` runs it
 def test_a_distractor_the_classes_do_not_cover_yields_no_clip(
     trained_models, shared_data: Path, tmp_path: Path
 ) -> None:

@@ -91,6 +91,7 @@ def test_find_clips_on_every_awkward_file(tiny_models, awkward: Path, tmp_path: 
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"kinetics.csv", "videos"}
 
 
+@pytest.mark.slow  # long: `make test-all` runs it
 def test_batch_completes_over_every_awkward_file(
     tiny_models, awkward: Path, tmp_path: Path
 ) -> None:
