@@ -36,7 +36,7 @@ from typing import Literal
 from clipminer import THREAD_ENV, __version__
 from clipminer.config import BatchConfig
 from clipminer.data.videos import VIDEO_SUFFIXES
-from clipminer.errors import ClipminerError, UsageError
+from clipminer.errors import ClipminerError, OutputDiskError, UsageError, sqlite_disk_error
 from clipminer.findclips import ClipMiner, VideoResult
 from clipminer.layout import (
     RUN_JSON,
@@ -238,7 +238,9 @@ class StateStore:
                     f"{self.path}: locked by another process for over {LOCK_WAIT_SECONDS:g} s; "
                     "run again when it is done"
                 ) from None
-            raise ClipminerError(f"{self.path}: {exc}") from None
+            raise sqlite_disk_error(exc, self.path) or ClipminerError(
+                f"{self.path}: {exc}"
+            ) from None
         except sqlite3.DatabaseError as exc:
             raise UsageError(f"{self.path}: not a clipminer state database ({exc})") from None
 
@@ -311,13 +313,16 @@ class Outcome:
     clips: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     output: str = ""
+    output_disk: bool = False
+    """The failure was OUT's disk refusing a write (full, read-only), not the video's."""
 
 
 def _outcome(
     path: Path, result: VideoResult | ClipminerError, output: str, seconds: float
 ) -> Outcome:
     if isinstance(result, ClipminerError):
-        return Outcome(str(path), False, str(result), seconds=seconds)
+        disk = isinstance(result, OutputDiskError)
+        return Outcome(str(path), False, str(result), seconds=seconds, output_disk=disk)
     clips: dict[str, int] = {}
     for c in result.candidates:
         clips[c.final_label] = clips.get(c.final_label, 0) + 1
@@ -443,6 +448,11 @@ def run_batch(
                         f"{out}: the output folder was deleted or replaced during the run "
                         f"(its state.sqlite is gone); stopped after {summary.done} done, "
                         "so that nothing is mined into a folder without its state"
+                    )
+                if outcome.output_disk:  # not the video's fault: it stays queued
+                    raise OutputDiskError(
+                        f"{outcome.error}; stopped after {summary.done} done, the rest stay "
+                        "queued: run again once the disk takes writes"
                     )
                 _record(state, outcome, options)
                 summary.outcomes.append(outcome)

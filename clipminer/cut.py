@@ -26,7 +26,8 @@ import av.video.stream
 import numpy as np
 
 from clipminer.decode import _rotation_clockwise, probe, timed_frames
-from clipminer.errors import DecodeError, EncodeError
+from clipminer.encode import encode_failure
+from clipminer.errors import DISK_ERRNOS, DecodeError, EncodeError
 from clipminer.fsutil import partial_path
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ def cut_clip(
                         crf, preset,
                     )  # fmt: skip
         except av.error.FFmpegError as exc:
+            if getattr(exc, "errno", None) in DISK_ERRNOS:  # the output's disk, not the source
+                raise encode_failure(exc, dest, "cutting failed") from exc
             raise EncodeError(
                 f"{source}: cutting {start_seconds:.2f}-{end_seconds:.2f} s into "
                 f"{dest} failed ({exc.strerror})"

@@ -17,7 +17,7 @@ import av
 import av.error
 import numpy as np
 
-from clipminer.errors import EncodeError
+from clipminer.errors import DISK_ERRNOS, ClipminerError, EncodeError, output_error
 from clipminer.fsutil import partial_path
 
 Codec = Literal["h264", "lossless"]
@@ -25,6 +25,15 @@ Codec = Literal["h264", "lossless"]
 # Exact for the usual rates (24, 25, 30, 60 and the NTSC x/1.001 ones). AVI has no
 # timestamps, only frame numbers: there the time base is one frame.
 _TIME_BASE = Fraction(1, 90_000)
+
+
+def encode_failure(exc: av.error.FFmpegError, dest: Path, what: str) -> ClipminerError:
+    """The one-line error for FFmpeg failing to write ``dest``: the disk's own error
+    (:class:`OutputDiskError`, naming ``dest``) when it is full or read-only."""
+    code = getattr(exc, "errno", None)
+    if code in DISK_ERRNOS:
+        return output_error(OSError(code, exc.strerror, str(dest)), dest)
+    return EncodeError(f"{dest}: {what} ({exc.strerror})")
 
 
 class VideoWriter:
@@ -70,7 +79,7 @@ class VideoWriter:
             )
         except av.error.FFmpegError as exc:
             self._tmp.unlink(missing_ok=True)
-            raise EncodeError(f"{self.path}: cannot open for writing ({exc.strerror})") from exc
+            raise encode_failure(exc, self.path, "cannot open for writing") from exc
         stream.width, stream.height = width, height
         stream.pix_fmt = "rgb24" if codec == "lossless" else "yuv420p"
         self._time_base = 1 / self.fps if self.path.suffix.lower() == ".avi" else _TIME_BASE
@@ -106,13 +115,16 @@ class VideoWriter:
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
         except av.error.FFmpegError as exc:
-            raise EncodeError(f"{self.path}: encoding failed ({exc.strerror})") from exc
+            raise encode_failure(exc, self.path, "encoding failed") from exc
 
     def close(self) -> Path:
         """Flush the encoder and move the finished file to its name."""
         try:
             self._mux(None)
-            self._container.close()
+            try:
+                self._container.close()
+            except av.error.FFmpegError as exc:
+                raise encode_failure(exc, self.path, "encoding failed") from exc
             if self._frames == 0:
                 raise EncodeError(f"{self.path}: no frames were written")
             self._tmp.replace(self.path)

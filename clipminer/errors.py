@@ -7,6 +7,7 @@ its message on one line and exits with :attr:`ClipminerError.exit_code`.
 from __future__ import annotations
 
 import errno
+import sqlite3
 
 
 class ClipminerError(Exception):
@@ -33,6 +34,14 @@ class UsageError(ClipminerError):
     exit_code = 2
 
 
+class OutputDiskError(ClipminerError):
+    """The disk that holds the outputs refused a write: full, over quota or read-only.
+
+    It is not the input's fault, so it is never recorded against one: a run stops at
+    it, and a re-run resumes once there is space.
+    """
+
+
 _REASONS = {
     errno.ENOSPC: "no space left on the device",
     errno.EDQUOT: "disk quota exceeded",
@@ -45,8 +54,30 @@ _REASONS = {
 }
 
 
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+"""The errors of a disk that takes no more writes, whichever file was being written."""
+
+
 def describe_os_error(exc: OSError, fallback: object = "") -> str:
     """One line for a filesystem error: the path that failed, then why."""
     reason = _REASONS.get(exc.errno or 0) or exc.strerror or str(exc)
     path = exc.filename if exc.filename is not None else fallback
     return f"{path}: {reason}" if path != "" else reason
+
+
+def output_error(exc: OSError, path: object) -> ClipminerError:
+    """The one-line error for ``exc``, met while writing ``path`` (named when ``exc``
+    names no file): an :class:`OutputDiskError` when the disk takes no more writes."""
+    message = describe_os_error(exc, path)
+    return OutputDiskError(message) if exc.errno in DISK_ERRNOS else ClipminerError(message)
+
+
+_SQLITE_ERRNOS = {sqlite3.SQLITE_FULL: errno.ENOSPC, sqlite3.SQLITE_READONLY: errno.EROFS}
+"""SQLite's own codes for a disk that takes no more writes."""
+
+
+def sqlite_disk_error(exc: sqlite3.Error, path: object) -> ClipminerError | None:
+    """The one-line :class:`OutputDiskError` naming ``path`` when SQLite failed because
+    its disk is full or read-only; None for any other SQLite error."""
+    code = _SQLITE_ERRNOS.get(getattr(exc, "sqlite_errorcode", 0) & 0xFF)
+    return None if code is None else output_error(OSError(code, str(exc)), path)

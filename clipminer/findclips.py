@@ -49,7 +49,7 @@ from clipminer.cut import CutResult, cut_clip
 from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device
-from clipminer.errors import ClipminerError, UsageError, describe_os_error
+from clipminer.errors import ClipminerError, OutputDiskError, UsageError, output_error
 from clipminer.fsutil import safe_component
 from clipminer.labels import label_key
 from clipminer.layout import (
@@ -658,7 +658,7 @@ class ClipMiner:
             with contextlib.suppress(OSError):
                 _clear_staging(folder)
             if isinstance(exc, OSError):  # the disk: full, read-only, gone
-                raise ClipminerError(describe_os_error(exc, folder)) from exc
+                raise output_error(exc, folder) from exc
             raise
         finally:
             if cutter is not None:
@@ -1323,7 +1323,8 @@ def find_clips(
     progress_for: Callable[[Path], Progress | None] | None = None,
     on_result: Callable[[Path, VideoResult | ClipminerError], None] | None = None,
 ) -> list[tuple[Path, VideoResult | ClipminerError]]:
-    """Mine several videos into ``out_root``; one failing video never stops the others.
+    """Mine several videos into ``out_root``; one failing video never stops the others
+    (OUT's disk refusing writes, :class:`OutputDiskError`, stops them all).
 
     Each video gets ``out_root/videos/<name>/`` (:mod:`clipminer.layout`). With
     ``rescore`` (the ``scores.parquet`` of an earlier run; one video only), the scores
@@ -1354,6 +1355,8 @@ def find_clips(
             else:
                 progress = progress_for(video) if progress_for else None
                 outcome = miner.run(video, out_root, progress=progress, name=name, source=source)
+        except OutputDiskError:
+            raise  # OUT takes no more writes: the videos after this one would fail the same way
         except ClipminerError as exc:
             outcome = exc
         except Exception as exc:  # one video's bug must not stop the others

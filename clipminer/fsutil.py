@@ -47,9 +47,12 @@ def partial_path(dest: str | os.PathLike[str]) -> Path:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     stem = _truncate_bytes(dest.stem, 100)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{stem}.", suffix=f".partial{dest.suffix}", dir=dest.parent
-    )
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{stem}.", suffix=f".partial{dest.suffix}", dir=dest.parent
+        )
+    except OSError as exc:  # name the file the user asked for, not the temporary one
+        raise OSError(exc.errno, exc.strerror, str(dest)) from exc
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
     finally:
@@ -73,6 +76,10 @@ def atomic_path(dest: str | os.PathLike[str], *, durable: bool = False) -> Itera
         tmp.replace(dest)
         if durable:
             _fsync(Path(dest).parent)
+    except OSError as exc:
+        if exc.filename is None or exc.filename == str(tmp):  # name what the user asked for
+            raise OSError(exc.errno, exc.strerror, str(dest)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

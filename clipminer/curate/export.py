@@ -60,7 +60,7 @@ from clipminer.curate.catalog import (
 )
 from clipminer.curate.verdicts import Rule, Verdict, connect, standing_votes, verdicts
 from clipminer.data.videos import VIDEO_SUFFIXES
-from clipminer.errors import UsageError
+from clipminer.errors import UsageError, output_error
 from clipminer.fsutil import atomic_path, current_umask, safe_component, short_hash
 from clipminer.layout import RUN_JSON, videos_root
 
@@ -675,7 +675,7 @@ def export(
     try:
         stage = _staging(target)
     except OSError as exc:
-        raise UsageError(f"{target.parent}: cannot write here ({exc.strerror})") from None
+        raise output_error(OSError(exc.errno, exc.strerror, str(target)), target) from None
     try:
         copied, shards = _build(stage, placed, shares, link, webdataset, shard_size, progress)
         names = {s: [p.relative_to(stage).as_posix() for p in files] for s, files in shards.items()}
@@ -687,8 +687,10 @@ def export(
                 json.dumps(card, indent=2, ensure_ascii=False) + "\n", errors="backslashreplace"
             )
         _swap_in(stage, target)
-    except OSError as exc:
-        raise UsageError(f"{exc.filename or target}: cannot write ({exc.strerror})") from None
+    except OSError as exc:  # a file being written is named as DATASET, a source as itself
+        written = exc.filename is None or Path(exc.filename).is_relative_to(stage)
+        where = target if written else exc.filename
+        raise output_error(OSError(exc.errno, exc.strerror, str(where)), where) from None
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

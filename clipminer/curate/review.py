@@ -39,7 +39,7 @@ from urllib.parse import quote
 from clipminer.curate import catalog, verdicts
 from clipminer.curate.catalog import Clip
 from clipminer.curate.verdicts import Action, Rule, Vote
-from clipminer.errors import UsageError
+from clipminer.errors import ClipminerError, UsageError
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -463,6 +463,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
+        exception_handlers={ClipminerError: _unavailable},
     )
     app.state.review = review
     return app
@@ -490,6 +491,13 @@ def _json(data: Any, status: int = 200) -> Response:
 
 def _error(message: str, status: int) -> Response:
     return _json({"error": message}, status)
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """What no handler answered itself (review.sqlite's disk full or read-only, a lock
+    held too long): the one-line error, for the page to show, and in the log."""
+    log.error("%s", exc)
+    return _error(str(exc), 503)
 
 
 def _page(review: Review) -> Endpoint:

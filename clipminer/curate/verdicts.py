@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from clipminer.curate.catalog import REVIEW_DB, Clip
-from clipminer.errors import UsageError
+from clipminer.errors import ClipminerError, UsageError, output_error, sqlite_disk_error
 
 Action = Literal["accept", "reject", "relabel"]
 Status = Literal["accepted", "rejected", "disputed", "pending"]
@@ -79,7 +79,11 @@ def connect(out: Path) -> Iterator[sqlite3.Connection]:
     """``OUT/review.sqlite``, created with the schema when absent."""
     path = Path(out) / REVIEW_DB
     try:
+        if not path.exists():  # the disk's own reason (read-only, full), not "unable to open"
+            path.touch()
         con = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except OSError as exc:
+        raise output_error(exc, path) from None
     except sqlite3.Error as exc:
         raise UsageError(f"{path}: cannot open ({exc})") from None
     try:
@@ -91,6 +95,8 @@ def connect(out: Path) -> Iterator[sqlite3.Connection]:
             con.executescript(_SCHEMA)
             con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         yield con
+    except sqlite3.OperationalError as exc:  # the disk, or a lock held too long
+        raise sqlite_disk_error(exc, path) or ClipminerError(f"{path}: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise UsageError(f"{path}: not a review database ({exc})") from None
     finally:

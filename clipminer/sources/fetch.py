@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clipminer.decode import probe
-from clipminer.errors import ClipminerError, DecodeError, UsageError
+from clipminer.errors import (
+    DISK_ERRNOS,
+    ClipminerError,
+    DecodeError,
+    OutputDiskError,
+    UsageError,
+    output_error,
+)
 from clipminer.fsutil import safe_component
 from clipminer.settings import setting
 from clipminer.sources.inputs import (
@@ -294,7 +301,7 @@ def ydl_options(
         "format": f"bv*[height<=?{height}]+ba/b[height<=?{height}]",
         "format_sort": [f"res:{height}", "vcodec:h264", "acodec:aac", "ext:mp4:m4a"],
         "merge_output_format": "mp4",
-        "paths": {"home": str(staging), "temp": str(staging)},
+        "paths": {"home": str(staging)},  # temporary files too (a relative temp nests)
         "outtmpl": {"default": "video.%(ext)s"},
         "noplaylist": True,
         "quiet": True,
@@ -387,15 +394,29 @@ def download_item(
     stop: threading.Event | None = None,
 ) -> FetchResult:
     """Download one item into its label folder; HTTP 429s are waited out ``backoff_retries``
-    times unless ``stop`` is set. Never raises for a failed download: see the status."""
+    times unless ``stop`` is set. A failed download is a status, not an exception.
+
+    Raises:
+        OutputDiskError: DIR's disk is full or read-only (not the item's fault: the
+            item is not recorded, and a later run fetches it).
+    """
     stop = stop or threading.Event()
     staging = staging_dir(out, item.key)
-    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, out) from None
     wait_seconds = config.backoff_seconds
     for attempt in range(config.backoff_retries + 1):
         try:
             result = _attempt(item, out, staging, config, on_bytes, stop)
+        except OutputDiskError:
+            shutil.rmtree(staging, ignore_errors=True)  # what it holds is of no use; frees space
+            raise
         except OSError as exc:  # the output folder: full, read-only, ...
+            if exc.errno in DISK_ERRNOS:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise output_error(OSError(exc.errno, exc.strerror, str(out)), out) from None
             result = FetchResult(item, "error", f"{exc.filename or out}: {exc.strerror or exc}")
         if result.status != "rate_limited" or attempt == config.backoff_retries:
             break
@@ -448,6 +469,9 @@ def _attempt(
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(item.url, download=True)
     except yt_dlp.utils.YoutubeDLError as exc:
+        cause = _disk_cause(exc)
+        if cause is not None:  # yt-dlp met a full or read-only disk while writing
+            raise output_error(OSError(cause.errno, cause.strerror, str(out)), out) from exc
         message = clean_message(str(exc))
         return FetchResult(item, classify(message), f"{item.url}: {message}")
     if options["logger"].too_large:
@@ -455,6 +479,22 @@ def _attempt(
     if filtered.status is not None:
         return FetchResult(item, filtered.status, filtered.message, None, filtered.duration_seconds)
     return _file_away(item, out, info or {})
+
+
+def _disk_cause(exc: BaseException) -> OSError | None:
+    """The full or read-only disk behind a yt-dlp error, if that is what it was."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is s for s in seen):
+            continue
+        seen.append(current)
+        if isinstance(current, OSError) and current.errno in DISK_ERRNOS:
+            return current
+        info = getattr(current, "exc_info", None)
+        pending += [current.__cause__, current.__context__, info[1] if info else None]
+    return None
 
 
 def _file_away(item: FetchItem, out: Path, info: dict[str, Any]) -> FetchResult:

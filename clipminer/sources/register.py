@@ -14,7 +14,7 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-from clipminer.errors import ClipminerError
+from clipminer.errors import ClipminerError, sqlite_disk_error
 
 Status = Literal[
     "ok",
@@ -77,16 +77,29 @@ class Register:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.commit()
         except sqlite3.Error as exc:
-            raise ClipminerError(f"{path}: cannot open the fetch register ({exc})") from None
+            raise sqlite_disk_error(exc, path) or ClipminerError(
+                f"{path}: cannot open the fetch register ({exc})"
+            ) from None
+
+    def _run(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """One statement, committed; a full or read-only disk is one line naming the file."""
+        try:
+            rows = self._db.execute(sql, params).fetchall()
+            self._db.commit()
+        except sqlite3.Error as exc:
+            raise sqlite_disk_error(exc, self.path) or ClipminerError(
+                f"{self.path}: {exc}"
+            ) from None
+        return rows
 
     def get(self, key: str) -> FetchRow | None:
         """The row of ``key``, if any."""
-        row = self._db.execute("SELECT * FROM items WHERE key = ?", (key,)).fetchone()
-        return FetchRow(*row) if row else None
+        rows = self._run("SELECT * FROM items WHERE key = ?", (key,))
+        return FetchRow(*rows[0]) if rows else None  # type: ignore[arg-type]
 
     def all(self) -> list[FetchRow]:
         """Every row, in key order."""
-        return [FetchRow(*row) for row in self._db.execute("SELECT * FROM items ORDER BY key")]
+        return [FetchRow(*row) for row in self._run("SELECT * FROM items ORDER BY key")]  # type: ignore[arg-type]
 
     def put(self, row: FetchRow) -> None:
         """Insert or replace ``row``, counting attempts and stamping the time."""
@@ -94,8 +107,7 @@ class Register:
         attempts = (previous.attempts if previous else 0) + 1
         values = (*astuple(row)[:-2], attempts, time.time())
         marks = ", ".join("?" * len(values))
-        self._db.execute(f"INSERT OR REPLACE INTO items VALUES ({marks})", values)
-        self._db.commit()
+        self._run(f"INSERT OR REPLACE INTO items VALUES ({marks})", values)
 
     def close(self) -> None:
         """Close the database."""
