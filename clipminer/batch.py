@@ -38,6 +38,7 @@ from clipminer.config import BatchConfig
 from clipminer.data.videos import VIDEO_SUFFIXES
 from clipminer.errors import ClipminerError, OutputDiskError, UsageError, sqlite_disk_error
 from clipminer.findclips import ClipMiner, VideoResult
+from clipminer.fsutil import remove_leftover_stages
 from clipminer.layout import (
     RUN_JSON,
     VIDEOS_DIR,
@@ -496,10 +497,8 @@ def _clean_leftovers(out: Path) -> None:
     import shutil
 
     for folder in (out, videos_root(out)):
-        for path in [*folder.glob(".*.partial"), *folder.glob(".*.old"), out / INFLIGHT_DIR]:
-            if not path.exists():
-                continue
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+        remove_leftover_stages(folder)
+    shutil.rmtree(out / INFLIGHT_DIR, ignore_errors=True)
 
 
 def _plan(

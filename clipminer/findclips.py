@@ -34,7 +34,7 @@ import torch
 
 from clipminer import __version__
 from clipminer.config import FindClipsConfig
-from clipminer.curate.catalog import EMBEDDINGS_NPY, SHOTS_CSV, write_embeddings
+from clipminer.curate.catalog import write_embeddings
 from clipminer.curate.shots import (
     THUMBNAIL,
     ShotBoundary,
@@ -50,15 +50,24 @@ from clipminer.data.videos import ClipSpec, center_crop, to_clip_tensor
 from clipminer.decode import Frame, Tap, VideoInfo, VideoReader, probe
 from clipminer.devices import resolve_device
 from clipminer.errors import ClipminerError, OutputDiskError, UsageError, output_error
-from clipminer.fsutil import safe_component
+from clipminer.fsutil import safe_component, swap_folder_in
 from clipminer.labels import label_key
 from clipminer.layout import (
+    CLIPS_DIR,
+    EMBEDDINGS_NPY,
+    KINETICS_CSV,
     RUN_JSON,
+    SCORES_PARQUET,
+    SHOTS_CSV,
+    TIMELINE_PNG,
+    SegmentRow,
     SourceId,
     check_out_folder,
     folder_name,
     run_json,
+    staging_folder,
     videos_root,
+    write_segments,
 )
 from clipminer.memory import release_free_memory
 from clipminer.models import video as video_models
@@ -135,7 +144,7 @@ def vote_both(
 
 @dataclass(frozen=True)
 class Candidate:
-    """One row of ``segments.csv``: a segment, its re-label, and its clip."""
+    """A candidate clip: a segment, its re-label, and its clip (a row of ``segments.csv``)."""
 
     clip_id: int
     segment: Segment
@@ -170,6 +179,16 @@ class Candidate:
     def final_label(self) -> str:
         """The video model's label when there is one, else the image model's."""
         return self.relabel.label if self.relabel else self.segment.label
+
+    def row(self, video: Path) -> SegmentRow:
+        """This candidate as a row of ``video``'s ``segments.csv``."""
+        seg = self.segment
+        return SegmentRow(
+            str(video), self.clip_id, seg.label, seg.score, seg.time_start_seconds,
+            seg.time_end_seconds, self.video_label, self.video_score, self.clip_path,
+            self.video_top5, self.clip_start_seconds, self.clip_end_seconds,
+            self.open_set_score, self.open_set_similarity,
+        )  # fmt: skip
 
 
 @dataclass
@@ -418,7 +437,7 @@ class _EarlyCutter:
     def submit(self, seg: Segment, label: str) -> None:
         key = _clip_name(self.folder, label, seg)
         if key not in self._jobs:
-            dest = _staging(self.folder) / "clips" / key[0] / f"{key[1]}.mp4"
+            dest = staging_folder(self.folder) / CLIPS_DIR / key[0] / f"{key[1]}.mp4"
             start, end = seg.time_start_seconds, seg.time_end_seconds
             self._jobs[key] = self._pool.submit(self._cut, dest, start, end)
 
@@ -1041,12 +1060,12 @@ class ClipMiner:
             name += f"_{candidate.clip_id}"
             result = None
         used.add(f"{label_dir}/{name}")
-        relative = Path(folder.parent.name) / folder.name / "clips" / label_dir / f"{name}.mp4"
+        relative = Path(folder.parent.name) / folder.name / CLIPS_DIR / label_dir / f"{name}.mp4"
         mode: Literal["reencode", "copy"] = "copy" if self.config.cut == "copy" else "reencode"
         if result is None:
             result = cut_clip(
                 video,
-                _staging(folder) / "clips" / label_dir / f"{name}.mp4",
+                staging_folder(folder) / CLIPS_DIR / label_dir / f"{name}.mp4",
                 seg.time_start_seconds,
                 seg.time_end_seconds,
                 mode=mode,
@@ -1064,12 +1083,12 @@ class ClipMiner:
         """Write the per-video tables and plot into the staging folder."""
         from clipminer import report
 
-        stage = _staging(result.out_dir)
+        stage = staging_folder(result.out_dir)
         stage.mkdir(parents=True, exist_ok=True)
-        report.write_scores_parquet(stage / "scores.parquet", result.times, result.scores, labels)
-        report.write_segments_csv(stage / "segments.csv", result.video, result.candidates)
+        report.write_scores_parquet(stage / SCORES_PARQUET, result.times, result.scores, labels)
+        write_segments(stage, [c.row(result.video) for c in result.candidates])
         report.write_timeline_png(
-            stage / "timeline.png",
+            stage / TIMELINE_PNG,
             result.times,
             result.scores,
             labels,
@@ -1116,7 +1135,7 @@ class ClipMiner:
         from clipminer import report
 
         final = result.out_dir
-        stage = _staging(final)
+        stage = staging_folder(final)
         # --rescore writes no embeddings.npy; no models are named for it then
         embedded = self.embedding_models if result.video_embedding is not None else {}
         report.write_json(
@@ -1137,13 +1156,7 @@ class ClipMiner:
                 config=asdict(self.config),
             ),
         )
-        old = final.parent / f".{final.name}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        if final.exists():
-            final.rename(old)
-        stage.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_folder_in(stage, final)
 
     def _open_set_record(self, result: VideoResult) -> dict[str, Any]:
         """What ``run.json`` says about the open-set decision of one video."""
@@ -1271,14 +1284,9 @@ def _calibration_of(scorer: ImageScorer | None) -> Calibration | None:
         return None
 
 
-def _staging(folder: Path) -> Path:
-    """Where a video's outputs are prepared before they are swapped in."""
-    return folder.parent / f".{folder.name}.partial"
-
-
 def _clear_staging(folder: Path) -> None:
     """Remove what a killed run left in ``folder``'s staging folder."""
-    stage = _staging(folder)
+    stage = staging_folder(folder)
     if stage.exists():
         shutil.rmtree(stage)
 
@@ -1373,5 +1381,5 @@ def find_clips(
         if isinstance(r, VideoResult)
         for c in r.candidates
     ]
-    write_kinetics_csv(out_root / "kinetics.csv", rows)
+    write_kinetics_csv(out_root / KINETICS_CSV, rows)
     return results

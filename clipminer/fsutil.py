@@ -1,11 +1,14 @@
-"""Small filesystem helpers: atomic writes that follow the umask, and safe names."""
+"""Small filesystem helpers: atomic writes that follow the umask, folders swapped in
+whole, and safe names."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import threading
 import unicodedata
@@ -82,6 +85,45 @@ def atomic_path(dest: str | os.PathLike[str], *, durable: bool = False) -> Itera
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+STAGING_SUFFIXES = (".partial", ".old")
+"""A folder prepared under a hidden ``.partial`` name, and the one it replaces while
+the swap happens (``.old``): what a killed run can leave behind."""
+
+
+def swap_folder_in(stage: Path, final: Path) -> None:
+    """Rename the complete folder ``stage`` to ``final``.
+
+    An existing ``final`` is moved aside first (to ``stage``'s name with ``.old``) and
+    removed only once the new one is in place; if the rename fails it is put back. So
+    ``final`` is always either the old folder or the new one, never a mix.
+    """
+    old = stage.with_suffix(".old")
+    if old.exists():
+        shutil.rmtree(old)
+    moved = final.exists()
+    if moved:
+        final.rename(old)
+    try:
+        stage.rename(final)
+    except OSError:
+        if moved:
+            old.rename(final)
+        raise
+    if moved:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_leftover_stages(folder: Path, prefix: str = ".") -> None:
+    """Remove the staging folders and files (:data:`STAGING_SUFFIXES`) whose names start
+    with ``prefix`` in ``folder``: what a killed run left."""
+    for suffix in STAGING_SUFFIXES:
+        for path in folder.glob(f"{glob.escape(prefix)}*{suffix}"):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:

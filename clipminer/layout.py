@@ -1,10 +1,12 @@
-"""Where mined outputs live, and which input they belong to.
+"""The output folder OUT: where mined outputs live, what their files hold, and which
+input each belongs to. Every other module asks this one.
 
 One rule, used by find-clips, batch and the nightly job::
 
     OUT/
       kinetics.csv  summary.csv  report.html  state.sqlite  .batch.lock   (OUT's own files)
-      videos/<name>/segments.csv  scores.parquet  timeline.png  run.json  clips/<label>/...
+      videos/<name>/segments.csv  shots.csv  scores.parquet  timeline.png  embeddings.npy
+                    run.json  clips/<label>/...
 
 Every input gets its own folder ``OUT/videos/<name>/``. ``<name>`` is the file's stem
 when that is already a safe name and no other input holds it; otherwise it is the
@@ -14,21 +16,27 @@ of the source's resolved path. So ``..mp4``, ``state.sqlite.mp4``, ``x.mp4`` bes
 own files, or resolve outside ``OUT/videos``. Each folder's ``run.json`` records its
 source (:class:`SourceId`), so a later run knows whose folder a name is; ``name`` is
 also the ``youtube_id`` of the video's rows in ``kinetics.csv``.
+
+A video's folder is prepared whole under :func:`staging_folder` and swapped in
+(:func:`~clipminer.fsutil.swap_folder_in`); ``segments.csv`` is read and written only
+here, as :class:`SegmentRow` values.
 """
 
 from __future__ import annotations
 
+import csv
 import errno
 import hashlib
 import json
+import math
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from clipminer.errors import UsageError
-from clipminer.fsutil import COMPONENT_MAX_BYTES, safe_component, short_hash
+from clipminer.fsutil import COMPONENT_MAX_BYTES, atomic_path, safe_component, short_hash
 
 VIDEOS_DIR = "videos"
 """The sub-folder of OUT that holds one folder per input video."""
@@ -40,6 +48,15 @@ RESERVED_NAMES = frozenset(
 )  # fmt: skip
 """OUT's own files: no per-video name may be one of these (even under ``videos/``)."""
 RUN_JSON = "run.json"
+"""A video folder's record of its source, settings and times: written last."""
+SEGMENTS_CSV = "segments.csv"
+SHOTS_CSV = "shots.csv"
+SCORES_PARQUET = "scores.parquet"
+TIMELINE_PNG = "timeline.png"
+EMBEDDINGS_NPY = "embeddings.npy"
+CLIPS_DIR = "clips"
+KINETICS_CSV = "kinetics.csv"
+"""OUT's manifest of every clip, Kinetics-style."""
 
 
 def fingerprint(path: Path) -> str:
@@ -153,3 +170,146 @@ def folder_name(
 def run_json(source: SourceId, **extra: object) -> dict[str, object]:
     """What ``run.json`` holds: the source, then ``extra`` (settings, times)."""
     return {"source": asdict(source), **extra}
+
+
+def staging_folder(folder: Path) -> Path:
+    """Where a video folder is prepared before it is swapped in (hidden, beside it)."""
+    return folder.parent / f".{folder.name}.partial"
+
+
+# -- segments.csv -----------------------------------------------------------------------------
+
+SEGMENT_COLUMNS = (
+    "video",
+    "clip_id",
+    "label",
+    "score",
+    "time_start",
+    "time_end",
+    "video_label",
+    "video_score",
+    "clip_path",
+)
+"""The contract's columns, in order; :data:`EXTRA_SEGMENT_COLUMNS` follow them."""
+EXTRA_SEGMENT_COLUMNS = (
+    "video_top5",
+    "clip_start",
+    "clip_end",
+    "open_set_score",
+    "open_set_similarity",
+)
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    """One row of a video's ``segments.csv``: a candidate clip."""
+
+    video: str
+    """The source video's path as find-clips saw it."""
+    clip_id: int
+    label: str
+    """The image model's label of the segment."""
+    score: float
+    time_start: float
+    time_end: float
+    video_label: str | None = None
+    """The video model's label (None without a video model)."""
+    video_score: float | None = None
+    clip_path: str | None = None
+    """Relative to OUT; None when no clip was cut."""
+    video_top5: tuple[tuple[str, float], ...] = ()
+    clip_start: float | None = None
+    """Where the cut clip file really starts (keyframe-aligned cuts start earlier)."""
+    clip_end: float | None = None
+    open_set_score: float | None = None
+    open_set_similarity: float | None = None
+
+    @property
+    def final_label(self) -> str:
+        """The video model's label when there is one, else the image model's."""
+        return self.video_label or self.label
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def write_segments(folder: Path, rows: Iterable[SegmentRow]) -> Path:
+    """``folder/segments.csv``, written whole under a temporary name."""
+    path = folder / SEGMENTS_CSV
+    with (
+        atomic_path(path) as tmp,
+        tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
+    ):
+        writer = csv.writer(handle)
+        writer.writerow([*SEGMENT_COLUMNS, *EXTRA_SEGMENT_COLUMNS])
+        for r in rows:
+            writer.writerow([
+                r.video, r.clip_id, r.label, f"{r.score:.4f}", _fmt(r.time_start),
+                _fmt(r.time_end), r.video_label or "", _fmt(r.video_score, 4), r.clip_path or "",
+                ";".join(f"{label}:{p:.4f}" for label, p in r.video_top5),
+                _fmt(r.clip_start), _fmt(r.clip_end), _fmt(r.open_set_score, 4),
+                _fmt(r.open_set_similarity, 4),
+            ])  # fmt: skip
+    return path
+
+
+def read_segments(folder: Path) -> list[SegmentRow]:
+    """The rows of ``folder/segments.csv`` (files from before the extra columns too).
+
+    Raises:
+        UsageError: the file cannot be read or is not a find-clips ``segments.csv``;
+            the message names it.
+    """
+    path = folder / SEGMENTS_CSV
+    try:
+        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
+            return [_segment_row(row) for row in csv.DictReader(handle)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{path}: cannot read ({exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: not a find-clips segments.csv ({exc!r})") from None
+
+
+def _segment_row(row: dict[str, str]) -> SegmentRow:
+    return SegmentRow(
+        video=row["video"],
+        clip_id=int(row["clip_id"]),
+        label=row["label"],
+        score=float(row["score"]),
+        time_start=float(row["time_start"]),
+        time_end=float(row["time_end"]),
+        video_label=row["video_label"] or None,
+        video_score=_optional(row["video_score"]),
+        clip_path=row["clip_path"] or None,
+        video_top5=parse_top5(row.get("video_top5") or ""),
+        clip_start=_optional(row.get("clip_start")),
+        clip_end=_optional(row.get("clip_end")),
+        open_set_score=_optional(row.get("open_set_score")),
+        open_set_similarity=_optional(row.get("open_set_similarity")),
+    )
+
+
+def _optional(text: str | None) -> float | None:
+    """An optional number: empty is None, and so is one that is not finite."""
+    value = float(text) if text else None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def parse_top5(text: str) -> tuple[tuple[str, float], ...]:
+    """``label:p;label:p`` (``video_top5``); parts that do not parse are left out.
+
+    A label may hold ``:`` (the probability is after the last one).
+    """
+    out = []
+    for part in (text or "").split(";"):
+        label, sep, value = part.rpartition(":")
+        if not sep or not label:
+            continue
+        try:
+            prob = float(value)
+        except ValueError:
+            continue
+        if math.isfinite(prob):
+            out.append((label, prob))
+    return tuple(out)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from clipminer.fsutil import atomic_path
+from clipminer.layout import SEGMENTS_CSV, read_segments
 from clipminer.metrics import ClassificationMetrics
 from clipminer.segments import SegmentConfig, decision_curves
 
@@ -98,25 +99,6 @@ def write_classification_report(
 
 # -- find-clips outputs ----------------------------------------------------------------
 
-SEGMENT_COLUMNS = (
-    "video",
-    "clip_id",
-    "label",
-    "score",
-    "time_start",
-    "time_end",
-    "video_label",
-    "video_score",
-    "clip_path",
-)
-"""The contract's columns, in order; extra columns follow them."""
-EXTRA_SEGMENT_COLUMNS = (
-    "video_top5",
-    "clip_start",
-    "clip_end",
-    "open_set_score",
-    "open_set_similarity",
-)
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
 
 
@@ -137,27 +119,6 @@ def write_scores_parquet(
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
-
-
-def write_segments_csv(path: Path, video: Path, candidates: Sequence[Any]) -> Path:
-    """``segments.csv``: the contract's columns, then top-5 and the clip's actual range."""
-    with (
-        atomic_path(path) as tmp,
-        tmp.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle,
-    ):
-        writer = csv.writer(handle)
-        writer.writerow([*SEGMENT_COLUMNS, *EXTRA_SEGMENT_COLUMNS])
-        for c in candidates:
-            seg = c.segment
-            writer.writerow([
-                str(video), c.clip_id, seg.label, f"{seg.score:.4f}", _fmt(seg.time_start_seconds),
-                _fmt(seg.time_end_seconds), c.video_label or "", _fmt(c.video_score, 4),
-                c.clip_path or "", ";".join(f"{label}:{p:.4f}" for label, p in c.video_top5),
-                _fmt(c.clip_start_seconds), _fmt(c.clip_end_seconds),
-                _fmt(getattr(c, "open_set_score", None), 4),
-                _fmt(getattr(c, "open_set_similarity", None), 4),
-            ])  # fmt: skip
-    return path
 
 
 def write_kinetics_csv(path: Path, rows: Sequence[tuple[str, str, float, float]]) -> Path:
@@ -306,7 +267,7 @@ def write_batch_html(path: Path, out: Path, rows: Sequence[Any], cards: Sequence
 
     status = Counter(row.status for row in rows)
     clips_total = sum(len(card[1]) for card in cards)
-    labels = Counter(c["final_label"] for card in cards for c in card[1])
+    labels = Counter(c.final_label for card in cards for c in card[1])
 
     def link(relative: str) -> str:
         return html.escape(quote(relative))
@@ -315,7 +276,7 @@ def write_batch_html(path: Path, out: Path, rows: Sequence[Any], cards: Sequence
     for row, clips, stages in cards:
         body = []
         for c in clips:
-            clip_rel = c["clip_path"]
+            clip_rel = c.clip_path
             thumb_html = ""
             if clip_rel and (out / clip_rel).is_file():
                 thumb = clip_thumbnail(
@@ -330,9 +291,9 @@ def write_batch_html(path: Path, out: Path, rows: Sequence[Any], cards: Sequence
             else:
                 player = "(not cut)"
             body.append(
-                f"<tr><td>{html.escape(c['final_label'])}</td><td>{float(c['time_start']):.2f}–"
-                f"{float(c['time_end']):.2f} s</td><td>{html.escape(c['score'])}</td>"
-                f"<td>{html.escape(c.get('video_score') or '')}</td><td>{thumb_html}</td><td>{player}</td></tr>"
+                f"<tr><td>{html.escape(c.final_label)}</td><td>{c.time_start:.2f}–"
+                f"{c.time_end:.2f} s</td><td>{c.score:.4f}</td>"
+                f"<td>{_fmt(c.video_score, 4)}</td><td>{thumb_html}</td><td>{player}</td></tr>"
             )
         timeline = f"{row.output}/timeline.png"
         table = (
@@ -346,7 +307,7 @@ def write_batch_html(path: Path, out: Path, rows: Sequence[Any], cards: Sequence
         parts.append(
             f'<section class="card"><h2>{html.escape(Path(row.path).name)}</h2>'
             f"<p>{html.escape(row.path)} · {row.duration_seconds or 0:.1f} s · {len(clips)} clips · "
-            f'mined at {row.fps or 0:.1f}x realtime{html.escape(stages)} · <a href="{link(row.output + "/segments.csv")}">segments.csv</a></p>'
+            f'mined at {row.fps or 0:.1f}x realtime{html.escape(stages)} · <a href="{link(f"{row.output}/{SEGMENTS_CSV}")}">{SEGMENTS_CSV}</a></p>'
             + (
                 f'<img class="timeline" src="{link(timeline)}" alt="timeline">'
                 if (out / timeline).is_file()
@@ -427,12 +388,9 @@ def write_batch_reports(out: Path, rows: Sequence[Any]) -> None:
     for row in rows:
         if row.status != "done":
             continue
-        segments_csv = out / row.output / "segments.csv"
-        clips = _read_segments(segments_csv) if segments_csv.is_file() else []
-        kinetics += [
-            (c["final_label"], Path(row.output).name, float(c["time_start"]), float(c["time_end"]))
-            for c in clips
-        ]
+        folder = out / row.output
+        clips = read_segments(folder) if (folder / SEGMENTS_CSV).is_file() else []
+        kinetics += [(c.final_label, folder.name, c.time_start, c.time_end) for c in clips]
         cards.append((row, clips, _stage_text(out / row.output / "run.json")))
     write_kinetics_csv(out / "kinetics.csv", kinetics)
     write_batch_html(out / "report.html", out, rows, cards)
@@ -440,14 +398,6 @@ def write_batch_reports(out: Path, rows: Sequence[Any]) -> None:
 
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
-
-
-def _read_segments(path: Path) -> list[dict[str, Any]]:
-    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        row["final_label"] = row["video_label"] or row["label"]
-    return rows
 
 
 def _stage_text(run_json: Path) -> str:

@@ -17,8 +17,8 @@ from clipminer.cli import app
 from clipminer.cut import cut_clip
 from clipminer.decode import iter_frames, probe
 from clipminer.findclips import ClipMiner, FindClipsConfig, VideoResult, find_clips
+from clipminer.layout import SEGMENT_COLUMNS
 from clipminer.metrics import segment_detection
-from clipminer.report import SEGMENT_COLUMNS
 from clipminer.segments import SegmentConfig
 
 runner = CliRunner()

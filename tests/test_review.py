@@ -23,13 +23,13 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClie
     from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from clipminer import synth
+from clipminer import layout, synth
 from clipminer.cli import app as cli_app
 from clipminer.curate import catalog, review, verdicts
 from clipminer.curate.verdicts import Rule
 from clipminer.encode import VideoWriter
 from clipminer.errors import UsageError
-from clipminer.report import EXTRA_SEGMENT_COLUMNS, SEGMENT_COLUMNS
+from clipminer.layout import EXTRA_SEGMENT_COLUMNS, SEGMENT_COLUMNS
 
 BASE = "http://127.0.0.1:8765"
 ODD = "ü video [1] <b>"
@@ -349,7 +349,7 @@ def test_bad_out_and_arguments(mined: Path, tmp_path: Path) -> None:
     assert "[::1]" in review.allowed_hosts("::1", allow_remote=False)
     assert review.is_loopback("localhost") and review.is_loopback("127.0.0.2")
     assert not review.is_loopback("192.168.1.4") and not review.is_loopback("example.org")
-    assert review.parse_top5("a:b:0.5;bad;:0.1;c:nan;d:0.25") == (("a:b", 0.5), ("d", 0.25))
+    assert layout.parse_top5("a:b:0.5;bad;:0.1;c:nan;d:0.25") == (("a:b", 0.5), ("d", 0.25))
 
 
 runner = CliRunner()

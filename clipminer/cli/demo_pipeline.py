@@ -12,7 +12,6 @@ never imports.
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from clipminer.config import FindClipsConfig, VideoFitConfig
 from clipminer.data.background import BUILTIN, builtin_photos
 from clipminer.data.videos import ClipSpec
 from clipminer.errors import UsageError
-from clipminer.layout import videos_root
+from clipminer.layout import read_segments, videos_root
 from clipminer.metrics import segment_detection
 from clipminer.segments import SegmentConfig
 from clipminer.synth import Progress
@@ -199,21 +198,15 @@ def run_demo(
     run_batch(out / "videos", mined, config=config)
     clips: list[str] = []
     for long in longs:
-        with (videos_root(mined) / long.path.stem / "segments.csv").open(
-            newline="", encoding="utf-8", errors="surrogateescape"
-        ) as handle:
-            rows = list(csv.DictReader(handle))
-        predicted = [
-            (r["video_label"] or r["label"], float(r["time_start"]), float(r["time_end"]))
-            for r in rows
-        ]
+        rows = read_segments(videos_root(mined) / long.path.stem)
+        predicted = [(r.final_label, r.time_start, r.time_end) for r in rows]
         truth = _truth_per_shot(long.segments, out / "truth" / f"{long.path.stem}.shots.csv")
         score = segment_detection(predicted, truth)
         summary[f"batch: {long.path.name}"] = (
             f"{len(rows)} clips, {score.matched} of {len(truth)} true actions found "
             f"(F1 {score.f1:.2f})"
         )
-        clips += [str(mined / r["clip_path"]) for r in rows]
+        clips += [str(mined / r.clip_path) for r in rows if r.clip_path]
     step(6)
     summary.update(_curate(mined, out / "dataset", truth_of, small=small))
     summary["clips"] = "\n".join(clips)

@@ -34,13 +34,17 @@ import numpy as np
 
 from clipminer.errors import UsageError
 from clipminer.fsutil import atomic_path
-from clipminer.layout import RUN_JSON, videos_root
+from clipminer.layout import (
+    EMBEDDINGS_NPY,
+    RUN_JSON,
+    SEGMENTS_CSV,
+    SegmentRow,
+    read_segments,
+    videos_root,
+)
 
 log = logging.getLogger(__name__)
 
-SEGMENTS_CSV = "segments.csv"
-EMBEDDINGS_NPY = "embeddings.npy"
-SHOTS_CSV = "shots.csv"
 DUPLICATES_CSV = "duplicates.csv"
 """``OUT/duplicates.csv``, written by ``clipminer dedup``."""
 REVIEW_DB = "review.sqlite"
@@ -113,37 +117,25 @@ def check_mined(out: str | os.PathLike[str]) -> Path:
     return out
 
 
-def _float(value: str) -> float | None:
-    return float(value) if value not in ("", None) else None
-
-
 def read_clips(folder: Path) -> list[Clip]:
     """The clips of one video folder; a one-line error naming the file when it is broken."""
-    path = folder / SEGMENTS_CSV
-    try:
-        with path.open(newline="", encoding="utf-8", errors="surrogateescape") as handle:
-            rows = list(csv.DictReader(handle))
-        clips = []
-        for row in rows:
-            clips.append(
-                Clip(
-                    video=folder.name,
-                    clip_id=int(row["clip_id"]),
-                    image_label=row["label"],
-                    image_score=float(row["score"]),
-                    video_label=row["video_label"] or None,
-                    video_score=_float(row["video_score"]),
-                    time_start=float(row["time_start"]),
-                    time_end=float(row["time_end"]),
-                    clip_path=row["clip_path"] or None,
-                    source=row["video"],
-                )
-            )
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read ({exc})") from None
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"{path}: not a find-clips segments.csv ({exc!r})") from None
-    return clips
+    return [clip_of(folder.name, row) for row in read_segments(folder)]
+
+
+def clip_of(video: str, row: SegmentRow) -> Clip:
+    """The :class:`Clip` of one ``segments.csv`` row of the folder named ``video``."""
+    return Clip(
+        video=video,
+        clip_id=row.clip_id,
+        image_label=row.label,
+        image_score=row.score,
+        video_label=row.video_label,
+        video_score=row.video_score,
+        time_start=row.time_start,
+        time_end=row.time_end,
+        clip_path=row.clip_path,
+        source=row.video,
+    )
 
 
 def all_clips(out: str | os.PathLike[str]) -> list[Clip]:

@@ -44,6 +44,7 @@ from clipminer.curate import catalog
 from clipminer.curate.catalog import DUPLICATES_COLUMNS, Clip
 from clipminer.errors import UsageError
 from clipminer.fsutil import atomic_path, short_hash
+from clipminer.layout import EMBEDDINGS_NPY, SEGMENTS_CSV
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +323,7 @@ def leaders(n: int, first: np.ndarray, second: np.ndarray, order: Sequence[int])
 def _fingerprint(folder: Path) -> str:
     """Changes whenever find-clips rewrites the folder's vectors or clip list."""
     parts = []
-    for name in (catalog.EMBEDDINGS_NPY, catalog.SEGMENTS_CSV):
+    for name in (EMBEDDINGS_NPY, SEGMENTS_CSV):
         st = (folder / name).stat()
         parts.append(f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
     return "|".join(parts)
@@ -352,12 +353,12 @@ def _load_video(folder: Path, space: Space, notes: list[str]) -> _Video | None:
         notes.append(f"{exc}; skipped")
         return None
     if embeddings is None:
-        notes.append(f"{folder}: no {catalog.EMBEDDINGS_NPY} (mined by an older version?); skipped")
+        notes.append(f"{folder}: no {EMBEDDINGS_NPY} (mined by an older version?); skipped")
         return None
     if space == "video":
         if embeddings.video is None or embeddings.video_of_video is None:
             notes.append(
-                f"{folder / catalog.EMBEDDINGS_NPY}: no video-model vectors (mined without "
+                f"{folder / EMBEDDINGS_NPY}: no video-model vectors (mined without "
                 "a video model); skipped for --space video"
             )
             return None
@@ -368,8 +369,8 @@ def _load_video(folder: Path, space: Space, notes: list[str]) -> _Video | None:
     matched = [c for c in clips if c.clip_id in row_of]
     if len(matched) < len(clips):
         notes.append(
-            f"{folder}: {len(clips) - len(matched)} clips of {catalog.SEGMENTS_CSV} have no "
-            f"row in {catalog.EMBEDDINGS_NPY}; those are not compared"
+            f"{folder}: {len(clips) - len(matched)} clips of {SEGMENTS_CSV} have no "
+            f"row in {EMBEDDINGS_NPY}; those are not compared"
         )
     rows = np.array([row_of[c.clip_id] for c in matched], dtype=np.int64)
     return _Video(

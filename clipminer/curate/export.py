@@ -61,7 +61,14 @@ from clipminer.curate.catalog import (
 from clipminer.curate.verdicts import Rule, Verdict, connect, standing_votes, verdicts
 from clipminer.data.videos import VIDEO_SUFFIXES
 from clipminer.errors import UsageError, output_error
-from clipminer.fsutil import atomic_path, current_umask, safe_component, short_hash
+from clipminer.fsutil import (
+    atomic_path,
+    current_umask,
+    remove_leftover_stages,
+    safe_component,
+    short_hash,
+    swap_folder_in,
+)
 from clipminer.layout import RUN_JSON, videos_root
 
 log = logging.getLogger(__name__)
@@ -581,31 +588,13 @@ def _staging(dataset: Path) -> Path:
     """An empty hidden folder beside DATASET, as readable as the user's umask allows."""
     dataset.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".export-{short_hash(dataset.name)}."
-    for leftover in dataset.parent.glob(f"{prefix}*"):  # of a run that was killed
-        if leftover.suffix in (".partial", ".old") and leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
+    remove_leftover_stages(dataset.parent, prefix)  # of a run that was killed
     stage = Path(
         tempfile.mkdtemp(prefix=prefix, suffix=".partial",
                          dir=dataset.parent)
     )  # fmt: skip
     stage.chmod(0o777 & ~current_umask())
     return stage
-
-
-def _swap_in(stage: Path, dataset: Path) -> None:
-    """Rename the finished ``stage`` to DATASET; the old one goes only after that."""
-    old: Path | None = None
-    if dataset.is_dir():
-        old = stage.with_suffix(".old")
-        dataset.rename(old)
-    try:
-        stage.rename(dataset)
-    except OSError:
-        if old is not None:
-            old.rename(dataset)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # -- the command ---------------------------------------------------------------------------
@@ -686,7 +675,7 @@ def export(
             tmp.write_text(
                 json.dumps(card, indent=2, ensure_ascii=False) + "\n", errors="backslashreplace"
             )
-        _swap_in(stage, target)
+        swap_folder_in(stage, target)
     except OSError as exc:  # a file being written is named as DATASET, a source as itself
         written = exc.filename is None or Path(exc.filename).is_relative_to(stage)
         where = target if written else exc.filename

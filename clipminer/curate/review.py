@@ -40,6 +40,7 @@ from clipminer.curate import catalog, verdicts
 from clipminer.curate.catalog import Clip
 from clipminer.curate.verdicts import Action, Rule, Vote
 from clipminer.errors import ClipminerError, UsageError
+from clipminer.layout import SEGMENTS_CSV, read_segments
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -120,54 +121,6 @@ class Extra:
     clip_end: float | None = None
 
 
-def parse_top5(text: str) -> tuple[tuple[str, float], ...]:
-    """``label:p;label:p`` (find-clips' ``video_top5``); parts that do not parse are left out.
-
-    A label may hold ``:`` (the probability is after the last one).
-    """
-    out = []
-    for part in (text or "").split(";"):
-        label, sep, value = part.rpartition(":")
-        if not sep or not label:
-            continue
-        try:
-            prob = float(value)
-        except ValueError:
-            continue
-        if math.isfinite(prob):
-            out.append((label, prob))
-    return tuple(out)
-
-
-def read_extras(folder: Path) -> dict[int, Extra]:
-    """Top-5 and the cut range of every clip of one video folder (empty for older files)."""
-    import csv
-
-    extras: dict[int, Extra] = {}
-    try:
-        with (folder / catalog.SEGMENTS_CSV).open(
-            newline="", encoding="utf-8", errors="surrogateescape"
-        ) as handle:
-            for row in csv.DictReader(handle):
-                with contextlib.suppress(KeyError, TypeError, ValueError):
-                    extras[int(row["clip_id"])] = Extra(
-                        parse_top5(row.get("video_top5") or ""),
-                        _float(row.get("clip_start")),
-                        _float(row.get("clip_end")),
-                    )
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return {}
-    return extras
-
-
-def _float(text: str | None) -> float | None:
-    try:
-        value = float(text) if text else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
-
-
 @dataclass(frozen=True)
 class Snapshot:
     """The reviewable clips of OUT at one moment."""
@@ -188,15 +141,15 @@ def load_snapshot(out: Path) -> Snapshot:
     extras: dict[str, Extra] = {}
     for folder in catalog.video_folders(out):
         try:
-            found = catalog.read_clips(folder)
+            rows = read_segments(folder)
         except UsageError as exc:
             log.warning("%s", exc)
             continue
-        more = read_extras(folder)
-        for clip in found:
+        for row in rows:
+            clip = catalog.clip_of(folder.name, row)
             if not dropped.dropped(clip):
                 clips.append(clip)
-                extras[clip.key] = more.get(clip.clip_id, Extra())
+                extras[clip.key] = Extra(row.video_top5, row.clip_start, row.clip_end)
     labels: set[str] = set()
     for clip in clips:
         labels.update(x for x in (clip.image_label, clip.video_label) if x)
@@ -218,7 +171,7 @@ class Catalogue:
         stamps = []
         for path in (
             self.out / catalog.DUPLICATES_CSV,
-            *(f / catalog.SEGMENTS_CSV for f in catalog.video_folders(self.out)),
+            *(f / SEGMENTS_CSV for f in catalog.video_folders(self.out)),
         ):
             with contextlib.suppress(OSError):
                 stat = path.stat()
