@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from clipminer.fsutil import atomic_path
-from clipminer.layout import SEGMENTS_CSV, read_segments
+from clipminer.layout import KINETICS_CSV, RUN_JSON, SEGMENTS_CSV, TIMELINE_PNG, read_segments
 from clipminer.metrics import ClassificationMetrics
 from clipminer.segments import SegmentConfig, decision_curves
 
@@ -257,90 +257,71 @@ def clip_thumbnail(clip: Path, thumb: Path, *, width: int = 240) -> Path | None:
     return thumb
 
 
-def write_batch_html(path: Path, out: Path, rows: Sequence[Any], cards: Sequence[Any]) -> Path:
-    """A static page: the night's totals and a card per mined video with its timeline,
-    and a table of its clips (thumbnail, player, links). Links are relative to ``out``,
-    so the page works opened from disk."""
-    import html
+SHOWN_PROBLEMS = 50
+"""The night section lists at most this many problems per stage."""
+
+
+def write_batch_html(out: Path, rows: Sequence[Any], *, night: Sequence[Any] | None = None) -> Path:
+    """``OUT/report.html`` (template ``pages/batch_report.html``): the totals and a card
+    per mined video with its timeline and a table of its clips (thumbnail, player,
+    links), and, for the nightly job, its stages (``night``: objects with ``name``,
+    ``status``, ``seconds``, ``detail`` and ``problems``). Links are relative to OUT,
+    so the page works opened from disk. ``rows`` are the batch state's rows
+    (:class:`clipminer.batch.VideoRow`)."""
     from collections import Counter
-    from urllib.parse import quote
 
+    from clipminer import pages
+
+    cards = [_card(out, row) for row in rows if row.status == "done"]
     status = Counter(row.status for row in rows)
-    clips_total = sum(len(card[1]) for card in cards)
-    labels = Counter(c.final_label for card in cards for c in card[1])
-
-    def link(relative: str) -> str:
-        return html.escape(quote(relative))
-
-    parts = []
-    for row, clips, stages in cards:
-        body = []
-        for c in clips:
-            clip_rel = c.clip_path
-            thumb_html = ""
-            if clip_rel and (out / clip_rel).is_file():
-                thumb = clip_thumbnail(
-                    out / clip_rel, out / row.output / "thumbs" / (Path(clip_rel).stem + ".jpg")
-                )
-                if thumb is not None:
-                    thumb_html = f'<img src="{link(thumb.relative_to(out).as_posix())}" alt="thumbnail" width="160">'
-                player = (
-                    f'<video controls preload="metadata" width="240" src="{link(clip_rel)}"></video>'
-                    f'<br><a href="{link(clip_rel)}">{html.escape(Path(clip_rel).name)}</a>'
-                )
-            else:
-                player = "(not cut)"
-            body.append(
-                f"<tr><td>{html.escape(c.final_label)}</td><td>{c.time_start:.2f}–"
-                f"{c.time_end:.2f} s</td><td>{c.score:.4f}</td>"
-                f"<td>{_fmt(c.video_score, 4)}</td><td>{thumb_html}</td><td>{player}</td></tr>"
-            )
-        timeline = f"{row.output}/timeline.png"
-        table = (
-            (
-                "<table><tr><th>label</th><th>time</th><th>image score</th><th>video score</th>"
-                "<th>thumbnail</th><th>clip</th></tr>" + "".join(body) + "</table>"
-            )
-            if body
-            else "<p>no clips</p>"
-        )
-        parts.append(
-            f'<section class="card"><h2>{html.escape(Path(row.path).name)}</h2>'
-            f"<p>{html.escape(row.path)} · {row.duration_seconds or 0:.1f} s · {len(clips)} clips · "
-            f'mined at {row.fps or 0:.1f}x realtime{html.escape(stages)} · <a href="{link(f"{row.output}/{SEGMENTS_CSV}")}">{SEGMENTS_CSV}</a></p>'
-            + (
-                f'<img class="timeline" src="{link(timeline)}" alt="timeline">'
-                if (out / timeline).is_file()
-                else ""
-            )
-            + table
-            + "</section>"
-        )
-    failed = "".join(
-        f"<li>{html.escape(row.error or row.path)}</li>" for row in rows if row.status == "failed"
+    labels = Counter(clip["label"] for card in cards for clip in card["clips"])
+    page = pages.render(
+        "batch_report.html",
+        night=night,
+        shown_problems=SHOWN_PROBLEMS,
+        totals={
+            "videos": len(rows),
+            **{key: status.get(key, 0) for key in ("done", "failed", "skipped")},
+            "clips": sum(len(card["clips"]) for card in cards),
+        },
+        per_label=", ".join(f"{k} {v}" for k, v in sorted(labels.items())),
+        failed=[row.error or row.path for row in rows if row.status == "failed"],
+        cards=cards,
+        segments_name=SEGMENTS_CSV,
     )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>clipminer report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-.card {{ border: 1px solid #ccc; border-radius: 6px; padding: 1em; margin: 1em 0; }}
-.timeline {{ max-width: 100%; }}
-table {{ border-collapse: collapse; }} td, th {{ border-bottom: 1px solid #eee; padding: 4px 8px; text-align: left; }}
-.totals span {{ margin-right: 1.5em; }}
-</style></head><body>
-<h1>clipminer report</h1>
-<p class="totals"><span>videos: {len(rows)}</span><span>done: {status.get("done", 0)}</span>
-<span>failed: {status.get("failed", 0)}</span><span>skipped: {status.get("skipped", 0)}</span>
-<span>clips: {clips_total}</span></p>
-<p>clips per label: {html.escape(", ".join(f"{k} {v}" for k, v in sorted(labels.items())) or "none")}</p>
-<p><a href="summary.csv">summary.csv</a> · <a href="kinetics.csv">kinetics.csv</a></p>
-{f"<h2>failed</h2><ul>{failed}</ul>" if failed else ""}
-{"".join(parts)}
-</body></html>
-"""
+    path = out / "report.html"
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8", errors="xmlcharrefreplace")
     return path
+
+
+def _card(out: Path, row: Any) -> dict[str, Any]:
+    """What the report shows of one done video (its thumbnails are made here)."""
+    folder = out / row.output
+    rows = read_segments(folder) if (folder / SEGMENTS_CSV).is_file() else []
+    clips = []
+    for c in rows:
+        clip = {"label": c.final_label, "start": c.time_start, "end": c.time_end,
+                "score": c.score, "video_score": _fmt(c.video_score, 4),
+                "file": None, "thumbnail": None}  # fmt: skip
+        if c.clip_path and (out / c.clip_path).is_file():
+            clip["file"], clip["file_name"] = c.clip_path, Path(c.clip_path).name
+            thumb = clip_thumbnail(
+                out / c.clip_path, folder / "thumbs" / (Path(c.clip_path).stem + ".jpg")
+            )
+            clip["thumbnail"] = thumb.relative_to(out).as_posix() if thumb else None
+        clips.append(clip)
+    timeline = f"{row.output}/{TIMELINE_PNG}"
+    return {
+        "title": Path(row.path).name,
+        "path": row.path,
+        "duration": row.duration_seconds or 0.0,
+        "fps": row.fps or 0.0,
+        "stages": _stage_text(folder / RUN_JSON),
+        "segments": f"{row.output}/{SEGMENTS_CSV}",
+        "timeline": timeline if (out / timeline).is_file() else None,
+        "clips": clips,
+    }
 
 
 # -- the nightly batch's reports -------------------------------------------------------
@@ -384,16 +365,15 @@ def write_batch_reports(out: Path, rows: Sequence[Any]) -> None:
                 ]
             )
     kinetics: list[tuple[str, str, float, float]] = []
-    cards = []
     for row in rows:
-        if row.status != "done":
-            continue
         folder = out / row.output
-        clips = read_segments(folder) if (folder / SEGMENTS_CSV).is_file() else []
-        kinetics += [(c.final_label, folder.name, c.time_start, c.time_end) for c in clips]
-        cards.append((row, clips, _stage_text(out / row.output / "run.json")))
-    write_kinetics_csv(out / "kinetics.csv", kinetics)
-    write_batch_html(out / "report.html", out, rows, cards)
+        if row.status == "done" and (folder / SEGMENTS_CSV).is_file():
+            kinetics += [
+                (c.final_label, folder.name, c.time_start, c.time_end)
+                for c in read_segments(folder)
+            ]
+    write_kinetics_csv(out / KINETICS_CSV, kinetics)
+    write_batch_html(out, rows)
 
 
 def _num(value: float | None) -> str:

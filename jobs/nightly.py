@@ -19,12 +19,10 @@ Usage: python -m jobs.nightly --config jobs/nightly.toml [--skip search]
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import logging
 import logging.handlers
 import os
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -119,14 +117,6 @@ def _check_types(data: dict[str, Any], where: Path) -> None:
                 ok, wanted = isinstance(value, expected), _TYPE_NAMES[expected]
             if not ok:
                 raise UsageError(f"{where} [{table}] {key}: expected {wanted}, got {value!r}")
-
-
-SHOWN_PROBLEMS = 50
-EMPTY_PAGE = (
-    "<!doctype html><html><head><meta charset='utf-8'><title>clipminer night</title>"
-    "</head><body><h1>clipminer night</h1></body></html>"
-)
-"""report.html of a night that mined nothing (the batch writes the real one)."""
 
 
 @dataclass(frozen=True)
@@ -310,7 +300,8 @@ def run_fetch(watch: WatchList) -> StageReport:
 
 
 def write_night_report(out: Path, stages: list[StageReport]) -> None:
-    """``OUT/night.json``, and the stages as a section of ``OUT/report.html``."""
+    """``OUT/night.json``, and ``OUT/report.html`` drawn again with the night's stages
+    (the batch's videos, when it ran)."""
     out.mkdir(parents=True, exist_ok=True)
     night = {
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -318,35 +309,17 @@ def write_night_report(out: Path, stages: list[StageReport]) -> None:
     }
     with atomic_path(out / "night.json") as tmp:
         tmp.write_text(json.dumps(night, indent=1))
-    section = _night_html(stages)
-    report = out / "report.html"
-    try:
-        page = report.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        page = EMPTY_PAGE
-    page = re.sub(r'<section id="night">.*?</section>\n?', "", page, flags=re.S)
-    heading = re.search(r"</h1>|<body[^>]*>", page)
-    cut = heading.end() if heading else 0
-    with atomic_path(report) as tmp:
-        tmp.write_text(page[:cut] + "\n" + section + page[cut:], encoding="utf-8")
+    from clipminer.batch import StateStore
+    from clipminer.report import write_batch_html
 
-
-def _night_html(stages: list[StageReport]) -> str:
-    """The "Video sources" section: one line per stage, its failures in a list."""
-    rows = []
-    for stage in stages:
-        problems = "".join(f"<li>{html.escape(p)}</li>" for p in stage.problems[:SHOWN_PROBLEMS])
-        more = len(stage.problems) - SHOWN_PROBLEMS
-        if more > 0:
-            problems += f"<li>... and {more} more</li>"
-        rows.append(
-            f"<li><b>{html.escape(stage.name)}</b>: {html.escape(stage.status)}"
-            f" ({stage.seconds:.0f} s) {html.escape(stage.detail)}"
-            + (f"<ul>{problems}</ul>" if problems else "")
-            + "</li>"
-        )
-    heading = "<h2>Video sources and stages tonight</h2>"
-    return f'<section id="night">{heading}<ul>{"".join(rows)}</ul></section>\n'
+    rows: list[Any] = []
+    if (out / "state.sqlite").is_file():  # the batch ran: its videos, with the night's stages
+        state = StateStore(out / "state.sqlite")
+        try:
+            rows = state.all()
+        finally:
+            state.close()
+    write_batch_html(out, rows, night=stages)
 
 
 def setup_logging(settings: dict[str, Any], base: Path) -> None:
