@@ -276,7 +276,8 @@ def test_names_are_data_in_the_page(tmp_path: Path) -> None:
     config = page.split('id="config">')[1].split("</script>")[0]
     data = json.loads(config)
     assert data["labels"] == [SCRIPT] and data["reviewer"] == "</script><b>x"
-    assert "innerHTML" not in review.PAGE and "insertAdjacentHTML" not in review.PAGE
+    script = c.get("/static/review.js").text
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
     [entry] = c.get("/api/queue").json()["clips"]
     assert entry["label"] == SCRIPT and c.get(entry["url"]).status_code == 200
 
@@ -566,3 +567,19 @@ def test_screenshot_shows_the_clip(tmp_path: Path) -> None:
     # the player area is not all black: the clip shows (a bright yellow object on blue)
     stage = image[60:540, 20:780].reshape(-1, 3).astype(int)
     assert stage.std() > 10 and ((stage[:, 0] > 180) & (stage[:, 2] < 100)).sum() > 500
+
+
+def test_the_page_is_files_served_from_the_package_and_runs_no_inline_code(out: Path) -> None:
+    c = client(out)
+    page = c.get("/")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe-inline" not in csp
+    scripts = page.text.split("<script")[1:]
+    assert all('type="application/json"' in s or 'src="static/' in s for s in scripts)
+    assert "<style" not in page.text
+    for name, kind in (("review.js", "text/javascript"), ("review.css", "text/css")):
+        served = c.get(f"/static/{name}")
+        assert served.status_code == 200 and served.headers["content-type"].startswith(kind)
+        assert len(served.text) > 1000
+    for name in ("review.html", "__init__.py", "..%2F__init__.py", ".hidden.js", "nope.js"):
+        assert c.get(f"/static/{name}").status_code == 404, name

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from clipminer import pages
 from clipminer.curate import catalog, verdicts
 from clipminer.curate.catalog import Clip
 from clipminer.curate.verdicts import Action, Rule, Vote
@@ -407,6 +408,7 @@ def create_app(
     )  # fmt: skip
     routes = [
         Route("/", _page(review)),
+        Route("/static/{name}", _static),
         Route("/api/queue", _queue(review)),
         Route("/api/progress", _progress(review)),
         Route("/api/vote", _vote(review), methods=["POST"]),
@@ -457,7 +459,6 @@ def _page(review: Review) -> Endpoint:
     from starlette.responses import HTMLResponse
 
     async def page(request: Request) -> Response:
-        nonce = secrets.token_urlsafe(16)
         config = {
             "token": review.token,
             "reviewer": review.reviewer,
@@ -466,22 +467,30 @@ def _page(review: Review) -> Endpoint:
             "filters": asdict(review.filters),
             "labels": list(review.catalogue.get().labels),
         }
-        html = PAGE.replace("{{nonce}}", nonce).replace("{{config}}", script_json(config))
-        csp = (
-            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-            "media-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
-            "form-action 'none'; frame-ancestors 'none'"
-        )
-        headers = {**_NO_STORE, "Content-Security-Policy": csp, "X-Frame-Options": "DENY"}
+        html = pages.render("review.html", config=config)
+        headers = {**_NO_STORE, "Content-Security-Policy": CSP, "X-Frame-Options": "DENY"}
         return HTMLResponse(html, headers=headers)
 
     return page
 
 
-def script_json(data: Any) -> str:
-    """JSON that is safe inside a ``<script type="application/json">`` element."""
-    text = json.dumps(data, ensure_ascii=False)
-    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; media-src 'self'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+"""The page runs only its own script and style files (no inline code at all)."""
+
+
+def _static(request: Request) -> Response:
+    """The page's CSS and JavaScript, from the package (:mod:`clipminer.pages`)."""
+    found = pages.static(request.path_params["name"])
+    if found is None:
+        return _error("no such file", 404)
+    from starlette.responses import Response as Body
+
+    body, media_type = found
+    return Body(body, media_type=media_type, headers=_NO_STORE)
 
 
 def filters_from_query(request: Request, default: Filters) -> Filters:
@@ -717,371 +726,3 @@ def serve(
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
-
-
-# -- the page --------------------------------------------------------------------------------
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>clipminer review</title><link rel="icon" href="data:,">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style nonce="{{nonce}}">
-* { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.4 system-ui, sans-serif; background: #f4f4f2; color: #222; }
-header { display: flex; gap: 1.5em; align-items: baseline; padding: .5em 1em;
-  background: #2d3a4a; color: #fff; }
-header h1 { font-size: 16px; margin: 0; }
-header .muted { color: #c8d0da; }
-main { display: grid; grid-template-columns: minmax(0, 1fr) 380px; gap: 1em; padding: 1em; }
-#stage { background: #111; border-radius: 6px; height: max(200px, calc(100vh - 290px));
-  position: relative;
-  display: flex; align-items: center; justify-content: center; overflow: hidden; }
-#stage video { width: 100%; height: 100%; object-fit: contain; background: #111; }
-#stage video.hidden, .hidden { display: none !important; }
-#done { color: #eee; font-size: 22px; text-align: center; }
-#done small { display: block; font-size: 14px; color: #aaa; margin-top: .5em; }
-#info { display: grid; grid-template-columns: 1fr 1fr 1fr; gap: 1em; margin-top: .6em; }
-.card { background: #fff; border-radius: 6px; padding: .6em .8em;
-  box-shadow: 0 1px 2px rgba(0,0,0,.12); }
-.card h2 { font-size: 12px; text-transform: uppercase; letter-spacing: .05em; color: #667;
-  margin: 0 0 .3em; }
-.big { font-size: 16px; font-weight: 600; overflow-wrap: anywhere; }
-.score { color: #555; }
-#top5 { list-style: none; margin: 0; padding: 0; }
-#top5 li { display: grid; grid-template-columns: 1fr 3.5em; gap: .4em; position: relative; }
-#top5 li .bar { position: absolute; left: 0; bottom: 0; height: 3px; background: #6a9fd8; }
-#keys { margin-top: .6em; display: flex; flex-wrap: wrap; gap: .5em; align-items: center; }
-button { font: inherit; padding: .3em .8em; border: 1px solid #bbb; border-radius: 4px;
-  background: #fff; cursor: pointer; }
-kbd { font: 12px ui-monospace, monospace; border: 1px solid #aaa; border-bottom-width: 2px;
-  border-radius: 3px; padding: 0 .35em; background: #fafafa; }
-.note { font-size: 12px; color: #667; margin: .4em 0 0; }
-#message { min-height: 1.4em; color: #a33; margin-top: .4em; }
-#labels { list-style: none; margin: 0; padding: 0; max-height: 210px; overflow-y: auto;
-  columns: 2; }
-#labels li { cursor: pointer; padding: 1px 2px; overflow-wrap: anywhere; }
-#labels li:hover { background: #eef; }
-#labels li.current { font-weight: 600; }
-#labels .n { display: inline-block; min-width: 1.8em; color: #667; }
-aside .card { margin-bottom: 1em; }
-aside label { display: block; margin: .2em 0; }
-#f-label { width: 100%; }
-input[type=number] { width: 5em; }
-table { border-collapse: collapse; width: 100%; font-size: 12px; }
-th, td { padding: 1px 4px; text-align: right; }
-th:first-child, td:first-child { text-align: left; overflow-wrap: break-word; }
-tr.total td { border-top: 1px solid #ccc; font-weight: 600; }
-.verdict-accepted { color: #1a7f37; } .verdict-rejected { color: #b42318; }
-.verdict-disputed { color: #b54708; }
-</style></head>
-<body data-inflight="0">
-<script type="application/json" id="config">{{config}}</script>
-<header><h1>clipminer review</h1><span id="h-out" class="muted"></span>
-<span>reviewer: <b id="h-reviewer"></b></span><span id="h-rule" class="muted"></span>
-<span id="h-position" class="muted"></span></header>
-<main><section>
-<div id="stage">
-<video id="player-a" autoplay loop muted controls playsinline preload="auto"></video>
-<video id="player-b" class="hidden" loop muted playsinline preload="auto"></video>
-<div id="done" class="hidden">done: no clips left<small id="done-note"></small></div>
-</div>
-<div id="info">
-<div class="card"><h2>clip</h2><div class="big" id="c-video"></div>
-<div id="c-range" class="score"></div><div id="c-verdict"></div></div>
-<div class="card"><h2>image model</h2><div class="big" id="c-image-label"></div>
-<div class="score" id="c-image-score"></div></div>
-<div class="card"><h2>video model</h2><div class="big" id="c-video-label"></div>
-<div class="score" id="c-video-score"></div><ol id="top5"></ol></div>
-</div>
-<div id="keys">
-<button id="b-accept"><kbd>a</kbd> accept</button>
-<button id="b-reject"><kbd>r</kbd> reject</button>
-<span><kbd>1</kbd>&ndash;<kbd>9</kbd> relabel</span>
-<button id="b-undo"><kbd>u</kbd> undo</button>
-<button id="b-skip"><kbd>n</kbd>/<kbd>space</kbd> skip</button>
-<span id="digits"></span>
-</div>
-<div id="message" role="status"></div>
-</section>
-<aside>
-<div class="card"><h2>relabel as</h2><ol id="labels"></ol>
-<p class="note">Press the label's number, or click it. With 10 or more labels type the
-whole number; <kbd>Enter</kbd> ends it, <kbd>Esc</kbd> clears it.</p></div>
-<div class="card"><h2>filters</h2>
-<label>label <select id="f-label" multiple size="3"></select></label>
-<label>score from <input id="f-min" type="number" step="0.05" min="0" max="1">
-to <input id="f-max" type="number" step="0.05" min="0" max="1"></label>
-<label>show <select id="f-all"><option value="0">not yet reviewed by me</option>
-<option value="1">all clips</option></select></label></div>
-<div class="card"><h2>progress</h2><table><thead><tr><th>label</th><th>total</th>
-<th title="accepted">acc</th><th title="accepted as another label">rel</th>
-<th title="rejected">rej</th><th title="disputed">disp</th><th>pending</th>
-<th title="clips with my vote">mine</th></tr></thead><tbody id="progress"></tbody></table>
-</div>
-</aside></main>
-<script nonce="{{nonce}}">
-'use strict';
-const cfg = JSON.parse(document.getElementById('config').textContent);
-const $ = (id) => document.getElementById(id);
-const players = [$('player-a'), $('player-b')];
-let front = 0;
-let labels = cfg.labels;
-let list = [];
-let cursor = null;
-let exhausted = false;
-let fetching = null;
-let generation = 0;
-let skipped = 0;
-let reviewed = 0;
-let digits = '';
-let chain = Promise.resolve();
-let inflight = 0;
-
-function text(el, value) { el.textContent = value == null ? '' : String(value); }
-function fmt(x) { return x == null ? '' : Number(x).toFixed(2); }
-function say(message) { text($('message'), message); }
-function busy(delta) { inflight += delta; document.body.dataset.inflight = String(inflight); }
-
-function filterParams() {
-  const p = new URLSearchParams();
-  for (const o of $('f-label').selectedOptions) p.append('label', o.value);
-  if ($('f-min').value !== '') p.set('min_score', $('f-min').value);
-  if ($('f-max').value !== '') p.set('max_score', $('f-max').value);
-  p.set('all', $('f-all').value);
-  return p;
-}
-
-async function call(url, body) {
-  busy(1);
-  try {
-    const init = body === undefined ? {} : {method: 'POST', body: JSON.stringify(body),
-      headers: {'Content-Type': 'application/json', 'X-Clipminer-Token': cfg.token}};
-    const r = await fetch(url, init);
-    const data = await r.json();
-    if (!r.ok) throw new Error(data.error || r.statusText);
-    return data;
-  } finally { busy(-1); }
-}
-
-function more() {
-  if (exhausted) return Promise.resolve();
-  if (fetching) return fetching;
-  const gen = generation;
-  const p = filterParams();
-  p.set('limit', '20');
-  if (cursor) p.set('after', cursor);
-  fetching = call('/api/queue?' + p).then((data) => {
-    if (gen !== generation) return;
-    for (const e of data.clips) if (!list.some((x) => x.key === e.key)) list.push(e);
-    if (data.clips.length) cursor = data.clips[data.clips.length - 1].key;
-    exhausted = !data.more;
-  }, (err) => say('cannot load clips: ' + err.message)).finally(() => { fetching = null; });
-  return fetching;
-}
-
-function load(video, e) {
-  if (video.dataset.key === (e ? e.key : '')) return;
-  video.dataset.key = e ? e.key : '';
-  if (e && e.url) { video.src = e.url; video.load(); }
-  else { video.removeAttribute('src'); video.load(); }
-}
-
-function render(e) {
-  $('done').classList.add('hidden');
-  const back = players[1 - front];
-  if (back.dataset.key === e.key) front = 1 - front;
-  const shown = players[front], hidden = players[1 - front];
-  load(shown, e);
-  shown.classList.remove('hidden'); shown.controls = true; shown.autoplay = true;
-  hidden.classList.add('hidden'); hidden.controls = false; hidden.autoplay = false;
-  hidden.pause();
-  shown.play().catch(() => {});
-  text($('c-video'), e.video + ' #' + e.clip_id);
-  let range = fmt(e.time_start) + '\u2013' + fmt(e.time_end) + ' s';
-  if (e.clip_start != null && e.clip_end != null &&
-      (Math.abs(e.clip_start - e.time_start) > 0.01 || Math.abs(e.clip_end - e.time_end) > 0.01))
-    range += ' (file ' + fmt(e.clip_start) + '\u2013' + fmt(e.clip_end) + ' s)';
-  if (!e.url) range += ' (no clip file)';
-  text($('c-range'), range);
-  const v = e.verdict;
-  let verdict = v.status + (v.label ? ' as ' + v.label : '') + ', ' + v.votes + ' vote(s)';
-  if (e.my_vote) verdict += '; mine: ' + e.my_vote.action +
-    (e.my_vote.action === 'relabel' ? ' ' + e.my_vote.label : '');
-  text($('c-verdict'), verdict);
-  $('c-verdict').className = 'verdict-' + v.status;
-  text($('c-image-label'), e.image_label);
-  text($('c-image-score'), 'score ' + fmt(e.image_score));
-  text($('c-video-label'), e.video_label == null ? '(no video model)' : e.video_label);
-  text($('c-video-score'), e.video_score == null ? '' : 'score ' + fmt(e.video_score));
-  const top = $('top5');
-  top.replaceChildren();
-  for (const [label, p] of e.top5) {
-    const li = document.createElement('li');
-    const name = document.createElement('span'); text(name, label);
-    const value = document.createElement('span'); text(value, fmt(p));
-    const bar = document.createElement('span'); bar.className = 'bar';
-    bar.style.width = Math.max(0, Math.min(100, p * 100)) + '%';
-    li.append(name, value, bar); top.append(li);
-  }
-  for (const li of $('labels').children) {
-    li.classList.toggle('current', li.dataset.label === e.label);
-  }
-  text($('h-position'), reviewed + ' reviewed, ' + skipped + ' skipped here');
-}
-
-function done() {
-  for (const p of players) { p.pause(); p.classList.add('hidden'); }
-  $('done').classList.remove('hidden');
-  text($('done-note'), skipped ? skipped + ' skipped: press n to go round again' : '');
-  for (const id of ['c-video', 'c-range', 'c-verdict', 'c-image-label', 'c-image-score',
-    'c-video-label', 'c-video-score']) text($(id), '');
-  $('top5').replaceChildren();
-  document.body.dataset.state = 'done';
-}
-
-async function show() {
-  if (!list.length && !exhausted) await more();
-  const e = list[0];
-  if (!e) { done(); return; }
-  document.body.dataset.state = 'clip';
-  document.body.dataset.clip = e.key;
-  render(e);
-  load(players[1 - front], list[1]);
-  if (list.length < 5 && !exhausted) more().then(() => {
-    if (list[0] === e) load(players[1 - front], list[1]);
-  });
-}
-
-function restart() {
-  generation += 1; list = []; cursor = null; exhausted = false; fetching = null; skipped = 0;
-  show();
-}
-
-function vote(action, label) {
-  const e = list[0];
-  if (!e) return;
-  list.shift(); reviewed += 1; show();
-  const body = {clip: e.key, action: action, label: label,
-                time_start: e.time_start, time_end: e.time_end};
-  chain = chain.then(() => call('/api/vote', body))
-    .then(() => { say(''); refresh(); },
-      (err) => { say('vote not saved: ' + err.message); list.unshift(e); reviewed -= 1; show(); });
-}
-
-function undo() {
-  chain = chain.then(() => call('/api/undo', {})).then((data) => {
-    if (!data.clip) { say(data.undone ? 'undone (clip no longer shown)' : 'nothing to undo'); }
-    else {
-      list = list.filter((x) => x.key !== data.clip.key);
-      list.unshift(data.clip); reviewed = Math.max(0, reviewed - 1); say('undone'); show();
-    }
-    refresh();
-  }, (err) => say('undo failed: ' + err.message));
-}
-
-function skip() {
-  if (!list.length) { if (exhausted) restart(); return; }
-  list.shift(); skipped += 1; show();
-}
-
-function relabel(n) {
-  const label = labels[n - 1];
-  if (label === undefined) { say('no label ' + n); return; }
-  vote('relabel', label);
-}
-
-function typeDigit(d) {
-  digits = digits === '0' ? d : digits + d;
-  const n = parseInt(digits, 10);
-  if (n > 0 && n * 10 > labels.length) { digits = ''; relabel(n); }
-  text($('digits'), digits ? 'label ' + digits + '\u2026' : '');
-}
-
-function renderLabels() {
-  const ol = $('labels');
-  ol.replaceChildren();
-  labels.forEach((label, i) => {
-    const li = document.createElement('li');
-    li.dataset.label = label;
-    const n = document.createElement('span'); n.className = 'n'; text(n, i + 1);
-    li.append(n, document.createTextNode(label));
-    li.addEventListener('click', () => relabel(i + 1));
-    ol.append(li);
-  });
-  const select = $('f-label');
-  const chosen = new Set([...select.selectedOptions].map((o) => o.value));
-  if (!select.options.length) for (const l of cfg.filters.labels) chosen.add(l);
-  select.replaceChildren();
-  for (const label of labels) {
-    const o = document.createElement('option'); o.value = label; text(o, label);
-    o.selected = chosen.has(label); select.append(o);
-  }
-}
-
-function refresh() {
-  return call('/api/progress').then((data) => {
-    if (JSON.stringify(data.labels) !== JSON.stringify(labels)) {
-      labels = data.labels; renderLabels();
-    }
-    const body = $('progress');
-    body.replaceChildren();
-    const keys = ['total', 'accepted', 'relabelled', 'rejected', 'disputed', 'pending', 'mine'];
-    const sums = {label: 'all'};
-    for (const row of data.rows) {
-      const tr = document.createElement('tr');
-      for (const k of ['label', ...keys]) {
-        const td = document.createElement('td'); text(td, row[k]); tr.append(td);
-        if (k !== 'label') sums[k] = (sums[k] || 0) + row[k];
-      }
-      body.append(tr);
-    }
-    const tr = document.createElement('tr'); tr.className = 'total';
-    for (const k of ['label', ...keys]) {
-      const td = document.createElement('td'); text(td, sums[k] || 0); tr.append(td);
-    }
-    body.append(tr);
-  }, (err) => say('cannot load progress: ' + err.message));
-}
-
-document.addEventListener('keydown', (ev) => {
-  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-  const t = ev.target;
-  if (t && ['INPUT', 'SELECT', 'TEXTAREA'].includes(t.tagName)) {
-    if (ev.key === 'Escape' || ev.key === 'Enter') t.blur();
-    return;
-  }
-  const k = ev.key.length === 1 ? ev.key.toLowerCase() : ev.key;
-  let handled = true;
-  if (/^[0-9]$/.test(k)) typeDigit(k);
-  else if (k === 'Enter' && digits) {
-    const n = parseInt(digits, 10); digits = ''; text($('digits'), ''); relabel(n);
-  } else if (k === 'Escape') { digits = ''; text($('digits'), ''); }
-  else if (k === 'a') vote('accept', null);
-  else if (k === 'r') vote('reject', null);
-  else if (k === 'u') undo();
-  else if (k === 'n' || k === ' ') skip();
-  else handled = false;
-  if (handled) ev.preventDefault();
-});
-
-for (const [id, fn] of [['b-accept', () => vote('accept', null)],
-  ['b-reject', () => vote('reject', null)], ['b-undo', undo], ['b-skip', skip]]) {
-  $(id).addEventListener('click', (ev) => { ev.currentTarget.blur(); fn(); });
-}
-for (const id of ['f-label', 'f-min', 'f-max', 'f-all']) {
-  $(id).addEventListener('change', () => restart());
-}
-
-text($('h-out'), cfg.out);
-text($('h-reviewer'), cfg.reviewer);
-text($('h-rule'), cfg.rule.votes > 1 ?
-  'rule: ' + cfg.rule.agree + ' of ' + cfg.rule.votes + ' votes agree' : 'rule: one vote decides');
-if (cfg.filters.min_score != null) $('f-min').value = cfg.filters.min_score;
-if (cfg.filters.max_score != null) $('f-max').value = cfg.filters.max_score;
-$('f-all').value = cfg.filters.include_voted ? '1' : '0';
-renderLabels();
-refresh();
-show();
-</script>
-</body></html>
-"""
