@@ -11,16 +11,12 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from clipminer.curate.shots import DetectorName as ShotDetectorName
 from clipminer.errors import UsageError
 from clipminer.segments import SegmentConfig
 from clipminer.settings import from_flat, setting
-
-if TYPE_CHECKING:
-    from clipminer.data.videos import VideoSet
-    from clipminer.models.bundle import InputSpec
 
 CutMode = Literal["reencode", "copy", "none"]
 Engine = Literal["local", "ray"]
@@ -192,6 +188,52 @@ def _file_digest(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()[:16]
+
+
+# -- curation ----------------------------------------------------------------------------
+
+DedupSpace = Literal["image", "video"]
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """What ``dedup`` compares: the command's options and nightly's ``[dedup]`` table.
+
+    The thresholds are cosine similarities from which two clips (videos) are
+    near-duplicates: the research package's 0.97, which measurements here support on
+    real footage and not on generated. ``benchmarks/dedup_margin.py`` (the 11 real
+    videos of ../shared/data, each re-uploaded at 3/4 size and x264 CRF 32, 6 s each,
+    densenet121 of the demo): copies 0.979-0.998 to their originals (median 0.998),
+    different videos at most 0.960 (median 0.67). On the demo's generated videos, which
+    all come from one generator, copies scored 0.999-0.9998 and distinct clips of one
+    action up to 0.998 (the demo runs at 0.999). A classifier's features gather by
+    class, so check ``similarity`` in duplicates.csv on your own footage and set the
+    thresholds from it.
+    """
+
+    threshold: float = setting(
+        0.97,
+        "Clips whose embeddings have cosine >= this are near-duplicates.",
+        min=0.0,
+        max=1.0,
+        metavar="COS",
+    )
+    video_threshold: float = setting(
+        0.97,
+        "Source videos whose mean frame embeddings have cosine >= this are near-duplicates "
+        "(every clip of a dropped video is dropped).",
+        min=0.0,
+        max=1.0,
+        metavar="COS",
+    )
+    space: DedupSpace = setting(
+        "image", "Compare the image model's embeddings or the video model's."
+    )
+    within_videos: bool = setting(
+        False,
+        "Also group near-duplicate clips of the same video (replays, repeated footage). "
+        "Off by default: consecutive moments of one scene look alike.",
+    )
 
 
 # -- training ----------------------------------------------------------------------------
@@ -370,22 +412,6 @@ class ClipSpec:
         if self.channels not in ("RGB", "BGR") or not self.scale > 0:
             raise UsageError(f"bad clip pixel settings: {self.channels!r}, scale {self.scale}")
 
-    @classmethod
-    def from_input(cls, spec: InputSpec) -> ClipSpec:
-        """The clip settings a video bundle was trained with."""
-        if spec.clip_len is None or spec.frame_rate is None:
-            raise UsageError("not a video model input: clip_len and frame_rate are missing")
-        return cls(
-            clip_len=spec.clip_len,
-            frame_rate=spec.frame_rate,
-            size=spec.size[0],
-            mean=spec.mean,
-            std=spec.std,
-            crop_fraction=spec.crop_fraction,
-            channels=spec.channels,
-            scale=spec.scale,
-        )
-
 
 @dataclass(frozen=True)
 class VideoSource:
@@ -443,12 +469,6 @@ class VideoSource:
     def validates(self) -> bool:
         """Whether training has a validation part (to choose the best epoch on)."""
         return self.ucf101 is not None or self.val_dir is not None or self.val_fraction > 0
-
-    def load(self, *, labels: tuple[str, ...] | None = None) -> VideoSet:
-        """Read the lists, probe every video, drop and record unreadable ones."""
-        from clipminer.train_video import load_videos
-
-        return load_videos(self, labels=labels)
 
 
 @dataclass(frozen=True)

@@ -305,7 +305,7 @@ class VideoRelabeler:
                 columns.append(keys[key])
             model = inference_network(bundle, video_models.BUILDERS, device)
             prepared = for_bundle(model, bundle, precision, device=device)
-            self.models.append((prepared, ClipSpec.from_input(bundle.input), columns))
+            self.models.append((prepared, bundle.input.clip_spec(), columns))
         first = self.models[0][0] if self.models else None
         self.features = (
             HeadInputs(first, video_models.head_name(bundles[0].arch)) if first else None

@@ -189,7 +189,7 @@ def _model_and_inputs(bundle: Bundle) -> tuple[torch.nn.Module, Gather]:
             return _gather(files, wanted, progress, lambda f, n: _frame_inputs(scorer, f, n))
 
         return scorer.model, frames
-    spec = ClipSpec.from_input(bundle.input)
+    spec = bundle.input.clip_spec()
     model = video_models.load_video_model(bundle).eval()
 
     def clips(files: list[Path], wanted: int, progress: Progress | None) -> list[torch.Tensor]:

@@ -180,7 +180,7 @@ def train_video(
     video_models.check_weights(config.arch, config.weights)
     if config.fit.tensorboard is not None:
         require_tensorboard()
-    videos = source.load()
+    videos = load_videos(source)
     _check_set(videos, validates=source.validates)
     labels = videos.labels
     seed_everything(config.fit.seed)  # the head and random inits must not depend on history
@@ -384,7 +384,7 @@ def evaluate_video_bundle(
     Args:
         progress: called with (videos scored, videos in all) after each batch.
     """
-    spec = ClipSpec.from_input(bundle.input)
+    spec = bundle.input.clip_spec()
     model = video_models.load_video_model(bundle).to(device)
     dataset = ClipDataset(videos.val, spec, clips_per_video=clips_per_video, cache=cache)
     loader = DataLoader(dataset, batch_size=batch_size, **loader_kwargs(workers, device))
@@ -480,7 +480,7 @@ def eval_video(
     """
     bundle = load_bundle(model_path, kind="video")
     torch_device = resolve_device(device)
-    videos = source.load(labels=bundle.labels if source.videos is not None else None)
+    videos = load_videos(source, labels=bundle.labels if source.videos is not None else None)
     if not source.validates:  # --videos DIR --val-fraction 0: a test folder, all of it
         videos.val, videos.train = videos.train, []
     if videos.labels != bundle.labels:
@@ -490,7 +490,7 @@ def eval_video(
         )
     if not videos.val:
         raise UsageError("no readable evaluation videos")
-    spec = ClipSpec.from_input(bundle.input)
+    spec = bundle.input.clip_spec()
     video_cache = VideoCache.open(cache, spec) if cache else None
     results = {
         "video_model": evaluate_video_bundle(

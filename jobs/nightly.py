@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from clipminer.config import BatchConfig, findclips_config
+from clipminer.config import BatchConfig, DedupConfig, findclips_config
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import atomic_path
 from clipminer.settings import from_flat
@@ -59,12 +59,6 @@ BATCH_KEYS = {
 LOG_KEYS = {"file", "max_bytes", "backups"}
 STAGES = ("search", "fetch", "mine", "dedup")
 NIGHT_KEYS = {"stages": "the stages to run, in order: search, fetch, mine, dedup"}
-DEDUP_KEYS = {
-    "threshold": "cosine from which two clips are near-duplicates",
-    "video_threshold": "cosine from which two source videos are",
-    "space": "image or video: whose embeddings are compared",
-    "within_videos": "also group near-duplicate clips of one video",
-}
 WATCH_KEYS = {
     "actions": "file of watched actions, one a line (needed by search)",
     "candidates": "candidates CSV that search writes and fetch reads (required)",
@@ -72,8 +66,8 @@ WATCH_KEYS = {
     "api_key_env": f"environment variable with the YouTube Data API key ({API_KEY_ENV})",
 }
 TABLES = ("batch", "findclips", "log", "night", "watch", "search", "fetch", "dedup")
-# The type of every key of the tables nightly.py reads itself ([findclips], [search] and
-# [fetch] are checked by their settings declarations): a string is never a number or a
+# The type of every key of the tables nightly.py reads itself ([findclips], [search],
+# [fetch] and [dedup] are checked by their settings declarations): a string is never a number or a
 # boolean, a number never a string.
 TYPES: dict[str, dict[str, Any]] = {
     "batch": {
@@ -84,10 +78,6 @@ TYPES: dict[str, dict[str, Any]] = {
     "log": {"file": str, "max_bytes": int, "backups": int},
     "night": {"stages": list},
     "watch": {"actions": str, "candidates": str, "videos": str, "api_key_env": str},
-    "dedup": {
-        "threshold": float, "video_threshold": float, "space": ("image", "video"),
-        "within_videos": bool,
-    },
 }  # fmt: skip
 _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
 
@@ -396,17 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def load_dedup(path: Path) -> dict[str, Any]:
-    """The ``[dedup]`` table: keyword arguments of :func:`clipminer.curate.dedup.dedup`."""
-    table = _read_toml(path).get("dedup", {})
-    _check_keys(table, DEDUP_KEYS, f"{path} [dedup]")
-    for key in ("threshold", "video_threshold"):
-        if key in table and not -1.0 <= table[key] <= 1.0:
-            raise UsageError(f"{path} [dedup] {key}: expected a cosine from -1 to 1")
-    return dict(table)
+def load_dedup(path: Path) -> DedupConfig:
+    """The ``[dedup]`` table: :class:`~clipminer.config.DedupConfig` by field name."""
+    return from_flat(DedupConfig, _read_toml(path).get("dedup", {}), where=f"{path} [dedup]")
 
 
-def _dedup(out: Path, settings: dict[str, Any]) -> StageReport:
+def _dedup(out: Path, settings: DedupConfig) -> StageReport:
     """Near-duplicates among everything mined into ``out`` (the dedup stage)."""
     from clipminer.curate.dedup import dedup
 
@@ -414,8 +399,8 @@ def _dedup(out: Path, settings: dict[str, Any]) -> StageReport:
     if not (out / "videos").is_dir():
         return StageReport("dedup", "skipped", "nothing mined yet")
     try:
-        found = dedup(out, **settings)
-    except (ClipminerError, TypeError) as exc:
+        found = dedup(out, **asdict(settings))
+    except ClipminerError as exc:
         log.error("dedup: %s", exc)
         return StageReport("dedup", "failed", str(exc), seconds=time.monotonic() - started)
     except Exception as exc:

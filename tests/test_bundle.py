@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipminer.config import ClipSpec
 from clipminer.errors import BundleError
 from clipminer.models.bundle import (
     Bundle,
@@ -146,7 +145,7 @@ def test_channel_order_and_value_scale_round_trip(tmp_path: Path) -> None:
     loaded = load_bundle(path, kind="video")
     assert (loaded.input.channels, loaded.input.scale) == ("BGR", 255.0)
     assert loaded.input == caffe.input
-    spec = ClipSpec.from_input(loaded.input)
+    spec = loaded.input.clip_spec()
     assert (spec.channels, spec.scale, spec.mean) == ("BGR", 255.0, (90.0, 98.0, 102.0))
 
 

@@ -158,7 +158,7 @@ def test_caffe_spec_reaches_the_model_input_through_the_bundle(tmp_path: Path) -
     )  # fmt: skip
     bundle = Bundle("video", "small3d", ("a", "b"), spec, {})
     loaded = load_bundle(save_bundle(bundle, tmp_path / "m.pt"), kind="video")
-    clip = to_clip_tensor(_pixel_clip(), ClipSpec.from_input(loaded.input))
+    clip = to_clip_tensor(_pixel_clip(), loaded.input.clip_spec())
     assert clip.shape == (3, 2, 8, 8)
     # BGR, 0..255, minus the BGR mean (90, 98, 102)
     assert clip[:, 0, 0, 0].tolist() == [30 - 90, 20 - 98, 10 - 102]

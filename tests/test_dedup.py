@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clipminer.cli import app
+from clipminer.config import DedupConfig
 from clipminer.curate import catalog
 from clipminer.curate import dedup as dedup_module
 from clipminer.curate.dedup import leaders, neighbour_pairs
@@ -402,15 +403,18 @@ def test_cli_writes_duplicates_and_prints_a_summary(planted: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--threshold", "0"], "--threshold must be in (0, 1]"),
-        (["--threshold", "1.5"], "--threshold must be in (0, 1]"),
-        (["--video-threshold", "-1"], "--video-threshold must be in (0, 1]"),
+        (["--threshold", "1.5"], "--threshold': Input should be less than or equal to 1"),
+        (
+            ["--video-threshold", "-1"],
+            "--video-threshold': Input should be greater than or equal to 0",
+        ),
+        (["--space", "audio"], "'audio' is not one of 'image', 'video'"),
     ],
 )
-def test_cli_refuses_thresholds_outside_0_1(planted: Path, args: list[str], message: str) -> None:
+def test_cli_refuses_settings_out_of_bounds(planted: Path, args: list[str], message: str) -> None:
     result = runner.invoke(app, ["dedup", str(planted), *args])
     assert result.exit_code == 2
-    assert message in result.output and "Traceback" not in result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
     assert not (planted / "duplicates.csv").exists()
 
 
@@ -465,8 +469,8 @@ def test_defaults_group_copies_but_not_look_alikes(tmp_path: Path) -> None:
     report = dedup_module.dedup(tmp_path)
     assert partition(tmp_path) == {frozenset({"a/0", "b/0"})} and report.video_groups == 0
     params = {p.name: p.default for p in click_params("dedup")}
-    assert params["threshold"] == dedup_module.DEFAULT_THRESHOLD
-    assert params["video_threshold"] == dedup_module.DEFAULT_VIDEO_THRESHOLD
+    assert params["threshold"] == DedupConfig().threshold
+    assert params["video_threshold"] == DedupConfig().video_threshold
 
 
 def click_params(command: str) -> list[Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,40 +10,26 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from clipminer.cli.common import app, console, flag, print_error, progress_bar
+from clipminer.cli.common import (
+    app,
+    console,
+    flag,
+    print_error,
+    progress_bar,
+    settings_options,
+)
+from clipminer.config import DedupConfig
 
 if TYPE_CHECKING:
     from clipminer.curate.dedup import DedupReport
 
 
-class SpaceChoice(str, Enum):
-    image = "image"
-    video = "video"
-
-
 @app.command("dedup")
+@settings_options(DedupConfig, into="settings")
 def dedup(
     out: Annotated[
         Path, typer.Argument(help="A mined output folder (OUT/videos/<name>/ per video).")
     ],
-    threshold: Annotated[
-        float,
-        typer.Option(
-            metavar="COS", help="Clips whose embeddings have cosine >= this are near-duplicates."
-        ),
-    ] = 0.97,  # clipminer.curate.dedup.DEFAULT_THRESHOLD
-    video_threshold: Annotated[
-        float,
-        typer.Option(
-            metavar="COS",
-            help="Source videos whose mean frame embeddings have cosine >= this are "
-            "near-duplicates (every clip of a dropped video is dropped).",
-        ),
-    ] = 0.97,  # clipminer.curate.dedup.DEFAULT_VIDEO_THRESHOLD
-    space: Annotated[
-        SpaceChoice,
-        typer.Option(help="Compare the image model's embeddings or the video model's."),
-    ] = SpaceChoice.image,
     delete: Annotated[
         bool,
         flag(
@@ -52,13 +38,8 @@ def dedup(
             "deleted."
         ),
     ] = False,
-    within_videos: Annotated[
-        bool,
-        flag(
-            "Also group near-duplicate clips of the same video (replays, repeated footage). "
-            "Off by default: consecutive moments of one scene look alike."
-        ),
-    ] = False,
+    *,
+    settings: DedupConfig,
 ) -> None:
     """Find near-duplicate clips and source videos across everything mined into OUT.
 
@@ -66,20 +47,12 @@ def dedup(
     per group, the others marked dropped; review and export skip them. Reruns compare only
     new or re-mined videos with the rest and keep earlier decisions.
     """
-    from clipminer.curate.dedup import check_arguments
+    from clipminer.curate.catalog import check_mined
     from clipminer.curate.dedup import dedup as run_dedup
 
-    check_arguments(out, threshold=threshold, video_threshold=video_threshold, space=space.value)
+    check_mined(out)  # before the progress bar opens
     with progress_bar("dedup") as update:
-        report = run_dedup(
-            out,
-            threshold=threshold,
-            video_threshold=video_threshold,
-            space=space.value,
-            delete=delete,
-            within_videos=within_videos,
-            progress=update,
-        )
+        report = run_dedup(out, **asdict(settings), delete=delete, progress=update)
     for note in report.notes:
         print_error(note, label="warning:", style="yellow")
     _print_report(report)

@@ -250,8 +250,9 @@ def prepare_videos_command(
     Pass the same --frame-rate and --frame-size to train-video with --cache.
     """
     from clipminer.data.videos import ClipSpec, prepare_videos
+    from clipminer.train_video import load_videos
 
-    videos = source.load()
+    videos = load_videos(source)
     spec = ClipSpec(frame_rate=frame_rate, size=frame_size)
     with progress_bar("videos") as update:
         written, kept, failed = prepare_videos(

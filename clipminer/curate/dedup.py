@@ -40,31 +40,20 @@ from typing import Any, Literal
 
 import numpy as np
 
+from clipminer.config import DedupConfig, DedupSpace
 from clipminer.curate import catalog
 from clipminer.curate.catalog import DUPLICATES_COLUMNS, Clip
 from clipminer.errors import UsageError
 from clipminer.fsutil import atomic_path, short_hash
 from clipminer.layout import EMBEDDINGS_NPY, SEGMENTS_CSV
+from clipminer.settings import from_flat
 
 log = logging.getLogger(__name__)
 
-Space = Literal["image", "video"]
 Method = Literal["auto", "exact", "usearch"]
 Progress = Callable[[float, float], None]
 """Called with (done, total) as work advances."""
 
-SPACES: tuple[str, ...] = ("image", "video")
-DEFAULT_THRESHOLD = 0.97
-DEFAULT_VIDEO_THRESHOLD = 0.97
-"""Cosine similarity from which two clips (videos) are near-duplicates: the research
-package's 0.97, which measurements here support on real footage and not on generated.
-``benchmarks/dedup_margin.py`` (the 11 real videos of ../shared/data, each re-uploaded at
-3/4 size and x264 CRF 32, 6 s each, densenet121 of the demo): copies 0.979-0.998 to their
-originals (median 0.998), different videos at most 0.960 (median 0.67). On the demo's
-generated videos, which all come from one generator, copies scored 0.999-0.9998 and
-distinct clips of one action up to 0.998 (the demo runs at 0.999). A classifier's
-features gather by class, so check ``similarity`` in duplicates.csv on your own footage
-and set the thresholds from it."""
 CACHE_DIR = ".dedup"
 CACHE_VERSION = 1
 TILE_ROWS = 2048
@@ -330,7 +319,7 @@ def _fingerprint(folder: Path) -> str:
 
 
 def _load_videos(
-    out: Path, space: Space, progress: Progress | None
+    out: Path, space: DedupSpace, progress: Progress | None
 ) -> tuple[list[_Video], list[str]]:
     """Every video folder with usable vectors in ``space``, and one note per one without."""
     folders = catalog.video_folders(out)
@@ -345,7 +334,7 @@ def _load_videos(
     return videos, notes
 
 
-def _load_video(folder: Path, space: Space, notes: list[str]) -> _Video | None:
+def _load_video(folder: Path, space: DedupSpace, notes: list[str]) -> _Video | None:
     try:
         clips = catalog.read_clips(folder)
         embeddings = catalog.read_embeddings(folder)
@@ -410,11 +399,11 @@ class _Cache:
     pairs: Pairs
 
 
-def _cache_path(out: Path, space: Space) -> Path:
+def _cache_path(out: Path, space: DedupSpace) -> Path:
     return out / CACHE_DIR / f"pairs-{space}.npz"
 
 
-def _read_cache(out: Path, space: Space) -> _Cache | None:
+def _read_cache(out: Path, space: DedupSpace) -> _Cache | None:
     """Last run's pairs, or None when absent, unreadable or from another version."""
     path = _cache_path(out, space)
     if not path.is_file():
@@ -436,7 +425,7 @@ def _read_cache(out: Path, space: Space) -> _Cache | None:
 
 
 def _write_cache(
-    out: Path, space: Space, threshold: float, videos: Sequence[_Video], pairs: Pairs
+    out: Path, space: DedupSpace, threshold: float, videos: Sequence[_Video], pairs: Pairs
 ) -> None:
     keys = [c.key for v in videos for c in v.clips]
     meta = {
@@ -654,30 +643,15 @@ def _delete_clip_files(out: Path, clips: Iterable[Clip]) -> int:
 # -- the entry point -----------------------------------------------------------------------------
 
 
-def check_arguments(
-    out: str | os.PathLike[str], *, threshold: float, video_threshold: float, space: str
-) -> Path:
-    """OUT as a Path, or a one-line error for a bad option or an OUT with nothing mined.
-
-    Cheap, so the CLI checks before it opens a progress bar.
-    """
-    for name, value in (("--threshold", threshold), ("--video-threshold", video_threshold)):
-        if not 0.0 < value <= 1.0:
-            raise UsageError(f"{name} must be in (0, 1], got {value}")
-    if space not in SPACES:
-        raise UsageError(f"--space must be one of {', '.join(SPACES)}, got {space!r}")
-    return catalog.check_mined(out)
-
-
 def dedup(
     out: str | os.PathLike[str],
     *,
-    threshold: float = DEFAULT_THRESHOLD,
-    video_threshold: float = DEFAULT_VIDEO_THRESHOLD,
-    space: Space = "image",
+    threshold: float = DedupConfig.threshold,
+    video_threshold: float = DedupConfig.video_threshold,
+    space: DedupSpace = DedupConfig.space,
     delete: bool = False,
     method: Method = "auto",
-    within_videos: bool = False,
+    within_videos: bool = DedupConfig.within_videos,
     progress: Progress | None = None,
 ) -> DedupReport:
     """Find near-duplicate clips and videos in OUT and write ``OUT/duplicates.csv``.
@@ -695,7 +669,12 @@ def dedup(
         progress: Called with (done, total) while reading and while searching.
     """
     started = time.perf_counter()
-    root = check_arguments(out, threshold=threshold, video_threshold=video_threshold, space=space)
+    settings = dict(
+        threshold=threshold, video_threshold=video_threshold, space=space,
+        within_videos=within_videos,
+    )  # fmt: skip
+    from_flat(DedupConfig, settings, where="dedup")  # one place checks every bound
+    root = catalog.check_mined(out)
     loaded, notes = _load_videos(root, space, progress)
     if not loaded and space == "video":
         raise UsageError(f"{root}: no video-model embeddings to compare; try --space image")

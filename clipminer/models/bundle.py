@@ -29,9 +29,9 @@ from typing import Any, Literal
 import torch
 
 from clipminer import __version__
-from clipminer.config import Channels
+from clipminer.config import Channels, ClipSpec
 from clipminer.devices import to_channels_last
-from clipminer.errors import BundleError
+from clipminer.errors import BundleError, UsageError
 from clipminer.fsutil import atomic_path
 
 FORMAT = "clipminer/1"
@@ -63,6 +63,21 @@ class InputSpec:
     scale: float = 1.0
     """Pixels are scaled to 0..scale before the mean is subtracted: 1.0, or 255.0 for
     Caffe-style weights. Bundles written before this field existed get 1.0."""
+
+    def clip_spec(self) -> ClipSpec:
+        """The clip settings a video model was trained with (its clips are made so)."""
+        if self.clip_len is None or self.frame_rate is None:
+            raise UsageError("not a video model input: clip_len and frame_rate are missing")
+        return ClipSpec(
+            clip_len=self.clip_len,
+            frame_rate=self.frame_rate,
+            size=self.size[0],
+            mean=self.mean,
+            std=self.std,
+            crop_fraction=self.crop_fraction,
+            channels=self.channels,
+            scale=self.scale,
+        )
 
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 1:

@@ -9,7 +9,7 @@ from urllib.parse import quote_plus
 
 from bs4 import BeautifulSoup
 
-from scrapers.engines import Engine, Link, attr, link
+from scrapers.engines.base import Engine, Link, attr, link
 
 PER_PAGE = 35
 _SIZE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")

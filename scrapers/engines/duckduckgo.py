@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, quote_plus, urljoin, urlsplit
 
 from bs4 import BeautifulSoup
 
-from scrapers.engines import Engine, Link, attr, link
+from scrapers.engines.base import Engine, Link, attr, link
 
 
 def search_url(base: str, query: str, page: int) -> str:

@@ -9,7 +9,7 @@ from urllib.parse import quote_plus
 
 from bs4 import BeautifulSoup
 
-from scrapers.engines import Engine, Link, attr
+from scrapers.engines.base import Engine, Link, attr
 from scrapers.hits import ImageHit
 
 # ["https://full/size.jpg",height,width] in the page's script data.

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 from bs4 import BeautifulSoup
 
 from clipminer.labels import label_key
-from scrapers.engines import Engine, Link, attr, link
+from scrapers.engines.base import Engine, Link, attr, link
 from scrapers.hits import ImageHit
 
 PER_PAGE = 20
