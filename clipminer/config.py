@@ -156,22 +156,19 @@ def findclips_config(values: dict[str, Any], *, where: str) -> FindClipsConfig:
 
 @dataclass(frozen=True)
 class BatchConfig:
-    """What ``batch`` was asked to do."""
+    """What ``batch`` was asked to do: the command's options and nightly's ``[batch]``
+    table (``findclips`` is every find-clips setting; the models are given apart)."""
 
-    image_model: str
+    image_model: str = ""
     video_models: tuple[str, ...] = ()
     findclips: FindClipsConfig = field(default_factory=FindClipsConfig)
-    engine: Engine = "local"
-    ray_address: str | None = None
-    workers: int = 1
-    retry_failed: bool = False
-    force: bool = False
-
-    def __post_init__(self) -> None:
-        if self.engine not in ("local", "ray"):
-            raise UsageError(f"--engine must be local or ray, got {self.engine!r}")
-        if self.workers < 1:
-            raise UsageError(f"--workers must be at least 1, got {self.workers}")
+    engine: Engine = setting("local", "local: this machine; ray: a Ray cluster (clipminer[ray]).")
+    ray_address: str | None = setting(
+        None, "Ray cluster address (default: start a local Ray).", metavar="ADDR"
+    )
+    workers: int = setting(1, "Videos mined at once (processes, or Ray actors).", min=1)
+    retry_failed: bool = setting(False, "Try videos that failed before again.")
+    force: bool = setting(False, "Redo videos done with other options or models.")
 
     def options_hash(self) -> str:
         """Changes when anything that shapes the outputs changes (options or models)."""

@@ -25,14 +25,14 @@ import logging.handlers
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from clipminer.config import BatchConfig, DedupConfig, findclips_config
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import atomic_path
-from clipminer.settings import from_flat
+from clipminer.settings import flat_fields, from_flat
 from clipminer.sources.fetch import FetchConfig
 from clipminer.sources.youtube import API_KEY_ENV, SearchConfig
 
@@ -45,17 +45,15 @@ EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_CONFIG, EXIT_LOCKED, EXIT_CRASH = 0, 1, 2, 3, 
 log = logging.getLogger("clipminer.nightly")
 
 
-BATCH_KEYS = {
+BATCH_OWN = {
     "input": "folder that fills up with long videos (required)",
     "output_root": "state, per-video outputs and reports (required)",
     "image_model": "image model bundle (required)",
     "video_models": "list of video model bundles",
-    "engine": "local or ray",
-    "ray_address": "Ray cluster address; empty: start a local Ray",
-    "workers": "videos mined at once",
-    "retry_failed": "try failed videos again",
-    "force": "redo videos done with other options or models",
 }
+"""The ``[batch]`` keys that are not batch settings (those come from
+:class:`~clipminer.config.BatchConfig`'s declaration, by field name)."""
+BATCH_SETTINGS = [spec.name for spec in flat_fields(BatchConfig) if not spec.path]
 LOG_KEYS = {"file", "max_bytes", "backups"}
 STAGES = ("search", "fetch", "mine", "dedup")
 NIGHT_KEYS = {"stages": "the stages to run, in order: search, fetch, mine, dedup"}
@@ -66,15 +64,11 @@ WATCH_KEYS = {
     "api_key_env": f"environment variable with the YouTube Data API key ({API_KEY_ENV})",
 }
 TABLES = ("batch", "findclips", "log", "night", "watch", "search", "fetch", "dedup")
-# The type of every key of the tables nightly.py reads itself ([findclips], [search],
-# [fetch] and [dedup] are checked by their settings declarations): a string is never a number or a
-# boolean, a number never a string.
+# The type of every key of the tables nightly.py reads itself (the settings of [batch],
+# [findclips], [search], [fetch] and [dedup] are checked by their declarations): a string
+# is never a number or a boolean, a number never a string.
 TYPES: dict[str, dict[str, Any]] = {
-    "batch": {
-        "input": str, "output_root": str, "image_model": str, "video_models": list,
-        "engine": ("local", "ray"), "ray_address": str, "workers": int,
-        "retry_failed": bool, "force": bool,
-    },
+    "batch": {"input": str, "output_root": str, "image_model": str, "video_models": list},
     "log": {"file": str, "max_bytes": int, "backups": int},
     "night": {"stages": list},
     "watch": {"actions": str, "candidates": str, "videos": str, "api_key_env": str},
@@ -156,25 +150,19 @@ def load_config(path: Path) -> tuple[BatchConfig, Path, Path, dict[str, Any]]:
     """
     data = _read_toml(path)
     batch, find, log_cfg = data.get("batch", {}), data.get("findclips", {}), data.get("log", {})
-    _check_keys(batch, BATCH_KEYS, f"{path} [batch]")
+    _check_keys(batch, [*BATCH_OWN, *BATCH_SETTINGS], f"{path} [batch]")
     _check_keys(log_cfg, LOG_KEYS, f"{path} [log]")
     missing = [key for key in ("input", "output_root", "image_model") if key not in batch]
     if missing:
         raise UsageError(f"{path} [batch]: missing setting {', '.join(missing)}")
     base = path.parent
-    try:
-        config = BatchConfig(
-            image_model=_path(base, batch["image_model"]),
-            video_models=tuple(_path(base, p) for p in batch.get("video_models", [])),
-            findclips=findclips_config(find, where=f"{path} [findclips]"),
-            engine=batch.get("engine", "local"),
-            ray_address=batch.get("ray_address") or None,
-            workers=int(batch.get("workers", 1)),
-            retry_failed=bool(batch.get("retry_failed", False)),
-            force=bool(batch.get("force", False)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{path} [batch]: {exc}") from None
+    settings = {key: batch[key] for key in BATCH_SETTINGS if key in batch}
+    config = replace(
+        from_flat(BatchConfig, settings, where=f"{path} [batch]"),
+        image_model=_path(base, batch["image_model"]),
+        video_models=tuple(_path(base, p) for p in batch.get("video_models", [])),
+        findclips=findclips_config(find, where=f"{path} [findclips]"),
+    )
     input_dir = Path(_path(base, batch["input"]))
     _check_readable(path, config, input_dir)
     return config, input_dir, Path(_path(base, batch["output_root"])), log_cfg

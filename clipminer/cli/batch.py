@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,18 +13,17 @@ from clipminer.cli.common import (
     VideoModels,
     app,
     console,
-    flag,
     print_error,
     settings_options,
 )
-from clipminer.config import BatchConfig, Engine, FindClipsConfig
+from clipminer.config import BatchConfig
 
 if TYPE_CHECKING:
     from clipminer.batch import BatchSummary, Outcome
 
 
 @app.command()
-@settings_options(FindClipsConfig, into="settings")
+@settings_options(BatchConfig, into="config")
 def batch(
     folder: Annotated[
         Path,
@@ -42,19 +42,8 @@ def batch(
     ],
     image_model: ImageModel,
     video_model: VideoModels = None,
-    engine: Annotated[
-        Engine, typer.Option(help="local: this machine; ray: a Ray cluster (clipminer[ray]).")
-    ] = "local",
-    ray_address: Annotated[
-        str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
-    ] = None,
-    workers: Annotated[
-        int, typer.Option(min=1, help="Videos mined at once (processes, or Ray actors).")
-    ] = 1,
-    retry_failed: Annotated[bool, flag("Try videos that failed before again.")] = False,
-    force: Annotated[bool, flag("Redo videos done with other options or models.")] = False,
     *,
-    settings: FindClipsConfig,
+    config: BatchConfig,
 ) -> None:
     """Run find-clips over a folder, resumably; every find-clips option applies.
 
@@ -65,15 +54,10 @@ def batch(
     """
     from clipminer.batch import run_batch
 
-    config = BatchConfig(
+    config = replace(
+        config,
         image_model=str(image_model),
         video_models=tuple(str(p) for p in video_model or []),
-        findclips=settings,
-        engine=engine,
-        ray_address=ray_address,
-        workers=workers,
-        retry_failed=retry_failed,
-        force=force,
     )
     summary = run_batch(folder, out, config=config, on_outcome=_report)
     _print_summary(summary, out)
