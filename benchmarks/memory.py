@@ -44,6 +44,7 @@ def sample():
 
 import clipminer
 from clipminer import findclips
+from clipminer.mining import cutter, relabel
 from clipminer.cli import app
 from clipminer.models.image import ImageScorer
 
@@ -59,8 +60,8 @@ def noting(work, name):
     return run
 
 ImageScorer.__call__ = noting(ImageScorer.__call__, "image")
-findclips.VideoRelabeler.__call__ = noting(findclips.VideoRelabeler.__call__, "relabel")
-findclips.cut_clip = noting(findclips.cut_clip, "cut")
+relabel.VideoRelabeler.__call__ = noting(relabel.VideoRelabeler.__call__, "relabel")
+cutter.cut_clip = noting(cutter.cut_clip, "cut")
 loaded = {}
 init = findclips.ClipMiner.__init__
 def init_and_note(self, *args, **kwargs):

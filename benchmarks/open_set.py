@@ -263,9 +263,9 @@ def main() -> None:
                     kept = [
                         c
                         for c in every.candidates
-                        if not miner.rejects(
+                        if not miner.judge.rejects(
                             c.open_set_score,
-                            miner.threshold_for(c.relabel, miner.open_set_threshold),
+                            miner.judge.threshold_for(c.relabel, miner.judge.threshold),
                             c.open_set_similarity,
                             auto=True,
                         )

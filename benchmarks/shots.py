@@ -42,7 +42,10 @@ import numpy as np
 from benchutil import cpu_model, train_small_models
 
 from clipminer.config import FindClipsConfig
-from clipminer.curate.shots import (
+from clipminer.decode import Tap, VideoReader, iter_frames, probe
+from clipminer.encode import VideoWriter
+from clipminer.findclips import ClipMiner, VideoResult, find_clips
+from clipminer.mining.shots import (
     DETECTORS,
     THUMBNAIL,
     ShotBoundary,
@@ -50,9 +53,6 @@ from clipminer.curate.shots import (
     ShotDetector,
     thumbnail_rate,
 )
-from clipminer.decode import Tap, VideoReader, iter_frames, probe
-from clipminer.encode import VideoWriter
-from clipminer.findclips import ClipMiner, VideoResult, find_clips
 from clipminer.segments import SegmentConfig
 
 SIZE = (360, 640)

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from clipminer.curate.shots import DetectorName as ShotDetectorName
 from clipminer.errors import UsageError
+from clipminer.mining.shots import DetectorName as ShotDetectorName
 from clipminer.segments import SegmentConfig
 from clipminer.settings import from_flat, setting
 

@@ -434,7 +434,7 @@ def make_long_video(
     to action and back) is a hard cut; with ``cuts``, the middle of every other action
     and of every long background stretch is a cut to another view of the same thing,
     and every third action ends in a fade through black, and the shot boundaries go to
-    ``<path stem>.shots.csv`` (:data:`clipminer.curate.shots.SHOT_COLUMNS`).
+    ``<path stem>.shots.csv`` (:data:`clipminer.mining.shots.SHOT_COLUMNS`).
     """
     _check_size(size, even=True)
     if duration_seconds <= 0:
@@ -526,7 +526,7 @@ def _write_shot_truth(
 ) -> None:
     """The true boundaries: a cut is at the first frame of the new shot; a fade's gap is
     its black stretch."""
-    from clipminer.curate.shots import ShotBoundary, write_shots_csv
+    from clipminer.mining.shots import ShotBoundary, write_shots_csv
 
     def first_at(t: float) -> float:
         return min((x for x in times if x >= t), default=t)

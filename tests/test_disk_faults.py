@@ -150,11 +150,11 @@ def test_a_full_disk_mid_find_clips_leaves_nothing_half_written(
     tiny_models, tmp_path: Path, disk: Disk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The disk fills while a clip is being encoded: the video's folder never appears."""
-    from clipminer import findclips
+    from clipminer.mining import cutter
 
     (video,) = make_videos(tmp_path / "in", 1)
     out = disk.path / "out"
-    real = findclips.cut_clip
+    real = cutter.cut_clip
     calls = []
 
     def fill_then_cut(*args, **kwargs):
@@ -163,7 +163,7 @@ def test_a_full_disk_mid_find_clips_leaves_nothing_half_written(
             disk.fill()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(findclips, "cut_clip", fill_then_cut)
+    monkeypatch.setattr(cutter, "cut_clip", fill_then_cut)
     args = ["find-clips", str(video), "--out", str(out), *model_flags(tiny_models), *TINY_FLAGS]
     done = runner.invoke(app, args)
     assert len(calls) >= 2 and done.exit_code == 1

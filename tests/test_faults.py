@@ -441,24 +441,24 @@ def test_a_full_or_read_only_disk_is_one_line_naming_out_with_nothing_half_writt
     """Injected at the write layer (a real full or read-only mount needs privileges the
     test cannot count on): find-clips names OUT's folder, leaves no hidden partial, and
     a re-run once the disk is fine ends as a clean run."""
-    from clipminer import findclips
     from clipminer.layout import SEGMENTS_CSV
+    from clipminer.mining import outputs
 
     (video,) = make_videos(tmp_path / "in", 1)
     out = tmp_path / "out"
-    real = findclips.write_segments
+    real = outputs.write_segments
 
     def full(folder: Path, *args, **kwargs):
         raise OSError(code, os.strerror(code), str(folder / SEGMENTS_CSV))
 
-    monkeypatch.setattr(findclips, "write_segments", full)
+    monkeypatch.setattr(outputs, "write_segments", full)
     args = ["find-clips", str(video), "--out", str(out), *model_flags(tiny_models), *TINY_FLAGS]
     done = runner.invoke(app, args)
     assert done.exit_code == 1 and "Traceback" not in done.output
     why = "no space left on the device" if code == errno.ENOSPC else "read-only file system"
     assert f"segments.csv: {why}" in done.output and str(out) in done.output
     assert not [p for p in out.rglob("*") if p.name.startswith(".") and "partial" in p.name]
-    monkeypatch.setattr(findclips, "write_segments", real)
+    monkeypatch.setattr(outputs, "write_segments", real)
     assert runner.invoke(app, args).exit_code == 0
     assert (out / "videos" / "v0" / RUN_JSON).is_file()
 

@@ -12,13 +12,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from clipminer import findclips, synth
+from clipminer import synth
 from clipminer.cli import app
 from clipminer.cut import cut_clip
 from clipminer.decode import iter_frames, probe
 from clipminer.findclips import ClipMiner, FindClipsConfig, VideoResult, find_clips
 from clipminer.layout import SEGMENT_COLUMNS
 from clipminer.metrics import segment_detection
+from clipminer.mining import cutter
 from clipminer.segments import SegmentConfig
 
 runner = CliRunner()
@@ -69,7 +70,7 @@ def mined(models, long_video, tmp_path_factory: pytest.TempPathFactory):
             time.sleep(0.2)
             return cut_clip(*args, **kwargs)
 
-        patch.setattr(findclips, "cut_clip", _timed(cut_slowly, "cut"))
+        patch.setattr(cutter, "cut_clip", _timed(cut_slowly, "cut"))
         patch.setattr(miner, "relabeler", _timed(miner.relabeler, "relabel"))
         [(_, result)] = find_clips(miner, [long_video.path], out)
     assert isinstance(result, VideoResult)

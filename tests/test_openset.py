@@ -134,13 +134,16 @@ def test_the_prototype_guard(tiny_models, tmp_path: Path) -> None:
     like[:, 0] = 1.0
     unlike = np.zeros((3, dims), np.float32)
     unlike[:, 1] = 1.0
-    assert miner.similarity(label, like) == pytest.approx(1.0)
-    assert miner.similarity(label, unlike) == pytest.approx(0.0)
-    assert miner.similarity("not a label", like) is None and miner.similarity(label, None) is None
-    assert not miner.rejects(0.99, 0.5, 1.0)
-    assert miner.rejects(0.99, 0.5, 0.0)  # sure of the label, but unlike every training image
-    assert miner.rejects(0.4, 0.5, 1.0)
-    assert not miner.rejects(0.99, 0.5, 0.0, auto=False)
+    assert miner.judge.similarity(label, like) == pytest.approx(1.0)
+    assert miner.judge.similarity(label, unlike) == pytest.approx(0.0)
+    assert (
+        miner.judge.similarity("not a label", like) is None
+        and miner.judge.similarity(label, None) is None
+    )
+    assert not miner.judge.rejects(0.99, 0.5, 1.0)
+    assert miner.judge.rejects(0.99, 0.5, 0.0)  # sure of the label, but unlike every training image
+    assert miner.judge.rejects(0.4, 0.5, 1.0)
+    assert not miner.judge.rejects(0.99, 0.5, 0.0, auto=False)
 
 
 def test_action_mask() -> None:
@@ -338,7 +341,7 @@ def test_the_image_vote_in_action_mode_is_its_action_share(
     video = {"background": 0.05, "sliding_left": 0.65, "sliding_right": 0.3}
     relabel = Relabel("sliding_left", 0.65, tuple(video.items()), None, video)
     seg = Segment("sliding_right", 0.45, 0.0, 2.0)
-    score = miner.open_set_score(seg, relabel, times, scores, labels)
+    score = miner.judge.open_set_score(seg, relabel, times, scores, labels)
     assert score == pytest.approx(expected, abs=1e-6)  # (0.45 or 0.9, + 0.65) / 2
     # without a video model the image model must be sure of the label itself
-    assert miner.open_set_score(seg, None, times, scores, labels) == pytest.approx(0.45)
+    assert miner.judge.open_set_score(seg, None, times, scores, labels) == pytest.approx(0.45)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clipminer.config import ClipSpec
 from clipminer.models.bundle import InputSpec, load_bundle, save_bundle
 from clipminer.models.image import ImageScorer
 
@@ -16,11 +15,11 @@ from clipminer.models.image import ImageScorer
 def test_crop_fraction_round_trips_and_old_bundles_get_the_old_rule(tiny_models, tmp_path) -> None:
     video = load_bundle(tiny_models[1])
     assert video.input.crop_fraction == 0.875
-    assert ClipSpec.from_input(video.input).short_side == 36  # 32 / 0.875, even
+    assert video.input.clip_spec().short_side == 36  # 32 / 0.875, even
     wide = replace(video, input=replace(video.input, crop_fraction=0.5))
     again = load_bundle(save_bundle(wide, tmp_path / "wide.pt"))
     assert again.input.crop_fraction == 0.5
-    assert ClipSpec.from_input(again.input).short_side == 64
+    assert again.input.clip_spec().short_side == 64
     old = video.input.to_dict()
     del old["crop_fraction"]  # what bundles written before the field hold
     assert InputSpec.from_dict(old).crop_fraction == 0.875

@@ -12,7 +12,11 @@ import pytest
 
 from clipminer import synth
 from clipminer.curate.catalog import read_embeddings, video_folders
-from clipminer.curate.shots import (
+from clipminer.decode import Frame, Tap, VideoReader, strided_thumbnail
+from clipminer.encode import VideoWriter
+from clipminer.errors import UsageError
+from clipminer.findclips import ClipMiner, find_clips
+from clipminer.mining.shots import (
     DETECTORS,
     SHOT_COLUMNS,
     ShotBoundary,
@@ -21,10 +25,6 @@ from clipminer.curate.shots import (
     read_shots_csv,
     split_at_shots,
 )
-from clipminer.decode import Frame, Tap, VideoReader, strided_thumbnail
-from clipminer.encode import VideoWriter
-from clipminer.errors import UsageError
-from clipminer.findclips import ClipMiner, find_clips
 from clipminer.segments import Segment
 from tests.helpers import tiny_findclips_config
 

@@ -222,7 +222,7 @@ def _truth_per_shot(
 ) -> list[tuple[str, float, float]]:
     """The true actions cut at the true shot boundaries: a clip never spans a cut, so an
     action with a cut inside is two clips to find."""
-    from clipminer.curate.shots import read_shots_csv, split_at_shots
+    from clipminer.mining.shots import read_shots_csv, split_at_shots
     from clipminer.segments import Segment
 
     shots = read_shots_csv(shots_csv)

@@ -309,6 +309,15 @@ class ShotDetector:
         return self.boundaries
 
 
+def split_segments(
+    segments: Sequence[Segment], boundaries: Sequence[ShotBoundary], *, min_seconds: float = 0.0
+) -> list[Segment]:
+    """``segments`` split at the shot boundaries inside them (:func:`split_at_shots`)."""
+    if not boundaries:
+        return list(segments)
+    return [p for seg in segments for p in split_at_shots(seg, boundaries, min_seconds=min_seconds)]
+
+
 def split_at_shots(
     segment: Segment, boundaries: Sequence[ShotBoundary], *, min_seconds: float = 0.0
 ) -> list[Segment]:
