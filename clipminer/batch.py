@@ -517,15 +517,7 @@ def _plan(
     last), else the video is mined again; a file that cannot be read is a failed row with
     the reason, and the rest goes on.
     """
-    for path in others:
-        with contextlib.suppress(OSError):
-            if state.get(str(path.resolve())) is None:
-                stat = path.stat()
-                error = f"{path}: not a video file"
-                state.put(
-                    VideoRow(str(path.resolve()), stat.st_size, stat.st_mtime, "", "skipped", error)
-                )
-        summary.skipped += 1
+    _skip_others(state, others, summary)
     owners = {Path(row.output).name: row.path for row in state.all() if row.output}
     todo = []
     seen: dict[tuple[int, int], Path] = {}
@@ -557,18 +549,8 @@ def _plan(
                 changed = False
         elif changed and row.fingerprint == print_:
             changed = False  # touched, not modified
-        if row is not None and not changed and row.status == "done" and not _complete(out, row):
-            log.warning("%s: marked done but %s is not complete: mining it again", path, row.output)
-            row.status = "queued"
-        if row is not None and not changed:
-            if row.status == "done" and (row.options_hash == options or not config.force):
-                if row.options_hash != options:
-                    summary.stale += 1
-                summary.already_done += 1
-                continue
-            if row.status == "failed" and not config.retry_failed:
-                summary.skipped += 1
-                continue
+        if row is not None and not changed and _settled(path, row, out, options, config, summary):
+            continue
         source = SourceId(str(resolved), stat.st_size, stat.st_mtime, print_)
         name = (
             Path(row.output).name
@@ -590,6 +572,39 @@ def _plan(
         )
         todo.append((resolved, name))
     return todo
+
+
+def _skip_others(state: StateStore, others: Sequence[Path], summary: BatchSummary) -> None:
+    """Rows for the files that are not videos (skipped, with the reason)."""
+    for path in others:
+        with contextlib.suppress(OSError):
+            if state.get(str(path.resolve())) is None:
+                stat = path.stat()
+                error = f"{path}: not a video file"
+                state.put(
+                    VideoRow(str(path.resolve()), stat.st_size, stat.st_mtime, "", "skipped", error)
+                )
+        summary.skipped += 1
+
+
+def _settled(
+    path: Path, row: VideoRow, out: Path, options: str, config: BatchConfig, summary: BatchSummary
+) -> bool:
+    """Whether an unchanged video needs nothing tonight: done (and its folder complete;
+    with other options only under ``--force`` is it redone), or failed before (unless
+    ``--retry-failed``). Counts it in ``summary``."""
+    if row.status == "done" and not _complete(out, row):
+        log.warning("%s: marked done but %s is not complete: mining it again", path, row.output)
+        row.status = "queued"
+    if row.status == "done" and (row.options_hash == options or not config.force):
+        if row.options_hash != options:
+            summary.stale += 1
+        summary.already_done += 1
+        return True
+    if row.status == "failed" and not config.retry_failed:
+        summary.skipped += 1
+        return True
+    return False
 
 
 def _complete(out: Path, row: VideoRow) -> bool:

@@ -102,14 +102,7 @@ def quantize_bundle(
     wanted = inputs or (400 if bundle.kind == "image" else 48)
     if wanted < 4:
         raise UsageError(f"--inputs must be at least 4 (half calibrate, half check), got {wanted}")
-    files = _source_files(sources, images=bundle.kind == "image")
-    model, gather = _model_and_inputs(bundle)
-    items = gather(files, wanted, progress)
-    if len(items) < 4:
-        raise UsageError(
-            f"found {len(items)} usable {_unit(bundle)} in {', '.join(map(str, sources))}; "
-            "at least 4 are needed (half calibrate, half check)"
-        )
+    model, items = _model_with_inputs(bundle, sources, wanted, progress)
     batch = 8 if bundle.kind == "image" else 2
     calibration = _batches(items[0::2], batch)
     held_out = _batches(items[1::2], batch)
@@ -144,6 +137,24 @@ def quantize_bundle(
         held_out=len(items[1::2]),
         seconds=time.perf_counter() - start,
     )
+
+
+def _model_with_inputs(
+    bundle: Bundle,
+    sources: Sequence[str | os.PathLike[str]],
+    wanted: int,
+    progress: Progress | None,
+) -> tuple[torch.nn.Module, list[torch.Tensor]]:
+    """The fp32 network and up to ``wanted`` inputs for it from ``sources`` (at least 4)."""
+    files = _source_files(sources, images=bundle.kind == "image")
+    model, gather = _model_and_inputs(bundle)
+    items = gather(files, wanted, progress)
+    if len(items) < 4:
+        raise UsageError(
+            f"found {len(items)} usable {_unit(bundle)} in {', '.join(map(str, sources))}; "
+            "at least 4 are needed (half calibrate, half check)"
+        )
+    return model, items
 
 
 def _unit(bundle: Bundle) -> str:

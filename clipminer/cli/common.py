@@ -94,15 +94,30 @@ def columns(*fields: ProgressColumn) -> tuple[ProgressColumn, ...]:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[float, float], None]]:
-    """A rich progress bar; yields a ``(done, total)`` callback for the library."""
-    with Progress(*columns(MofNCompleteColumn()), console=err_console) as bar:
-        task = bar.add_task(description, total=None)
+def progress_bar(
+    description: str, *, lazy: bool = False
+) -> Iterator[Callable[[float, float], None]]:
+    """A rich progress bar; yields a ``(done, total)`` callback for the library. With
+    ``lazy`` the bar appears at the first report of work, so a one-line refusal before
+    any work is not preceded by an empty bar."""
+    bar = Progress(*columns(MofNCompleteColumn()), console=err_console)
+    task = bar.add_task(description, total=None)
+    shown = not lazy
 
-        def update(done: float, total: float) -> None:
-            bar.update(task, completed=done, total=total or None)
+    def update(done: float, total: float) -> None:
+        nonlocal shown
+        if not shown:
+            bar.start()
+            shown = True
+        bar.update(task, completed=done, total=total or None)
 
+    if shown:
+        bar.start()
+    try:
         yield update
+    finally:
+        if shown:
+            bar.stop()
 
 
 def cell(value: object) -> str:

@@ -27,8 +27,13 @@ from clipminer.metrics import segment_detection
 from clipminer.segments import SegmentConfig
 from clipminer.synth import Progress
 from clipminer.train import FitConfig
-from clipminer.train_image import ImageTrainConfig, train_image
-from clipminer.train_video import VideoSource, VideoTrainConfig, train_video
+from clipminer.train_image import ImageTrainConfig, ImageTrainResult, train_image
+from clipminer.train_video import (
+    VideoSource,
+    VideoTrainConfig,
+    VideoTrainResult,
+    train_video,
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,26 @@ def run_demo(
     started = time.perf_counter()
     summary["scrape"] = _scrape_images(out / "images", size.images_per_class, seed=seed)
     step(1)
+    image = _train_image(out, size, seed, summary)
+    step(2)
+    video = _train_video(out, size, seed, summary)
+    step(4)
+    longs, truth_of = _long_videos(out, size, seed)
+    step(5)
+    mined = out / "mined"
+    clips = _mine(out, mined, longs, (image.model_path, video.model_path), summary)
+    step(6)
+    summary.update(_curate(mined, out / "dataset", truth_of, small=small))
+    summary["clips"] = "\n".join(clips)
+    summary["report"] = str(mined / "report.html")
+    summary["manifest"] = str(mined / "kinetics.csv")
+    summary["total time"] = f"{time.perf_counter() - started:.0f} s"
+    step(7)
+    return summary
+
+
+def _train_image(out: Path, size: DemoSize, seed: int, summary: dict[str, str]) -> ImageTrainResult:
+    """train-image on the scraped images, the builtin photos in the background class."""
     image = train_image(
         out / "images",
         out / "models" / "image.pt",
@@ -140,7 +165,11 @@ def run_demo(
         f"{len(builtin_photos())} real photographs): validation top-1 "
         f"{image.metrics.top1:.2f}{open_set} -> {image.model_path}"
     )
-    step(2)
+    return image
+
+
+def _train_video(out: Path, size: DemoSize, seed: int, summary: dict[str, str]) -> VideoTrainResult:
+    """train-video (small3d) on generated clips."""
     synth.make_clips(
         out / "clips", per_class=size.clips_per_class, seconds=2.0, fps=25, size=(64, 80), seed=seed
     )
@@ -165,7 +194,14 @@ def run_demo(
     summary["train-video"] = (
         f"small3d on {video.train_videos} clips: validation top-1 {top1} -> {video.model_path}"
     )
-    step(4)
+    return video
+
+
+def _long_videos(
+    out: Path, size: DemoSize, seed: int
+) -> tuple[list[synth.LongVideo], dict[str, tuple[synth.TruthSegment, ...]]]:
+    """The long videos to mine, a re-upload of the first, and the truth of each (kept out
+    of the folder the batch mines)."""
     longs = [
         synth.make_long_video(
             out / "videos" / f"demo_{k + 1}.mp4",
@@ -181,20 +217,29 @@ def run_demo(
     copy = synth.reupload(longs[0].path, out / "videos" / f"{longs[0].path.stem}_reupload.mp4")
     truth_of = {long.path.stem: long.segments for long in longs}
     truth_of[copy.stem] = longs[0].segments
-    for long in longs:  # keep the ground truth out of the folder the batch mines
+    for long in longs:
         (out / "truth").mkdir(exist_ok=True)
         long.truth_csv.replace(out / "truth" / long.truth_csv.name)
         shots = long.truth_csv.with_name(f"{long.path.stem}.shots.csv")
         shots.replace(out / "truth" / shots.name)
-    step(5)
+    return longs, truth_of
+
+
+def _mine(
+    out: Path,
+    mined: Path,
+    longs: list[synth.LongVideo],
+    models: tuple[Path, Path],
+    summary: dict[str, str],
+) -> list[str]:
+    """The nightly batch over the videos, scored against the truth; the clips' paths."""
     from clipminer.batch import BatchConfig, run_batch
 
     config = BatchConfig(
-        image_model=str(image.model_path),
-        video_models=(str(video.model_path),),
+        image_model=str(models[0]),
+        video_models=(str(models[1]),),
         findclips=FindClipsConfig(segment=SegmentConfig(segment_on="action")),
     )
-    mined = out / "mined"
     run_batch(out / "videos", mined, config=config)
     clips: list[str] = []
     for long in longs:
@@ -207,14 +252,7 @@ def run_demo(
             f"(F1 {score.f1:.2f})"
         )
         clips += [str(mined / r.clip_path) for r in rows if r.clip_path]
-    step(6)
-    summary.update(_curate(mined, out / "dataset", truth_of, small=small))
-    summary["clips"] = "\n".join(clips)
-    summary["report"] = str(mined / "report.html")
-    summary["manifest"] = str(mined / "kinetics.csv")
-    summary["total time"] = f"{time.perf_counter() - started:.0f} s"
-    step(7)
-    return summary
+    return clips
 
 
 def _truth_per_shot(

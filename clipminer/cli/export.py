@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -11,13 +10,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from clipminer.cli.common import app, console, flag, print_error, progress_bar
+from clipminer.cli.common import app, console, flag, print_error, progress_bar, settings_options
+from clipminer.curate.verdicts import Rule
 
 if TYPE_CHECKING:
     from clipminer.curate.export import ExportReport
 
 
 @app.command("export")
+@settings_options(Rule, into="rule")
 def export_command(
     out: Annotated[
         Path, typer.Argument(metavar="OUT", help="A mined OUT folder (find-clips or batch).")
@@ -46,12 +47,6 @@ def export_command(
             "mined label where nobody voted). Dropped duplicates never go in."
         ),
     ] = "accepted",
-    votes: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Votes a clip needs to be decided.")
-    ] = 1,
-    agree: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Votes that must agree to accept or reject.")
-    ] = 1,
     webdataset: Annotated[
         bool, flag("Also write WebDataset tar shards: shards/<split>-000000.tar ...")
     ] = False,
@@ -68,6 +63,8 @@ def export_command(
     force: Annotated[
         bool, flag("Replace a dataset exported before (once the new one is complete).")
     ] = False,
+    *,
+    rule: Rule,
 ) -> None:
     """Write the final dataset: reviewed clips in a folder per split and label.
 
@@ -77,19 +74,9 @@ def export_command(
     video or duplicate group is in two splits. OUT is never changed.
     """
     from clipminer.curate.export import export, parse_splits
-    from clipminer.curate.verdicts import Rule
 
     ratios = parse_splits(splits)
-    rule = Rule(votes=votes, agree=agree)
-    with contextlib.ExitStack() as stack:
-        bar: list[Callable[[float, float], None]] = []
-
-        def update(done: float, total: float) -> None:
-            # the bar appears once files are written, not before a one-line refusal
-            if not bar:
-                bar.append(stack.enter_context(progress_bar("export")))
-            bar[0](done, total)
-
+    with progress_bar("export", lazy=True) as update:
         report = export(
             out,
             dataset,

@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-from clipminer.cli.common import app, console, flag
+from clipminer.cli.common import app, console, flag, settings_options
+from clipminer.curate.review import Filters
+from clipminer.curate.verdicts import Rule
 
 
 def _default_reviewer() -> str:
@@ -20,6 +22,8 @@ def _default_reviewer() -> str:
 
 
 @app.command("review")
+@settings_options(Rule, into="rule")
+@settings_options(Filters, into="filters")
 def review(
     out: Annotated[
         Path, typer.Argument(metavar="OUT", help="A mined OUT folder (find-clips or batch).")
@@ -39,37 +43,12 @@ def review(
         str | None,
         typer.Option(metavar="NAME", help="Your name, stored with every vote (default: $USER)."),
     ] = None,
-    votes: Annotated[
-        int,
-        typer.Option(min=1, metavar="N", help="Votes a clip needs before it counts as disputed."),
-    ] = 1,
-    agree: Annotated[
-        int,
-        typer.Option(
-            min=1, metavar="N", help="Votes that must agree (accept as one label, or reject)."
-        ),
-    ] = 1,
-    label: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="LABEL", help="Only show clips mined as this label; repeat for several."
-        ),
-    ] = None,
-    min_score: Annotated[
-        float | None, typer.Option(metavar="NUM", help="Only clips scoring at least this.")
-    ] = None,
-    max_score: Annotated[
-        float | None, typer.Option(metavar="NUM", help="Only clips scoring at most this.")
-    ] = None,
-    all_clips: Annotated[
-        bool,
-        typer.Option(
-            "--all", help="Also show clips already decided or voted on by you.", show_default=False
-        ),
-    ] = False,
     allow_remote: Annotated[
         bool, flag("Allow a --host that other machines can reach (they can vote).")
     ] = False,
+    *,
+    rule: Rule,
+    filters: Filters,
 ) -> None:
     """Review mined clips in the browser: one key accepts, rejects or relabels.
 
@@ -77,24 +56,17 @@ def review(
     --agree votes agree; with --votes votes and no such majority it is disputed. Keys:
     a accept, r reject, 1-9 relabel, u undo, n or space skip. Ctrl-C stops the server.
     """
-    from clipminer.curate.review import Filters, serve
-    from clipminer.curate.verdicts import Rule
+    from clipminer.curate.review import serve
 
-    rule = Rule(votes=votes, agree=agree)
-    filters = Filters(
-        labels=tuple(label or ()),
-        min_score=min_score,
-        max_score=max_score,
-        include_voted=all_clips,
-    )
+    name = reviewer or _default_reviewer()
 
     def ready(url: str) -> None:
-        console.print(f"reviewing {out} as {reviewer or _default_reviewer()}: open {url}")
+        console.print(f"reviewing {out} as {name}: open {url}")
         console.print("Ctrl-C stops the server.")
 
     serve(
         out,
-        reviewer=reviewer or _default_reviewer(),
+        reviewer=name,
         rule=rule,
         filters=filters,
         host=host,

@@ -380,11 +380,20 @@ def _model_key(video: _Video) -> ModelKey:
     return (video.model or "?", len(video.whole))
 
 
-def _by_model(videos: Sequence[_Video]) -> dict[ModelKey, list[_Video]]:
-    """Videos whose vectors can be compared with each other, by model."""
+def _by_model(
+    videos: Sequence[_Video], space: str, root: Path, notes: list[str]
+) -> dict[ModelKey, list[_Video]]:
+    """Videos whose vectors can be compared with each other, by model (a note when
+    there are several)."""
     groups: dict[ModelKey, list[_Video]] = defaultdict(list)
     for video in sorted(videos, key=lambda v: (_model_key(v), v.name)):
         groups[_model_key(video)].append(video)
+    if len(groups) > 1:
+        notes.append(
+            f"{len(groups)} different {space} models made the embeddings in {root} "
+            f"({', '.join(sorted(m for m, _ in groups))}); only vectors of the same model "
+            "are compared"
+        )
     return dict(groups)
 
 
@@ -669,22 +678,13 @@ def dedup(
         progress: Called with (done, total) while reading and while searching.
     """
     started = time.perf_counter()
-    settings = dict(
-        threshold=threshold, video_threshold=video_threshold, space=space,
-        within_videos=within_videos,
-    )  # fmt: skip
-    from_flat(DedupConfig, settings, where="dedup")  # one place checks every bound
+    bounds = {"threshold": threshold, "video_threshold": video_threshold, "space": space}
+    from_flat(DedupConfig, bounds, where="dedup")  # the one place that checks them
     root = catalog.check_mined(out)
     loaded, notes = _load_videos(root, space, progress)
     if not loaded and space == "video":
         raise UsageError(f"{root}: no video-model embeddings to compare; try --space image")
-    models = _by_model(loaded)
-    if len(models) > 1:
-        notes.append(
-            f"{len(models)} different {space} models made the embeddings in {root} "
-            f"({', '.join(sorted(m for m, _ in models))}); only vectors of the same model "
-            "are compared"
-        )
+    models = _by_model(loaded, space, root, notes)
     videos = [v for group in models.values() for v in group]
     previous = catalog.read_duplicates(root)
     video_rows = _video_rows(models, video_threshold, previous)

@@ -32,6 +32,7 @@ when complete; OUT is only read.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
@@ -661,19 +662,39 @@ def export(
         "include": include, "review_rule": asdict(rule), "seed": seed, "splits": shares,
         "link": link, "webdataset": {"shard_size": shard_size} if webdataset else None,
     }  # fmt: skip
+    build = functools.partial(
+        _build, placed=placed, shares=shares, link=link, webdataset=webdataset,
+        shard_size=shard_size, progress=progress,
+    )  # fmt: skip
+
+    def card(names: dict[str, list[str]]) -> dict[str, Any]:
+        return dataset_card(
+            out_path, placed, counts, selection, duplicates, settings=settings, shards=names
+        )
+
+    copied, shards = _write_staged(target, build, card)
+    return ExportReport(target, counts, selection, shards, copied)
+
+
+def _write_staged(
+    target: Path,
+    build: Callable[[Path], tuple[int, dict[str, list[Path]]]],
+    card: Callable[[dict[str, list[str]]], dict[str, Any]],
+) -> tuple[int, dict[str, list[Path]]]:
+    """Build the dataset in a hidden folder beside DATASET (``build``), write its card
+    last, and swap it in whole; a full or read-only disk names DATASET. Returns the
+    copies made and the shards, as paths in DATASET."""
     try:
         stage = _staging(target)
     except OSError as exc:
         raise output_error(OSError(exc.errno, exc.strerror, str(target)), target) from None
     try:
-        copied, shards = _build(stage, placed, shares, link, webdataset, shard_size, progress)
+        copied, shards = build(stage)
         names = {s: [p.relative_to(stage).as_posix() for p in files] for s, files in shards.items()}
-        card = dataset_card(
-            out_path, placed, counts, selection, duplicates, settings=settings, shards=names
-        )
         with atomic_path(stage / DATASET_JSON) as tmp:
             tmp.write_text(
-                json.dumps(card, indent=2, ensure_ascii=False) + "\n", errors="backslashreplace"
+                json.dumps(card(names), indent=2, ensure_ascii=False) + "\n",
+                errors="backslashreplace",
             )
         swap_folder_in(stage, target)
     except OSError as exc:  # a file being written is named as DATASET, a source as itself
@@ -683,8 +704,9 @@ def export(
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
-    shards = {s: [target / p.relative_to(stage) for p in files] for s, files in shards.items()}
-    return ExportReport(target, counts, selection, shards, copied)
+    return copied, {
+        s: [target / p.relative_to(stage) for p in files] for s, files in shards.items()
+    }
 
 
 def _build(

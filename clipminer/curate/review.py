@@ -42,6 +42,7 @@ from clipminer.curate.catalog import Clip
 from clipminer.curate.verdicts import Action, Rule, Vote
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.layout import SEGMENTS_CSV, read_segments
+from clipminer.settings import setting
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -75,14 +76,17 @@ class StaleClipError(UsageError):
 class Filters:
     """Which clips the queue offers."""
 
-    labels: tuple[str, ...] = ()
-    """Only clips mined as one of these labels (all when empty)."""
-    min_score: float | None = None
-    """Only clips whose score (:func:`clip_score`) is at least this."""
-    max_score: float | None = None
-    """Only clips whose score is at most this."""
-    include_voted: bool = False
-    """Also clips that are decided or that this reviewer voted on (``--all``)."""
+    labels: tuple[str, ...] = setting(
+        (), "Only show clips mined as this label; repeat for several.", metavar="LABEL",
+        flag="label",
+    )  # fmt: skip
+    min_score: float | None = setting(
+        None, "Only clips scoring at least this (the video model's score when it re-labelled).",
+    )  # fmt: skip
+    max_score: float | None = setting(None, "Only clips scoring at most this.")
+    include_voted: bool = setting(
+        False, "Also show clips already decided or voted on by you.", flag="all"
+    )
 
     def __post_init__(self) -> None:
         for name in ("min_score", "max_score"):

@@ -24,6 +24,7 @@ from typing import Literal
 
 from clipminer.curate.catalog import REVIEW_DB, Clip
 from clipminer.errors import ClipminerError, UsageError, output_error, sqlite_disk_error
+from clipminer.settings import setting
 
 Action = Literal["accept", "reject", "relabel"]
 Status = Literal["accepted", "rejected", "disputed", "pending"]
@@ -48,8 +49,13 @@ CREATE INDEX IF NOT EXISTS votes_clip ON votes (clip);
 class Rule:
     """How many votes a clip needs (``votes``) and how many must agree (``agree``)."""
 
-    votes: int = 1
-    agree: int = 1
+    votes: int = setting(
+        1, "Votes a clip needs to be decided (with no majority then: disputed).", min=1,
+        metavar="N",
+    )  # fmt: skip
+    agree: int = setting(
+        1, "Votes that must agree (accept as one label, or reject).", min=1, metavar="N"
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.agree <= self.votes:
