@@ -176,32 +176,7 @@ def write_timeline_png(
         ax.axhline(value, color="grey", ls="--", lw=0.9)
         ax.text(0.0, value, f" {what} {value:.2f}", va="bottom", fontsize=7, color="grey",
                 transform=ax.get_yaxis_transform())  # fmt: skip
-    for c in candidates:
-        seg = c.segment
-        ax.axvspan(
-            seg.time_start_seconds,
-            seg.time_end_seconds,
-            color=colour_of.get(seg.label, "grey"),
-            alpha=0.18,
-            lw=0,
-        )
-        ax.text(
-            (seg.time_start_seconds + seg.time_end_seconds) / 2,
-            1.02,
-            c.final_label,
-            ha="center",
-            va="bottom",
-            fontsize=7,
-            rotation=30,
-        )
-    named: set[str] = set()
-    for b in shots:
-        legend = None if b.kind in named else {"cut": "shot cut", "fade": "fade"}[b.kind]
-        named.add(b.kind)
-        if b.kind == "fade":
-            ax.axvspan(b.gap_start, b.gap_end, color="black", alpha=0.25, lw=0, label=legend)
-        else:
-            ax.axvline(b.time, color="black", ls=":", lw=0.8, label=legend)
+    _draw_segments_and_shots(ax, candidates, shots, colour_of)
     ax.set_ylim(0, 1.12)
     ax.set_xlim(0, max(float(times[-1]) if len(times) else 1.0, 1.0))
     ax.set_xlabel("time (s)")
@@ -218,6 +193,27 @@ def write_timeline_png(
             fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return path
+
+
+def _draw_segments_and_shots(
+    ax: Any, candidates: Sequence[Any], shots: Sequence[Any], colour_of: dict[str, Any]
+) -> None:
+    """The candidates shaded in their class colour and named by their final label; shot
+    cuts as dotted lines, fades as grey bands."""
+    for c in candidates:
+        seg = c.segment
+        start, end = seg.time_start_seconds, seg.time_end_seconds
+        ax.axvspan(start, end, color=colour_of.get(seg.label, "grey"), alpha=0.18, lw=0)
+        ax.text((start + end) / 2, 1.02, c.final_label, ha="center", va="bottom", fontsize=7,
+                rotation=30)  # fmt: skip
+    named: set[str] = set()
+    for b in shots:
+        legend = None if b.kind in named else {"cut": "shot cut", "fade": "fade"}[b.kind]
+        named.add(b.kind)
+        if b.kind == "fade":
+            ax.axvspan(b.gap_start, b.gap_end, color="black", alpha=0.25, lw=0, label=legend)
+        else:
+            ax.axvline(b.time, color="black", ls=":", lw=0.8, label=legend)
 
 
 def _plain_text(fig: Any) -> None:

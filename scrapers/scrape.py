@@ -296,11 +296,7 @@ def scrape(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out / MANIFEST_NAME)
-    index = DedupIndex()
-    for row in manifest.rows:
-        if row.status == "ok" and row.path and (out / row.path).is_file():
-            size = (int(row.width), int(row.height)) if row.width and row.height else (None, None)
-            index.add(row.sha256, row.phash, (out / row.path).resolve(), row.action, *size)
+    index = _index_of(manifest, out)
     engine = engines()[config.engine]
     summaries = {name: ActionSummary(name) for name in names}
     todo: queue.Queue[ClassPlan] = queue.Queue()
@@ -334,28 +330,45 @@ def scrape(
             folders=action_folders(names),
             slots=threading.BoundedSemaphore(2 * config.download_workers),
         )
-        browsers = [
-            threading.Thread(
-                target=job.browser_worker, args=(todo,), name=f"browser {k}", daemon=True
-            )
-            for k in range(min(config.workers, len(plans)))
-        ]
-        for thread in browsers:
-            thread.start()
         try:
-            while any(t.is_alive() for t in browsers):
-                for thread in browsers:
-                    thread.join(timeout=0.2)
-        except KeyboardInterrupt:
-            stop.set()
-            for thread in browsers:  # each quits its browser before it ends
-                thread.join(timeout=30)
-            raise
+            _run_browsers(job, todo, min(config.workers, len(plans)), stop)
         finally:
             manifest.save()
     if job.errors:
         raise job.errors[0]
     return [summaries[name] for name in names]
+
+
+def _index_of(manifest: Manifest, out: Path) -> DedupIndex:
+    """The duplicate index of the images a run before this one saved."""
+    index = DedupIndex()
+    for row in manifest.rows:
+        if row.status == "ok" and row.path and (out / row.path).is_file():
+            size = (int(row.width), int(row.height)) if row.width and row.height else (None, None)
+            index.add(row.sha256, row.phash, (out / row.path).resolve(), row.action, *size)
+    return index
+
+
+def _run_browsers(
+    job: _Job, todo: queue.Queue[ClassPlan], count: int, stop: threading.Event
+) -> None:
+    """``count`` browser threads take classes from ``todo`` until none is left; Ctrl-C
+    stops them, each quitting its browser first."""
+    browsers = [
+        threading.Thread(target=job.browser_worker, args=(todo,), name=f"browser {k}", daemon=True)
+        for k in range(count)
+    ]
+    for thread in browsers:
+        thread.start()
+    try:
+        while any(t.is_alive() for t in browsers):
+            for thread in browsers:
+                thread.join(timeout=0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        for thread in browsers:
+            thread.join(timeout=30)
+        raise
 
 
 @dataclass
