@@ -10,7 +10,7 @@ DEMO_OUT ?= demo-out
 # PySceneDetect, the shot detector, brings).
 APT_PACKAGES ?= chromium chromium-driver ffmpeg python3-venv libgl1
 
-.PHONY: setup system-deps demo test test-all lint bench clean
+.PHONY: setup system-deps demo test test-all lint docs bench clean
 
 setup: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ test: setup
 
 test-all: setup
 	$(PY) -m pytest -q
+
+docs: setup  # the command reference from --help, then the site under site/ (offline)
+	$(PY) -m clipminer.cli.reference docs/reference.md
+	$(VENV)/bin/mkdocs build --strict
 
 lint: setup
 	$(VENV)/bin/ruff check clipminer scrapers jobs tests benchmarks
