@@ -104,6 +104,11 @@ class FitResult:
     best_loss: float = math.inf
     resumed_from: int = 0
 
+    def improves(self, top1: float, loss: float) -> bool:
+        """Whether an epoch beats the best so far: a higher top-1, or the same top-1
+        with a lower validation loss."""
+        return (top1, -loss) > (self.best_top1, -self.best_loss)
+
 
 class WeightAverage:
     """An exponential moving average of a model's weights and floating-point buffers
@@ -280,6 +285,124 @@ def load_training_state(path: Path) -> dict[str, Any]:
     return data
 
 
+@dataclass
+class _Run:
+    """What one training run steps together, saves after each epoch and resumes from."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    average: WeightAverage | None
+    identity: dict[str, Any]
+    """What must not change across a resume (architecture, labels...)."""
+
+    @classmethod
+    def start(
+        cls,
+        model: nn.Module,
+        config: FitConfig,
+        device: torch.device,
+        batches: int,
+        identity: dict[str, Any],
+    ) -> _Run:
+        """The model seeded and on ``device``; AdamW over its trainable parameters, the
+        schedule over ``batches`` per epoch, a gradient scaler for fp16 on CUDA, and the
+        weight average when asked for."""
+        seed_everything(config.seed)
+        to_channels_last(model.to(device))
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ClipminerError("no trainable parameters (check --train-layers)")
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        steps_per_epoch = max(1, math.ceil(batches / config.grad_accum_steps))
+        scheduler = _make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
+        use_scaler = config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+        average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
+        return cls(model, optimizer, scheduler, scaler, average, identity)
+
+    def train_epoch(
+        self,
+        loader: DataLoader[Any],
+        criterion: nn.Module,
+        config: FitConfig,
+        device: torch.device,
+        reporter: Reporter,
+    ) -> tuple[float, int, int]:
+        """One pass over ``loader``: (summed loss, correct, seen)."""
+        model, optimizer, scaler = self.model, self.optimizer, self.scaler
+        total_loss, correct, seen = 0.0, 0, 0
+        optimizer.zero_grad(set_to_none=True)
+        for step, (inputs, targets) in enumerate(loader, start=1):
+            inputs = _to_device(inputs, device)
+            targets = targets.to(device, non_blocking=device.type == "cuda")
+            with _autocast(device, config.amp):
+                logits = model(inputs)
+                loss = criterion(logits.float(), targets)
+            scaler.scale(loss / config.grad_accum_steps).backward()
+            if step % config.grad_accum_steps == 0 or step == len(loader):
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+                if self.average is not None:
+                    self.average.update(model)
+            batch = len(targets)
+            total_loss += float(loss.detach()) * batch
+            correct += int((logits.detach().argmax(1) == targets).sum())
+            seen += batch
+            reporter.step(total_loss / seen, correct / seen)
+        return total_loss, correct, seen
+
+    def state(self, epoch: int, result: FitResult) -> dict[str, Any]:
+        """The resumable state after ``epoch``."""
+        average = self.average
+        return {
+            "epoch": epoch,
+            "identity": self.identity,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": [asdict(h) for h in result.history],
+            "best_epoch": result.best_epoch,
+            "best_top1": result.best_top1,
+            "best_loss": result.best_loss,
+            "torch_rng": torch.get_rng_state(),
+            **(
+                {}
+                if average is None
+                else {"average": average.model.state_dict(), "average_updates": average.updates}
+            ),
+        }
+
+    def restore(self, state_path: Path | None, result: FitResult, epochs: int) -> int:
+        """Continue from ``state_path`` (its identity must match); the epoch to start at."""
+        if state_path is None or not state_path.exists():
+            raise ClipminerError(f"--resume: no training state at {state_path}")
+        state = load_training_state(state_path)
+        if state.get("identity") != self.identity:
+            raise ClipminerError(
+                f"{state_path}: was written for {state.get('identity')}, not {self.identity}; "
+                "start a new run without --resume"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        result.history = [EpochResult(**h) for h in state["history"]]
+        result.best_epoch, result.best_top1 = state["best_epoch"], state["best_top1"]
+        result.best_loss = state.get("best_loss", math.inf)
+        if self.average is not None and "average" in state:
+            self.average.model.load_state_dict(state["average"])
+            self.average.updates = state["average_updates"]
+        start = result.resumed_from = state["epoch"] + 1
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resuming at epoch %d of %d", start, epochs)
+        return start
+
+
 def fit(
     model: nn.Module,
     train_loader: DataLoader[Any],
@@ -320,121 +443,39 @@ def fit(
             items may stack several clips (one more dimension), averaged per item.
     """
     reporter = reporter or LogReporter()
-    identity = identity or {}
-    seed_everything(config.seed)
-    to_channels_last(model.to(device))
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ClipminerError("no trainable parameters (check --train-layers)")
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(train_loader) / config.grad_accum_steps))
-    scheduler = _make_scheduler(optimizer, config, steps_per_epoch * config.epochs)
-    use_scaler = config.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+    run = _Run.start(model, config, device, len(train_loader), identity or {})
+    optimizer, average = run.optimizer, run.average
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     result = FitResult()
-    start_epoch = 1
-    if resume:
-        if state_path is None or not state_path.exists():
-            raise ClipminerError(f"--resume: no training state at {state_path}")
-        state = load_training_state(state_path)
-        if state.get("identity") != identity:
-            raise ClipminerError(
-                f"{state_path}: was written for {state.get('identity')}, not {identity}; "
-                "start a new run without --resume"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        result.history = [EpochResult(**h) for h in state["history"]]
-        result.best_epoch, result.best_top1 = state["best_epoch"], state["best_top1"]
-        result.best_loss = state.get("best_loss", math.inf)
-        if average is not None and "average" in state:
-            average.model.load_state_dict(state["average"])
-            average.updates = state["average_updates"]
-        start_epoch = result.resumed_from = state["epoch"] + 1
-        torch.set_rng_state(state["torch_rng"])
-        log.info("resuming at epoch %d of %d", start_epoch, config.epochs)
+    start_epoch = run.restore(state_path, result, config.epochs) if resume else 1
     board = open_tensorboard(config.tensorboard) if config.tensorboard is not None else None
     for epoch in range(start_epoch, config.epochs + 1):
         started = time.perf_counter()
         model.train()
         _freeze_frozen_batchnorm(model)
         reporter.start_epoch(epoch, config.epochs, len(train_loader))
-        total_loss, correct, seen = 0.0, 0, 0
-        optimizer.zero_grad(set_to_none=True)
-        for step, (inputs, targets) in enumerate(train_loader, start=1):
-            inputs = _to_device(inputs, device)
-            targets = targets.to(device, non_blocking=device.type == "cuda")
-            with _autocast(device, config.amp):
-                logits = model(inputs)
-                loss = criterion(logits.float(), targets)
-            scaler.scale(loss / config.grad_accum_steps).backward()
-            if step % config.grad_accum_steps == 0 or step == len(train_loader):
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
-                if average is not None:
-                    average.update(model)
-            batch = len(targets)
-            total_loss += float(loss.detach()) * batch
-            correct += int((logits.detach().argmax(1) == targets).sum())
-            seen += batch
-            reporter.step(total_loss / seen, correct / seen)
+        total_loss, correct, seen = run.train_epoch(
+            train_loader, criterion, config, device, reporter
+        )
         evaluated = model if average is None else average.model
         metrics, val_loss = _validate(
             evaluated, val_loader, labels, device, config.amp, input_ndim, reporter.validate
         )
         epoch_result = EpochResult(
-            epoch=epoch,
-            train_loss=total_loss / max(seen, 1),
-            train_top1=correct / max(seen, 1),
-            val_top1=math.nan if metrics is None else metrics.top1,
-            val_loss=val_loss,
-            seconds=time.perf_counter() - started,
-            lr=float(optimizer.param_groups[0]["lr"]),
-        )
+            epoch, total_loss / max(seen, 1), correct / max(seen, 1),
+            math.nan if metrics is None else metrics.top1, val_loss,
+            time.perf_counter() - started, float(optimizer.param_groups[0]["lr"]),
+        )  # fmt: skip
         result.history.append(epoch_result)
         if board is not None:
             log_epoch(board, epoch_result)
-        best = metrics is not None and (metrics.top1, -val_loss) > (
-            result.best_top1,
-            -result.best_loss,
-        )
-        if best:
-            assert metrics is not None
-            result.best_epoch, result.best_top1 = epoch, metrics.top1
-            result.best_loss = val_loss
+        best = metrics is not None and result.improves(metrics.top1, val_loss)
+        if best and metrics is not None:
+            result.best_epoch, result.best_top1, result.best_loss = epoch, metrics.top1, val_loss
             on_best(evaluated, epoch_result, metrics)
         reporter.end_epoch(epoch_result, best)
         if state_path is not None:
-            save_training_state(
-                state_path,
-                {
-                    "epoch": epoch,
-                    "identity": identity,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "history": [asdict(h) for h in result.history],
-                    "best_epoch": result.best_epoch,
-                    "best_top1": result.best_top1,
-                    "best_loss": result.best_loss,
-                    "torch_rng": torch.get_rng_state(),
-                    **(
-                        {}
-                        if average is None
-                        else {
-                            "average": average.model.state_dict(),
-                            "average_updates": average.updates,
-                        }
-                    ),
-                },
-            )
+            save_training_state(state_path, run.state(epoch, result))
     if board is not None:
         board.close()
     if on_end is not None and result.history:

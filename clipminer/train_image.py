@@ -147,43 +147,10 @@ def _train_image(
 ) -> ImageTrainResult:
     _check_classes(folder)
     labels = folder.labels
-    if val_dir is None:
-        train_items, val_items = split_by_hash(folder.items, config.val_fraction)
-        if config.background and config.val_fraction > 0:
-            target = labels.index(config.background_label)
-            train_items, val_items = hold_out_a_video(train_items, val_items, target)
-        if not val_items:
-            raise UsageError("--val-fraction 0 leaves no validation images; give --val-dir")
-    else:
-        val_folder = scan_image_folder(val_dir, labels=labels)
-        if val_folder.unknown:
-            raise UsageError(f"{val_dir}: classes not in {data_dir}: {sorted(val_folder.unknown)}")
-        train_items, val_items = folder.items, val_folder.items
+    train_items, val_items = _split(folder, data_dir, config, val_dir)
     size = (config.image_size, config.image_size)
     mean, std = IMAGENET_MEAN, IMAGENET_STD
-    train_set = ImageDataset(
-        train_items, train_transform(size, mean, std), size_hint=2 * config.image_size
-    )
-    val_set = ImageDataset(
-        val_items, eval_transform(size, mean, std), size_hint=2 * config.image_size
-    )
-    sampler = None
-    if config.balanced:
-        counts = Counter(item.label for item in train_items)
-        weights = [1.0 / counts[item.label] for item in train_items]
-        sampler = WeightedRandomSampler(weights, num_samples=len(train_items), replacement=True)
-    common = loader_kwargs(config.workers, device)
-    generator = torch.Generator().manual_seed(config.fit.seed)
-    train_loader = DataLoader(
-        train_set,
-        batch_size=config.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        drop_last=len(train_set) > config.batch_size,
-        generator=generator,
-        **common,
-    )
-    val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, **common)
+    train_loader, val_loader = _loaders(train_items, val_items, config, device)
     seed_everything(config.fit.seed)  # the head and random inits must not depend on history
     model = image_models.build(config.arch, num_classes=len(labels), weights=config.weights)
     trainable = image_models.set_trainable(model, config.arch, config.train_layers)
@@ -237,6 +204,27 @@ def _train_image(
     )
     table = open_set.to_dict() | {"prototypes": torch.from_numpy(protos)}
     save_bundle(replace(bundle, open_set=table), out)
+    report_dir = _write_report(out, metrics, result, folder, open_set)
+    return ImageTrainResult(
+        model_path=out,
+        report_dir=report_dir,
+        metrics=metrics,
+        fit=result,
+        train_images=len(train_items),
+        val_images=len(val_items),
+        skipped=len(folder.skipped),
+        open_set=open_set,
+    )
+
+
+def _write_report(
+    out: Path,
+    metrics: ClassificationMetrics,
+    result: FitResult,
+    folder: ImageFolder,
+    open_set: Calibration,
+) -> Path:
+    """``metrics.json``, the confusion matrix and ``curves.png`` beside the model."""
     report_dir = report_dir_for(out)
     write_classification_report(
         report_dir,
@@ -251,16 +239,66 @@ def _train_image(
         },
     )
     write_curves(report_dir, result.history)
-    return ImageTrainResult(
-        model_path=out,
-        report_dir=report_dir,
-        metrics=metrics,
-        fit=result,
-        train_images=len(train_items),
-        val_images=len(val_items),
-        skipped=len(folder.skipped),
-        open_set=open_set,
+    return report_dir
+
+
+def _split(
+    folder: ImageFolder,
+    data_dir: str | os.PathLike[str],
+    config: ImageTrainConfig,
+    val_dir: str | os.PathLike[str] | None,
+) -> tuple[list[ImageItem], list[ImageItem]]:
+    """(train, validation) images: a hashed split of the folder (a whole background
+    video held out), or the folder and ``val_dir``."""
+    labels = folder.labels
+    if val_dir is None:
+        train_items, val_items = split_by_hash(folder.items, config.val_fraction)
+        if config.background and config.val_fraction > 0:
+            target = labels.index(config.background_label)
+            train_items, val_items = hold_out_a_video(train_items, val_items, target)
+        if not val_items:
+            raise UsageError("--val-fraction 0 leaves no validation images; give --val-dir")
+        return train_items, val_items
+    val_folder = scan_image_folder(val_dir, labels=labels)
+    if val_folder.unknown:
+        raise UsageError(f"{val_dir}: classes not in {data_dir}: {sorted(val_folder.unknown)}")
+    return folder.items, val_folder.items
+
+
+def _loaders(
+    train_items: list[ImageItem],
+    val_items: list[ImageItem],
+    config: ImageTrainConfig,
+    device: torch.device,
+) -> tuple[DataLoader[Any], DataLoader[Any]]:
+    """The training loader (augmented; class-balanced with ``balanced``) and the
+    validation loader."""
+    size = (config.image_size, config.image_size)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    train_set = ImageDataset(
+        train_items, train_transform(size, mean, std), size_hint=2 * config.image_size
     )
+    val_set = ImageDataset(
+        val_items, eval_transform(size, mean, std), size_hint=2 * config.image_size
+    )
+    sampler = None
+    if config.balanced:
+        counts = Counter(item.label for item in train_items)
+        weights = [1.0 / counts[item.label] for item in train_items]
+        sampler = WeightedRandomSampler(weights, num_samples=len(train_items), replacement=True)
+    common = loader_kwargs(config.workers, device)
+    generator = torch.Generator().manual_seed(config.fit.seed)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=config.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=len(train_set) > config.batch_size,
+        generator=generator,
+        **common,
+    )
+    val_loader = DataLoader(val_set, batch_size=config.batch_size, shuffle=False, **common)
+    return train_loader, val_loader
 
 
 PROTOTYPE_IMAGES_PER_CLASS = 200

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,66 @@ def train_video(
     seed_everything(config.fit.seed)  # the head and random inits must not depend on history
     model, spec = _starting_model(config, labels)
     cache = VideoCache.open(config.cache, spec) if config.cache else None
+    train_loader, val_loader = _loaders(videos, spec, config, cache, device)
+    log.info(
+        "%d classes, %d train / %d validation videos (%d unreadable, %d missing); %s",
+        len(labels),
+        len(videos.train),
+        len(videos.val),
+        len(videos.unreadable),
+        len(videos.missing),
+        config.arch,
+    )
+    best: dict[str, ClassificationMetrics] = {}
+    save = _bundle_writer(out, config, source, labels, spec, best)
+    result = fit(
+        model,
+        train_loader,
+        val_loader,
+        labels=labels,
+        config=config.fit,
+        device=device,
+        on_best=save,
+        on_end=None if val_loader else lambda net, epoch: save(net, epoch, None),
+        state_path=state_path_for(out),
+        resume=resume,
+        reporter=reporter,
+        identity={"arch": config.arch, "labels": list(labels), "clip": asdict(spec)},
+        input_ndim=5,
+    )
+    metrics = best.get("metrics")
+    if metrics is None and videos.val:  # resumed after the last epoch
+        evaluation = evaluate_video_bundle(
+            load_bundle(out, kind="video"),
+            videos,
+            device=device,
+            clips_per_video=config.val_clips_per_video,
+            workers=config.workers,
+            cache=cache,
+        )
+        metrics = evaluation.video
+    report_dir = _write_report(out, metrics, result, videos)
+    return VideoTrainResult(
+        model_path=out,
+        report_dir=report_dir,
+        metrics=metrics,
+        fit=result,
+        train_videos=len(videos.train),
+        val_videos=len(videos.val),
+        unreadable=len(videos.unreadable),
+        missing=len(videos.missing),
+    )
+
+
+def _loaders(
+    videos: VideoSet,
+    spec: ClipSpec,
+    config: VideoTrainConfig,
+    cache: VideoCache | None,
+    device: torch.device,
+) -> tuple[DataLoader[Any], DataLoader[Any] | None]:
+    """The training loader (augmented, shuffled by the seed) and the validation loader
+    (``val_clips_per_video`` clips per video; None without validation videos)."""
     augment = ClipAugment(
         clips_per_video=config.train_clips_per_video,
         crop_scale=config.crop_scale,
@@ -208,17 +269,20 @@ def train_video(
             videos.val, spec, clips_per_video=config.val_clips_per_video, cache=cache
         )
         val_loader = DataLoader(val_set, batch_size=max(1, config.batch_size // 2), **common)
-    log.info(
-        "%d classes, %d train / %d validation videos (%d unreadable, %d missing); %s",
-        len(labels),
-        len(videos.train),
-        len(videos.val),
-        len(videos.unreadable),
-        len(videos.missing),
-        config.arch,
-    )
+    return train_loader, val_loader
+
+
+def _bundle_writer(
+    out: Path,
+    config: VideoTrainConfig,
+    source: VideoSource,
+    labels: tuple[str, ...],
+    spec: ClipSpec,
+    best: dict[str, ClassificationMetrics],
+) -> Callable[[nn.Module, EpochResult, ClassificationMetrics | None], None]:
+    """What saves the bundle of an epoch (the best one, or the last without validation);
+    it keeps the epoch's metrics in ``best``."""
     record = _config_dict(config, source)
-    best: dict[str, ClassificationMetrics] = {}
 
     def save(net: nn.Module, epoch: EpochResult, metrics: ClassificationMetrics | None) -> None:
         if metrics is not None:
@@ -246,32 +310,13 @@ def train_video(
             out,
         )
 
-    result = fit(
-        model,
-        train_loader,
-        val_loader,
-        labels=labels,
-        config=config.fit,
-        device=device,
-        on_best=save,
-        on_end=None if val_loader else lambda net, epoch: save(net, epoch, None),
-        state_path=state_path_for(out),
-        resume=resume,
-        reporter=reporter,
-        identity={"arch": config.arch, "labels": list(labels), "clip": asdict(spec)},
-        input_ndim=5,
-    )
-    metrics = best.get("metrics")
-    if metrics is None and videos.val:  # resumed after the last epoch
-        evaluation = evaluate_video_bundle(
-            load_bundle(out, kind="video"),
-            videos,
-            device=device,
-            clips_per_video=config.val_clips_per_video,
-            workers=config.workers,
-            cache=cache,
-        )
-        metrics = evaluation.video
+    return save
+
+
+def _write_report(
+    out: Path, metrics: ClassificationMetrics | None, result: FitResult, videos: VideoSet
+) -> Path:
+    """``metrics.json`` (and the confusion matrix when validated) and ``curves.png``."""
     report_dir = report_dir_for(out)
     extra = {
         "level": "video" if metrics else "none",
@@ -287,16 +332,7 @@ def train_video(
     else:
         write_classification_report(report_dir, metrics, extra=extra)
     write_curves(report_dir, result.history)
-    return VideoTrainResult(
-        model_path=out,
-        report_dir=report_dir,
-        metrics=metrics,
-        fit=result,
-        train_videos=len(videos.train),
-        val_videos=len(videos.val),
-        unreadable=len(videos.unreadable),
-        missing=len(videos.missing),
-    )
+    return report_dir
 
 
 def _starting_model(
