@@ -386,7 +386,7 @@ class Downloader:
     def fetch(self, url: str) -> bytes | Download:
         """The bytes at ``url``, or what went wrong as a :class:`Download`."""
         if url[:5].lower() == "data:":
-            return self._data_uri(url)
+            return _data_uri(url, self.config.max_bytes)
         refusal = scheme_refusal(url)
         if refusal is not None:
             return Download("http_error", refusal)
@@ -539,21 +539,6 @@ class Downloader:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _data_uri(self, url: str) -> bytes | Download:
-        header, _, payload = url.partition(",")
-        if not header.lower().startswith("data:image/"):
-            return Download("not_image", "data: URI is not an image")
-        if len(payload) > self.config.max_bytes * 4 // 3 + 4:
-            return Download(
-                "too_large", f"data: URI larger than --max-bytes {self.config.max_bytes}"
-            )
-        try:
-            if header.lower().endswith(";base64"):
-                return base64.b64decode(payload, validate=False)
-            return unquote_to_bytes(payload)
-        except (binascii.Error, ValueError) as exc:
-            return Download("not_image", f"bad data: URI ({exc})")
-
     # -- checking and filing -------------------------------------------------------------
 
     def fetch_and_check(self, url: str) -> Checked | Download:
@@ -577,45 +562,7 @@ class Downloader:
         are kept.
         """
         sha = source_sha256 or hashlib.sha256(data).hexdigest()
-        return self._decoders.submit(self._check, data, sha).result()
-
-    def _check(self, data: bytes, sha: str) -> Checked | Download:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                return self._decode(data, sha)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            return Download("too_large", str(exc)[:200], bytes=len(data))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-            return Download("not_image", f"not a readable image ({exc})"[:200], bytes=len(data))
-
-    def _decode(self, data: bytes, sha: str) -> Checked | Download:
-        cfg = self.config
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-            if width * height > cfg.max_pixels:
-                why = f"{width}x{height} pixels > --max-pixels {cfg.max_pixels}"
-                return Download("too_large", why, None, "", "", width, height, len(data))
-            ext = _KEEP_FORMATS.get(image.format or "")
-            reencode = cfg.save_as == "jpeg" or ext is None
-            if not reencode:
-                # JPEG: decode at 1/2 to 1/8 scale. The whole stream is still read, so a
-                # truncated file still fails; other formats decode in full.
-                image.draft(None, (2 * PHASH_SOURCE_SIDE, 2 * PHASH_SOURCE_SIDE))
-            image.load()
-            if min(width, height) < cfg.min_size:
-                why = f"{width}x{height} < --min-size {cfg.min_size}"
-                return Download("too_small", why, None, "", "", width, height, len(data))
-            small = image if image.mode in ("L", "LA", "RGB", "RGBA") else image.convert("RGB")
-            stored, stored_sha = data, sha
-            if reencode:
-                buffer = io.BytesIO()
-                small.convert("RGB").save(buffer, format="JPEG", quality=92)
-                stored, ext = buffer.getvalue(), "jpg"
-                stored_sha = hashlib.sha256(stored).hexdigest()
-            small.thumbnail((PHASH_SOURCE_SIDE, PHASH_SOURCE_SIDE))
-            phash = str(imagehash.phash(small))
-        return Checked(stored, ext or "jpg", stored_sha, sha, phash, width, height)
+        return self._decoders.submit(_check, data, sha, self.config).result()
 
     def file(self, checked: Checked, folder: str, action: str) -> Download:
         """Deduplicate and save an image that passed :meth:`check`.
@@ -669,6 +616,61 @@ class Downloader:
         if isinstance(checked, Download):
             return checked
         return self.file(checked, folder, action)
+
+
+def _data_uri(url: str, max_bytes: int) -> bytes | Download:
+    """The bytes of an image ``data:`` URI, or why there are none."""
+    header, _, payload = url.partition(",")
+    if not header.lower().startswith("data:image/"):
+        return Download("not_image", "data: URI is not an image")
+    if len(payload) > max_bytes * 4 // 3 + 4:
+        return Download("too_large", f"data: URI larger than --max-bytes {max_bytes}")
+    try:
+        if header.lower().endswith(";base64"):
+            return base64.b64decode(payload, validate=False)
+        return unquote_to_bytes(payload)
+    except (binascii.Error, ValueError) as exc:
+        return Download("not_image", f"bad data: URI ({exc})")
+
+
+def _check(data: bytes, sha: str, cfg: DownloadConfig) -> Checked | Download:
+    """What filing needs of an image, or why it is refused (in a decoding thread)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _decode(data, sha, cfg)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return Download("too_large", str(exc)[:200], bytes=len(data))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        return Download("not_image", f"not a readable image ({exc})"[:200], bytes=len(data))
+
+
+def _decode(data: bytes, sha: str, cfg: DownloadConfig) -> Checked | Download:
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        if width * height > cfg.max_pixels:
+            why = f"{width}x{height} pixels > --max-pixels {cfg.max_pixels}"
+            return Download("too_large", why, None, "", "", width, height, len(data))
+        ext = _KEEP_FORMATS.get(image.format or "")
+        reencode = cfg.save_as == "jpeg" or ext is None
+        if not reencode:
+            # JPEG: decode at 1/2 to 1/8 scale. The whole stream is still read, so a
+            # truncated file still fails; other formats decode in full.
+            image.draft(None, (2 * PHASH_SOURCE_SIDE, 2 * PHASH_SOURCE_SIDE))
+        image.load()
+        if min(width, height) < cfg.min_size:
+            why = f"{width}x{height} < --min-size {cfg.min_size}"
+            return Download("too_small", why, None, "", "", width, height, len(data))
+        small = image if image.mode in ("L", "LA", "RGB", "RGBA") else image.convert("RGB")
+        stored, stored_sha = data, sha
+        if reencode:
+            buffer = io.BytesIO()
+            small.convert("RGB").save(buffer, format="JPEG", quality=92)
+            stored, ext = buffer.getvalue(), "jpg"
+            stored_sha = hashlib.sha256(stored).hexdigest()
+        small.thumbnail((PHASH_SOURCE_SIDE, PHASH_SOURCE_SIDE))
+        phash = str(imagehash.phash(small))
+    return Checked(stored, ext or "jpg", stored_sha, sha, phash, width, height)
 
 
 def _failure(url: str, exc: Exception) -> Download:
