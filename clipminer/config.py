@@ -187,7 +187,64 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+Int8Backend = Literal["auto", "openvino", "torch-fx"]
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """What ``quantize`` tries and what it accepts."""
+
+    precision: Precision = setting(
+        "auto",
+        "auto keeps the fastest mode that passes the guard (fp32 when none does); an "
+        "explicit mode that fails it is an error.",
+    )
+    inputs: int | None = setting(
+        None, "Frames (image model, default 400) or clips (video, 48).", min=4, metavar="N"
+    )
+    min_agreement: float = setting(
+        0.99, "Least top-1 agreement with fp32 on held-out inputs.", min=0.0, max=1.0
+    )
+    backend: Int8Backend = setting(
+        "auto", "int8 backend: auto (OpenVINO when installed, else torch-fx), openvino, torch-fx."
+    )
+
+
 # -- curation ----------------------------------------------------------------------------
+
+ExportInclude = Literal["accepted", "all"]
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How ``export`` makes the dataset (the vote rule is :class:`~clipminer.curate.
+    verdicts.Rule`)."""
+
+    splits: str = setting(
+        "0.8,0.1,0.1",
+        "Split ratios summing to 1; 0 leaves a split out. No source video or duplicate "
+        "group is ever in two splits.",
+        metavar="TRAIN,VAL,TEST",
+    )
+    include: ExportInclude = setting(
+        "accepted",
+        "accepted: clips reviewers accepted; all: every clip not rejected (the mined label "
+        "where nobody voted). Dropped duplicates never go in.",
+    )
+    webdataset: bool = setting(
+        False, "Also write WebDataset tar shards: shards/<split>-000000.tar ..."
+    )
+    shard_size: int = setting(1000, "Clips per WebDataset shard.", min=1, metavar="N")
+    seed: int = setting(0, "Random seed of the split; the same seed, the same split.")
+    hardlink: bool = setting(
+        False, "Hard-link the clip files instead of copying them (copies across disks)."
+    )
+    force: bool = setting(
+        False, "Replace a dataset exported before (once the new one is complete)."
+    )
+
+
+# -- curation (dedup) ------------------------------------------------------------------------
 
 DedupSpace = Literal["image", "video"]
 

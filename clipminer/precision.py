@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from clipminer.config import PRECISIONS, Precision
+from clipminer.config import PRECISIONS, Int8Backend, Precision
 from clipminer.errors import BundleError, UsageError
 from clipminer.models.bundle import Bundle
 
@@ -58,7 +58,6 @@ logger = logging.getLogger(__name__)
 Mode = Literal["fp32", "bf16", "int8"]
 """A precision a model actually runs at."""
 Backend = Literal["torch", "openvino", "torch-fx"]
-Int8Backend = Literal["auto", "openvino", "torch-fx"]
 
 MODES: tuple[str, ...] = get_args(Mode)
 STATE_FORMAT = "clipminer-precision/1"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from clipminer.config import Int8Backend
 from clipminer.data.images import IMAGE_SUFFIXES, load_image
 from clipminer.data.videos import VIDEO_SUFFIXES, ClipSpec
 from clipminer.decode import VideoReader, probe
@@ -29,7 +30,7 @@ from clipminer.findclips import segment_clips
 from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, load_bundle, save_bundle
 from clipminer.models.image import ImageScorer
-from clipminer.precision import Int8Backend, check_precision, items_per_second, prepare, resolve
+from clipminer.precision import check_precision, items_per_second, prepare, resolve
 
 log = logging.getLogger(__name__)
 CPU = torch.device("cpu")

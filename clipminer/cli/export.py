@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from clipminer.cli.common import app, console, flag, print_error, progress_bar, settings_options
+from clipminer.cli.common import app, console, print_error, progress_bar, settings_options
+from clipminer.config import ExportConfig
 from clipminer.curate.verdicts import Rule
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 @app.command("export")
 @settings_options(Rule, into="rule")
+@settings_options(ExportConfig, into="settings")
 def export_command(
     out: Annotated[
         Path, typer.Argument(metavar="OUT", help="A mined OUT folder (find-clips or batch).")
@@ -32,38 +34,8 @@ def export_command(
             help="The dataset folder to write: <split>/<label>/*.mp4, <split>.csv, dataset.json.",
         ),
     ],
-    splits: Annotated[
-        str,
-        typer.Option(
-            metavar="TRAIN,VAL,TEST",
-            help="Split ratios summing to 1; 0 leaves a split out. No source video or "
-            "duplicate group is ever in two splits.",
-        ),
-    ] = "0.8,0.1,0.1",
-    include: Annotated[
-        Literal["accepted", "all"],
-        typer.Option(
-            help="accepted: clips reviewers accepted; all: every clip not rejected (the "
-            "mined label where nobody voted). Dropped duplicates never go in."
-        ),
-    ] = "accepted",
-    webdataset: Annotated[
-        bool, flag("Also write WebDataset tar shards: shards/<split>-000000.tar ...")
-    ] = False,
-    shard_size: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Clips per WebDataset shard.")
-    ] = 1000,
-    seed: Annotated[
-        int,
-        typer.Option(metavar="N", help="Random seed of the split; the same seed, the same split."),
-    ] = 0,
-    hardlink: Annotated[
-        bool, flag("Hard-link the clip files instead of copying them (copies across disks).")
-    ] = False,
-    force: Annotated[
-        bool, flag("Replace a dataset exported before (once the new one is complete).")
-    ] = False,
     *,
+    settings: ExportConfig,
     rule: Rule,
 ) -> None:
     """Write the final dataset: reviewed clips in a folder per split and label.
@@ -75,19 +47,19 @@ def export_command(
     """
     from clipminer.curate.export import export, parse_splits
 
-    ratios = parse_splits(splits)
+    ratios = parse_splits(settings.splits)
     with progress_bar("export", lazy=True) as update:
         report = export(
             out,
             dataset,
             splits=ratios,
             rule=rule,
-            include=include,
-            webdataset=webdataset,
-            shard_size=shard_size,
-            seed=seed,
-            link="hardlink" if hardlink else "copy",
-            force=force,
+            include=settings.include,
+            webdataset=settings.webdataset,
+            shard_size=settings.shard_size,
+            seed=settings.seed,
+            link="hardlink" if settings.hardlink else "copy",
+            force=settings.force,
             progress=update,
         )
     console.print(dataset_table(report.counts))

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from clipminer.cli.common import app, console, progress_bar
-from clipminer.config import PRECISIONS
+from clipminer.cli.common import app, console, progress_bar, settings_options
+from clipminer.config import QuantizeConfig
 
 
 @app.command()
+@settings_options(QuantizeConfig, into="settings")
 def quantize(
     model: Annotated[Path, typer.Argument(help="Image or video model bundle (fp32).")],
     calibration: Annotated[
@@ -26,27 +28,8 @@ def quantize(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Where the quantized bundle is written.")
     ],
-    precision: Annotated[
-        str,
-        typer.Option(
-            help=f"{', '.join(PRECISIONS)}: auto keeps the fastest mode that passes the "
-            "guard (fp32 when none does); an explicit mode that fails it is an error.",
-        ),
-    ] = "auto",
-    inputs: Annotated[
-        int | None,
-        typer.Option(min=4, help="Frames (image model, default 400) or clips (video, 48)."),
-    ] = None,
-    min_agreement: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0, help="Least top-1 agreement with fp32 on held-out inputs."),
-    ] = 0.99,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="int8 backend: auto (OpenVINO when installed, else torch-fx), openvino, torch-fx."
-        ),
-    ] = "auto",
+    *,
+    settings: QuantizeConfig,
 ) -> None:
     """Make a low-precision copy of a model, calibrated and checked on your own data.
 
@@ -55,19 +38,8 @@ def quantize(
     """
     from clipminer.quantize import quantize_bundle
 
-    if backend not in ("auto", "openvino", "torch-fx"):
-        raise typer.BadParameter(f"must be auto, openvino or torch-fx, got {backend!r}")
     with progress_bar("calibration inputs") as update:
-        result = quantize_bundle(
-            model,
-            calibration,
-            out,
-            precision=precision,
-            inputs=inputs,
-            min_agreement=min_agreement,
-            backend=backend,  # type: ignore[arg-type]
-            progress=update,
-        )
+        result = quantize_bundle(model, calibration, out, **asdict(settings), progress=update)
     console.print(
         f"{result.path}: {result.precision} ({result.backend}), top-1 agreement with fp32 "
         f"{result.agreement:.4f} on {result.held_out} held-out inputs, {result.speedup:.2f}x "
