@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 from clipminer.errors import UsageError
 from clipminer.mining.shots import DetectorName as ShotDetectorName
 from clipminer.segments import SegmentConfig
-from clipminer.settings import from_flat, setting
+from clipminer.settings import check_declared, from_flat, setting
 
 CutMode = Literal["reencode", "copy", "none"]
 Engine = Literal["local", "ray"]
@@ -126,26 +126,7 @@ class FindClipsConfig:
     )
 
     def __post_init__(self) -> None:
-        if not self.sample_fps > 0:
-            raise UsageError(f"--sample-fps must be positive, got {self.sample_fps}")
-        if self.cut not in ("reencode", "copy", "none"):
-            raise UsageError(f"--cut must be reencode, copy or none, got {self.cut!r}")
-        if self.max_clips_per_video is not None and self.max_clips_per_video < 1:
-            raise UsageError("--max-clips-per-video must be at least 1")
-        if (self.batch_size is not None and self.batch_size < 1) or self.relabel_windows < 1:
-            raise UsageError("batch size and relabel windows must be at least 1")
-        if self.precision not in PRECISIONS:
-            raise UsageError(
-                f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
-        if self.relabel_vote not in ("both", "video"):
-            raise UsageError(f"--relabel-vote must be both or video, got {self.relabel_vote!r}")
-        if self.open_set not in ("auto", "off"):
-            raise UsageError(f"--open-set must be auto or off, got {self.open_set!r}")
-        if self.open_set_threshold is not None and not 0 <= self.open_set_threshold <= 1:
-            raise UsageError(
-                f"--open-set-threshold must be in [0, 1], got {self.open_set_threshold}"
-            )
+        check_declared(self)  # objects built in code meet the declarations too
 
 
 def findclips_config(values: dict[str, Any], *, where: str) -> FindClipsConfig:

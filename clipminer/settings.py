@@ -139,6 +139,33 @@ def _coerce(spec: FlatField, value: Any, where: str) -> Any:
     return number
 
 
+def check_declared(config: Any) -> None:
+    """Check every setting of ``config`` (not of its nested settings) against its
+    declaration: a choice among its ``Literal``'s, a number within its bounds. For
+    ``__post_init__``, so that objects built in code are held to the same declaration
+    as the command line and TOML.
+
+    Raises:
+        UsageError: the first setting that is out of its declaration, named by its option.
+    """
+    for spec in flat_fields(type(config)):
+        if spec.path:
+            continue
+        value = getattr(config, spec.name)
+        if value is None and spec.optional:
+            continue
+        if spec.kind == "choice":
+            ok = value in spec.choices
+        elif spec.kind in ("int", "float"):
+            ok = not isinstance(value, bool) and isinstance(value, (int, float))
+            ok = ok and (spec.min is None or value >= spec.min)
+            ok = ok and (spec.max is None or value <= spec.max)
+        else:
+            continue
+        if not ok:
+            raise UsageError(f"{spec.option} must be {_describe(spec)}, got {value!r}")
+
+
 def _describe(spec: FlatField) -> str:
     if spec.kind == "choice":
         return "one of " + ", ".join(spec.choices)

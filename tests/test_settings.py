@@ -3,6 +3,7 @@ same dataclass fields, and the same settings give byte-identical outputs through
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,21 @@ def test_same_settings_same_segments_through_find_clips_batch_and_nightly(
     segments = [(tmp_path / run / "videos" / "v0" / "segments.csv").read_bytes() for run in "abc"]
     assert segments[0].count(b"\n") > 1, "the settings should give clips to compare"
     assert segments[0] == segments[1] == segments[2]
+
+
+@pytest.mark.parametrize(
+    ("kw", "said"),
+    [
+        ({"sample_fps": 0.0}, "--sample-fps must be a number >= 0.01, got 0.0"),
+        ({"cut": "fast"}, "--cut must be one of reencode, copy, none, got 'fast'"),
+        ({"cut_crf": 60}, "--cut-crf must be an integer >= 0 and <= 51, got 60"),
+        ({"open_set_threshold": 1.5}, "--open-set-threshold must be a number >= 0 and <= 1"),
+        ({"image_size": 8}, "--image-size must be an integer >= 16, got 8"),
+    ],
+)
+def test_settings_built_in_code_meet_their_declaration(kw: dict, said: str) -> None:
+    """The declaration is the one place a bound is written: objects built in code are
+    checked against it as the command line and TOML are."""
+    with pytest.raises(UsageError, match=re.escape(said)):
+        FindClipsConfig(**kw)
+    assert FindClipsConfig(open_set_threshold=None, max_clips_per_video=None).sample_fps == 2.0
