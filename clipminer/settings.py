@@ -114,7 +114,7 @@ def _coerce(spec: FlatField, value: Any, where: str) -> Any:
         raise UsageError(f"{where}: {spec.name} cannot be empty")
     bad = UsageError(f"{where}: {spec.name} must be {_describe(spec)}, got {value!r}")
     if spec.kind == "strings":
-        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise bad
         return tuple(value)
     if spec.kind == "bool":

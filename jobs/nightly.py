@@ -27,12 +27,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from clipminer.config import BatchConfig, DedupConfig, findclips_config
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import atomic_path
-from clipminer.settings import flat_fields, from_flat
+from clipminer.settings import flat_fields, from_flat, setting
 from clipminer.sources.fetch import FetchConfig
 from clipminer.sources.youtube import API_KEY_ENV, SearchConfig
 
@@ -45,62 +45,72 @@ EXIT_OK, EXIT_FAILED_VIDEOS, EXIT_CONFIG, EXIT_LOCKED, EXIT_CRASH = 0, 1, 2, 3, 
 log = logging.getLogger("clipminer.nightly")
 
 
-BATCH_OWN = {
-    "input": "folder that fills up with long videos (required)",
-    "output_root": "state, per-video outputs and reports (required)",
-    "image_model": "image model bundle (required)",
-    "video_models": "list of video model bundles",
-}
-"""The ``[batch]`` keys that are not batch settings (those come from
-:class:`~clipminer.config.BatchConfig`'s declaration, by field name)."""
-BATCH_SETTINGS = [spec.name for spec in flat_fields(BatchConfig) if not spec.path]
-LOG_KEYS = {"file", "max_bytes", "backups"}
+T = TypeVar("T")
 STAGES = ("search", "fetch", "mine", "dedup")
-NIGHT_KEYS = {"stages": "the stages to run, in order: search, fetch, mine, dedup"}
-WATCH_KEYS = {
-    "actions": "file of watched actions, one a line (needed by search)",
-    "candidates": "candidates CSV that search writes and fetch reads (required)",
-    "videos": "folder fetched videos land in; default: [batch] input, so they are mined",
-    "api_key_env": f"environment variable with the YouTube Data API key ({API_KEY_ENV})",
-}
 TABLES = ("batch", "findclips", "log", "night", "watch", "search", "fetch", "dedup")
-# The type of every key of the tables nightly.py reads itself (the settings of [batch],
-# [findclips], [search], [fetch] and [dedup] are checked by their declarations): a string
-# is never a number or a boolean, a number never a string.
-TYPES: dict[str, dict[str, Any]] = {
-    "batch": {"input": str, "output_root": str, "image_model": str, "video_models": list},
-    "log": {"file": str, "max_bytes": int, "backups": int},
-    "night": {"stages": list},
-    "watch": {"actions": str, "candidates": str, "videos": str, "api_key_env": str},
-}  # fmt: skip
-_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
 
 
-def _check_types(data: dict[str, Any], where: Path) -> None:
-    """Every table a table, every value of the type its key takes: one line, else."""
+@dataclass(frozen=True)
+class BatchTable:
+    """The ``[batch]`` keys that are not batch settings (those are
+    :class:`~clipminer.config.BatchConfig`'s, by field name). Paths are relative to
+    the folder of ``nightly.toml``."""
+
+    input: str | None = setting(None, "Folder that fills up with long videos (required).")
+    output_root: str | None = setting(None, "State, per-video outputs and reports (required).")
+    image_model: str | None = setting(None, "Image model bundle (required).")
+    video_models: tuple[str, ...] = setting((), "Video model bundles.")
+
+
+@dataclass(frozen=True)
+class LogTable:
+    """``[log]``: a rotating log file beside the messages on stderr."""
+
+    file: str | None = setting(None, "Log file (relative to nightly.toml's folder).")
+    max_bytes: int = setting(10_000_000, "Size at which the log file rotates.", min=1)
+    backups: int = setting(7, "Rotated log files kept.", min=0)
+
+
+@dataclass(frozen=True)
+class NightTable:
+    """``[night]``: which stages run."""
+
+    stages: tuple[str, ...] = setting(
+        STAGES, "The stages to run, in order: search, fetch, mine, dedup."
+    )
+
+
+@dataclass(frozen=True)
+class WatchTable:
+    """``[watch]``: finding and fetching new videos (with ``[search]`` and ``[fetch]``)."""
+
+    candidates: str | None = setting(
+        None, "Candidates CSV that search writes and fetch reads (required)."
+    )
+    actions: str | None = setting(None, "File of watched actions, one a line (needed by search).")
+    videos: str | None = setting(
+        None, "Folder fetched videos land in; default: [batch] input, so they are mined."
+    )
+    api_key_env: str = setting(API_KEY_ENV, "Environment variable with the YouTube Data API key.")
+
+
+BATCH_SETTINGS = [spec.name for spec in flat_fields(BatchConfig) if not spec.path]
+
+
+def _table(cls: type[T], data: dict[str, Any], name: str, where: Path, keys: Any = None) -> T:
+    """The table ``name`` of the file as ``cls``: every key by its declaration (type,
+    bounds), an unknown key a one-line error listing the valid ones."""
+    table = data.get(name, {})
+    if keys is not None:
+        table = {key: table[key] for key in keys if key in table}
+    return from_flat(cls, table, where=f"{where} [{name}]")
+
+
+def _check_tables(data: dict[str, Any], where: Path) -> None:
+    """Every table a table: one line, else."""
     for table, value in data.items():
         if not isinstance(value, dict):
             raise UsageError(f"{where}: [{table}] must be a table, got {value!r}")
-    for table, types in TYPES.items():
-        for key, value in data.get(table, {}).items():
-            expected = types.get(key)
-            if expected is None:
-                continue  # unknown keys are refused with the valid ones, below
-            if isinstance(expected, tuple):
-                ok, wanted = value in expected, " or ".join(map(repr, expected))
-            elif expected is list:
-                ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-                wanted = "a list of strings"
-            elif expected is float:
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-                wanted = _TYPE_NAMES[float]
-            elif expected is int:
-                ok = isinstance(value, int) and not isinstance(value, bool)
-                wanted = _TYPE_NAMES[int]
-            else:
-                ok, wanted = isinstance(value, expected), _TYPE_NAMES[expected]
-            if not ok:
-                raise UsageError(f"{where} [{table}] {key}: expected {wanted}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -141,7 +151,7 @@ def _check_keys(table: dict[str, Any], valid: Any, where: str) -> None:
         )
 
 
-def load_config(path: Path) -> tuple[BatchConfig, Path, Path, dict[str, Any]]:
+def load_config(path: Path) -> tuple[BatchConfig, Path, Path, LogTable]:
     """(BatchConfig, input folder, output root, log settings) from the TOML file.
 
     ``[findclips]`` takes every find-clips setting by its snake_case name (the same
@@ -149,23 +159,25 @@ def load_config(path: Path) -> tuple[BatchConfig, Path, Path, dict[str, Any]]:
     a one-line error that lists the valid keys.
     """
     data = _read_toml(path)
-    batch, find, log_cfg = data.get("batch", {}), data.get("findclips", {}), data.get("log", {})
-    _check_keys(batch, [*BATCH_OWN, *BATCH_SETTINGS], f"{path} [batch]")
-    _check_keys(log_cfg, LOG_KEYS, f"{path} [log]")
-    missing = [key for key in ("input", "output_root", "image_model") if key not in batch]
+    batch = data.get("batch", {})
+    own = [spec.name for spec in flat_fields(BatchTable)]
+    _check_keys(batch, [*own, *BATCH_SETTINGS], f"{path} [batch]")
+    paths = _table(BatchTable, data, "batch", path, keys=own)
+    missing = [k for k in ("input", "output_root", "image_model") if getattr(paths, k) is None]
     if missing:
         raise UsageError(f"{path} [batch]: missing setting {', '.join(missing)}")
+    assert paths.input and paths.output_root and paths.image_model
     base = path.parent
-    settings = {key: batch[key] for key in BATCH_SETTINGS if key in batch}
     config = replace(
-        from_flat(BatchConfig, settings, where=f"{path} [batch]"),
-        image_model=_path(base, batch["image_model"]),
-        video_models=tuple(_path(base, p) for p in batch.get("video_models", [])),
-        findclips=findclips_config(find, where=f"{path} [findclips]"),
+        _table(BatchConfig, data, "batch", path, keys=BATCH_SETTINGS),
+        image_model=_path(base, paths.image_model),
+        video_models=tuple(_path(base, p) for p in paths.video_models),
+        findclips=findclips_config(data.get("findclips", {}), where=f"{path} [findclips]"),
     )
-    input_dir = Path(_path(base, batch["input"]))
+    input_dir = Path(_path(base, paths.input))
     _check_readable(path, config, input_dir)
-    return config, input_dir, Path(_path(base, batch["output_root"])), log_cfg
+    log_settings = _table(LogTable, data, "log", path)
+    return config, input_dir, Path(_path(base, paths.output_root)), log_settings
 
 
 def _check_readable(path: Path, config: BatchConfig, input_dir: Path) -> None:
@@ -191,17 +203,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: {exc}") from None
     _check_keys(data, TABLES, str(path))
-    _check_types(data, path)
+    _check_tables(data, path)
     return data
 
 
 def load_stages(path: Path, skip: list[str] | None = None) -> tuple[str, ...]:
     """The stages to run: ``[night] stages`` (default all) less ``skip``."""
-    night = _read_toml(path).get("night", {})
-    _check_keys(night, NIGHT_KEYS, f"{path} [night]")
-    stages = night.get("stages", list(STAGES))
+    stages = _table(NightTable, _read_toml(path), "night", path).stages
     wrong = [s for s in [*stages, *(skip or [])] if s not in STAGES]
-    if not isinstance(stages, list) or wrong:
+    if wrong:
         raise UsageError(f"{path} [night]: stages must be a list of {', '.join(STAGES)}")
     return tuple(s for s in STAGES if s in stages and s not in (skip or []))
 
@@ -211,21 +221,21 @@ def load_watch(path: Path, input_dir: Path) -> WatchList | None:
     data = _read_toml(path)
     watch = data.get("watch")
     if watch is None:
-        for table in ("search", "fetch"):
-            if table in data:
-                raise UsageError(f"{path}: [{table}] needs a [watch] table")
+        for name in ("search", "fetch"):
+            if name in data:
+                raise UsageError(f"{path}: [{name}] needs a [watch] table")
         return None
-    _check_keys(watch, WATCH_KEYS, f"{path} [watch]")
-    if "candidates" not in watch:
+    listed = _table(WatchTable, data, "watch", path)
+    if listed.candidates is None:
         raise UsageError(f"{path} [watch]: missing setting candidates")
     base = path.parent
     return WatchList(
-        candidates=Path(_path(base, watch["candidates"])),
-        videos=Path(_path(base, watch["videos"])) if watch.get("videos") else input_dir,
-        actions=Path(_path(base, watch["actions"])) if watch.get("actions") else None,
-        api_key_env=str(watch.get("api_key_env") or API_KEY_ENV),
-        search=from_flat(SearchConfig, data.get("search", {}), where=f"{path} [search]"),
-        fetch=from_flat(FetchConfig, data.get("fetch", {}), where=f"{path} [fetch]"),
+        candidates=Path(_path(base, listed.candidates)),
+        videos=Path(_path(base, listed.videos)) if listed.videos else input_dir,
+        actions=Path(_path(base, listed.actions)) if listed.actions else None,
+        api_key_env=listed.api_key_env or API_KEY_ENV,
+        search=_table(SearchConfig, data, "search", path),
+        fetch=_table(FetchConfig, data, "fetch", path),
     )
 
 
@@ -300,16 +310,14 @@ def write_night_report(out: Path, stages: list[StageReport]) -> None:
     write_batch_html(out, rows, night=stages)
 
 
-def setup_logging(settings: dict[str, Any], base: Path) -> None:
+def setup_logging(settings: LogTable, base: Path) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if settings.get("file"):
-        target = Path(_path(base, settings["file"]))
+    if settings.file:
+        target = Path(_path(base, settings.file))
         target.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(
             logging.handlers.RotatingFileHandler(
-                target,
-                maxBytes=int(settings.get("max_bytes", 10_000_000)),
-                backupCount=int(settings.get("backups", 7)),
+                target, maxBytes=settings.max_bytes, backupCount=settings.backups
             )
         )
     logging.basicConfig(
@@ -376,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def load_dedup(path: Path) -> DedupConfig:
     """The ``[dedup]`` table: :class:`~clipminer.config.DedupConfig` by field name."""
-    return from_flat(DedupConfig, _read_toml(path).get("dedup", {}), where=f"{path} [dedup]")
+    return _table(DedupConfig, _read_toml(path), "dedup", path)
 
 
 def _dedup(out: Path, settings: DedupConfig) -> StageReport:
