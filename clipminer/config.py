@@ -284,7 +284,7 @@ class FitConfig:
     """Optimisation settings."""
 
     epochs: int = setting(10, "Passes over the training data.", min=1)
-    lr: float = setting(1e-3, "Peak learning rate of AdamW.", min=0.0)
+    lr: float = setting(1e-3, "Peak learning rate of AdamW.", above=0.0)
     weight_decay: float = setting(0.05, "AdamW weight decay.", min=0.0)
     label_smoothing: float = setting(
         0.0, "Label smoothing of the cross-entropy loss.", min=0.0, max=0.99
@@ -310,18 +310,7 @@ class FitConfig:
     )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.schedule not in ("cosine", "onecycle"):
-            raise ValueError(f"schedule must be cosine or onecycle, got {self.schedule!r}")
-        if self.grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps must be at least 1, got {self.grad_accum_steps}")
+        check_declared(self)
 
 
 @dataclass(frozen=True)
@@ -404,20 +393,9 @@ class ImageTrainConfig:
     fit: FitConfig = field(default_factory=FitConfig)
 
     def __post_init__(self) -> None:
-        if self.image_size < 16:
-            raise UsageError(f"--image-size must be at least 16, got {self.image_size}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.workers < 0:
-            raise UsageError(f"--workers must be 0 or more, got {self.workers}")
-        if not 0 < self.target_precision <= 1:
-            raise UsageError(f"--target-precision must be in (0, 1], got {self.target_precision}")
+        check_declared(self)
         if not self.background_label.strip():
             raise UsageError("--background-label must not be empty")
-        if self.background_images is not None and self.background_images < 1:
-            raise UsageError(
-                f"--background-images must be at least 1, got {self.background_images}"
-            )
 
 
 @dataclass(frozen=True)
@@ -572,16 +550,7 @@ class VideoTrainConfig:
     fit: VideoFitConfig = field(default_factory=VideoFitConfig)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.val_clips_per_video < 1 or self.workers < 0:
-            raise UsageError(f"bad batch size, clips per video or workers in {self}")
-        if self.train_clips_per_video < 1:
-            raise UsageError(
-                f"--train-clips-per-video must be at least 1, got {self.train_clips_per_video}"
-            )
-        if not 0 < self.crop_scale <= 1:
-            raise UsageError(f"--crop-scale must be in (0, 1], got {self.crop_scale}")
-        if not 0 <= self.color_jitter <= 1:
-            raise UsageError(f"--color-jitter must be in [0, 1], got {self.color_jitter}")
+        check_declared(self)
         if self.init_from is not None and self.weights != "none":
             raise UsageError(
                 f"--init-from and --weights {self.weights} both give starting weights; keep one"

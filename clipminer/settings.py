@@ -28,15 +28,20 @@ def setting(
     *,
     min: float | None = None,
     max: float | None = None,
+    above: float | None = None,
     metavar: str | None = None,
     flag: str | None = None,
 ) -> Any:
     """A dataclass field with its command-line help and bounds in ``metadata``.
 
-    ``flag`` names the command-line option when it differs from the field (``timeout``
-    for ``read_timeout_seconds``); TOML keys are always the field names.
+    ``min`` and ``max`` are inclusive bounds, ``above`` an exclusive lower one (a
+    learning rate must be above 0). ``flag`` names the command-line option when it
+    differs from the field (``timeout`` for ``read_timeout_seconds``); TOML keys are
+    always the field names.
     """
-    meta = {"help": help, "min": min, "max": max, "metavar": metavar, "flag": flag}
+    meta = {
+        "help": help, "min": min, "max": max, "above": above, "metavar": metavar, "flag": flag
+    }  # fmt: skip
     return field(default=default, metadata=meta)
 
 
@@ -60,6 +65,16 @@ class FlatField:
     """Nested dataclass fields leading to it (``("segment",)``)."""
     flag: str | None = None
     """The command-line option's name without dashes, when not ``name``."""
+    above: float | None = None
+    """An exclusive lower bound."""
+
+    def within(self, number: float) -> bool:
+        """Whether ``number`` is within this setting's bounds."""
+        return not (
+            (self.min is not None and number < self.min)
+            or (self.max is not None and number > self.max)
+            or (self.above is not None and number <= self.above)
+        )
 
     @property
     def option(self) -> str:
@@ -102,6 +117,7 @@ def flat_fields(cls: type, path: tuple[str, ...] = ()) -> list[FlatField]:
             FlatField(
                 f.name, kind, optional, default, f.metadata["help"], f.metadata["min"],  # type: ignore[arg-type]
                 f.metadata["max"], choices, f.metadata["metavar"], path, f.metadata["flag"],
+                f.metadata.get("above"),
             )
         )  # fmt: skip
     return found
@@ -134,7 +150,7 @@ def _coerce(spec: FlatField, value: Any, where: str) -> Any:
     if spec.kind == "int" and not float(value).is_integer():
         raise bad
     number = int(value) if spec.kind == "int" else float(value)
-    if (spec.min is not None and number < spec.min) or (spec.max is not None and number > spec.max):
+    if not spec.within(number):
         raise bad
     return number
 
@@ -157,9 +173,8 @@ def check_declared(config: Any) -> None:
         if spec.kind == "choice":
             ok = value in spec.choices
         elif spec.kind in ("int", "float"):
-            ok = not isinstance(value, bool) and isinstance(value, (int, float))
-            ok = ok and (spec.min is None or value >= spec.min)
-            ok = ok and (spec.max is None or value <= spec.max)
+            ok = not isinstance(value, bool) and isinstance(value, int | float)
+            ok = ok and spec.within(value)
         else:
             continue
         if not ok:
@@ -176,6 +191,8 @@ def _describe(spec: FlatField) -> str:
     if spec.kind == "bool":
         return "true or false"
     bounds = []
+    if spec.above is not None:
+        bounds.append(f"> {spec.above:g}")
     if spec.min is not None:
         bounds.append(f">= {spec.min:g}")
     if spec.max is not None:

@@ -138,3 +138,13 @@ def test_settings_built_in_code_meet_their_declaration(kw: dict, said: str) -> N
     with pytest.raises(UsageError, match=re.escape(said)):
         FindClipsConfig(**kw)
     assert FindClipsConfig(open_set_threshold=None, max_clips_per_video=None).sample_fps == 2.0
+
+
+def test_an_exclusive_bound_is_declared_once_and_checked_everywhere() -> None:
+    from clipminer.config import FitConfig
+
+    with pytest.raises(UsageError, match=re.escape("--lr must be a number > 0, got 0.0")):
+        FitConfig(lr=0.0)
+    done = CliRunner().invoke(app, ["train-image", ".", "--out", "x.pt", "--lr", "0"])
+    assert done.exit_code == 2 and "lr must be a number > 0" in done.output
+    assert FitConfig(lr=1e-9).lr == 1e-9

@@ -201,6 +201,8 @@ def _option(spec: FlatField) -> inspect.Parameter:
     kw: dict[str, Any] = {"help": spec.help, "metavar": metavar}
     if spec.kind in ("float", "int"):
         kw.update(min=spec.min, max=spec.max)
+        if spec.above is not None:  # typer has no exclusive bound: say it, from_flat checks it
+            kw["help"] += f"  [x>{spec.above:g}]"
         base: Any = float if spec.kind == "float" else int
     elif spec.kind == "choice":
         base = Enum(f"{spec.name}_choice", {c: c for c in spec.choices}, type=str)  # type: ignore[misc,no-redef]
