@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 from clipminer.errors import UsageError
 from clipminer.labels import label_key
-from clipminer.settings import setting
+from clipminer.settings import check_declared, setting
 from scrapers.engines import engines
 
 SaveAs = Literal["original", "jpeg"]
@@ -79,31 +79,19 @@ class DownloadConfig:
     bytes per pixel of ``max_pixels`` while it checks one."""
 
     def __post_init__(self) -> None:
+        check_declared(self)  # the settings; below, the fields that are not options
         positive = {
             "connect_timeout_seconds": self.connect_timeout_seconds,
-            "read_timeout_seconds": self.read_timeout_seconds,
-            "deadline_seconds": self.deadline_seconds,
-            "max_bytes": self.max_bytes,
-            "max_pixels": self.max_pixels,
             "per_host": self.per_host,
             "decode_slots": self.decode_slots,
         }
-        not_negative = {
-            "max_retry_after_seconds": self.max_retry_after_seconds,
-            "min_size": self.min_size,
-            "retries": self.retries,
-            "max_redirects": self.max_redirects,
-            "polite_seconds": self.polite_seconds,
-            "phash_distance": self.phash_distance,
-        }
+        not_negative = {"retries": self.retries, "max_redirects": self.max_redirects}
         for name, value in positive.items():
             if not value > 0:
                 raise UsageError(f"download {name} must be more than 0, got {value!r}")
         for name, value in not_negative.items():
             if not value >= 0:
                 raise UsageError(f"download {name} must be 0 or more, got {value!r}")
-        if self.save_as not in get_args(SaveAs):
-            raise UsageError(f"--save-as must be one of {get_args(SaveAs)}, got {self.save_as!r}")
         hosts = frozenset(h.strip().strip("[]").rstrip(".").lower() for h in self.allowed_hosts)
         object.__setattr__(self, "allowed_hosts", hosts)
 
@@ -177,20 +165,15 @@ class ScrapeConfig:
         return self.background_images or 2 * self.per_action
 
     def __post_init__(self) -> None:
+        check_declared(self)
         if self.engine not in engines():
             raise UsageError(f"--engine must be one of {sorted(engines())}, got {self.engine!r}")
-        if self.per_action < 1 or self.workers < 1 or self.download_workers < 1:
-            raise UsageError("--per-action, --workers and download workers must be at least 1")
         if "{action}" not in self.query_template:
             raise UsageError(
                 f"--query-template must contain {{action}}, got {self.query_template!r}"
             )
         if self.engine_url is not None and not self.engine_url.startswith(("http://", "https://")):
             raise UsageError(f"--engine-url must be an http(s) URL, got {self.engine_url!r}")
-        if self.background_images is not None and self.background_images < 1:
-            raise UsageError(
-                f"--background-images must be at least 1, got {self.background_images!r}"
-            )
         if not label_key(self.background_label):
             raise UsageError(
                 "--background-label must contain a letter or a digit, "

@@ -93,9 +93,13 @@ def test_checks_keep_no_pixels_and_still_catch_truncation(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    ("field", "value"),
-    [("deadline_seconds", 0), ("max_retry_after_seconds", -1), ("decode_slots", 0)],
+    ("field", "value", "named"),
+    [
+        ("deadline_seconds", 0, "--deadline must be a number >= 0.1"),  # by its option
+        ("max_retry_after_seconds", -1, "--max-retry-after must be a number >= 0"),
+        ("decode_slots", 0, "decode_slots must be more than 0"),  # not an option
+    ],
 )
-def test_config_is_checked(field: str, value: float) -> None:
-    with pytest.raises(UsageError, match=field):
+def test_config_is_checked(field: str, value: float, named: str) -> None:
+    with pytest.raises(UsageError, match=named):
         DownloadConfig(**{field: value})
