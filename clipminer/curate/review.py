@@ -53,6 +53,28 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Where ``review`` serves the page, and as whom it records the votes."""
+
+    host: str = setting(
+        DEFAULT_HOST,
+        "Address to listen on; one that is not loopback needs --allow-remote.",
+        metavar="ADDR",
+    )
+    port: int = setting(
+        DEFAULT_PORT, "Port to listen on (0: any free port).", min=0, max=65535, metavar="N"
+    )
+    reviewer: str | None = setting(
+        None, "Your name, stored with every vote (default: $USER).", metavar="NAME"
+    )
+    allow_remote: bool = setting(
+        False, "Allow a --host that other machines can reach (they can vote)."
+    )
+
+
 TOKEN_HEADER = "X-Clipminer-Token"
 """The header that carries the server's token on every POST."""
 QUEUE_LIMIT = 50
