@@ -36,7 +36,6 @@ from clipminer.devices import resolve_device
 from clipminer.errors import ClipminerError, OutputDiskError, UsageError, output_error
 from clipminer.layout import (
     KINETICS_CSV,
-    RUN_JSON,
     SHOTS_CSV,
     SourceId,
     check_out_folder,
@@ -247,7 +246,7 @@ class ClipMiner:
         # Without an image model, the threshold of the run that wrote the scores.
         threshold = self.judge.threshold
         if threshold is None and self.scorer is None:
-            threshold = threshold_of_run(Path(scores_path).with_name(RUN_JSON))
+            threshold = threshold_of_run(Path(scores_path).parent)
         found = Scan(times, scores, chosen, shots, open_set_threshold=threshold)
         return self._complete(video, info, found, folder, started, source, stages, labels)
 

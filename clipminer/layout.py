@@ -34,6 +34,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from clipminer.errors import UsageError
 from clipminer.fsutil import COMPONENT_MAX_BYTES, atomic_path, safe_component, short_hash
@@ -134,12 +135,21 @@ def hashed_name(video: str | os.PathLike[str], key: str) -> str:
     return f"{base}-{short_hash(key, 10)}"
 
 
+def read_run(folder: Path) -> dict[str, Any]:
+    """``folder/run.json`` (:func:`run_json` wrote it); empty when it is missing or not
+    a JSON object. The one reader: what each key holds is said where it is written."""
+    try:
+        data = json.loads((folder / RUN_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def read_source(folder: Path) -> SourceId | None:
     """The source recorded in ``folder/run.json``; None when there is none."""
     try:
-        data = json.loads((folder / RUN_JSON).read_text())
-        return SourceId(**data["source"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return SourceId(**read_run(folder)["source"])
+    except (KeyError, TypeError):
         return None
 
 

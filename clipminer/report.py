@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from clipminer.fsutil import atomic_path
-from clipminer.layout import KINETICS_CSV, RUN_JSON, SEGMENTS_CSV, TIMELINE_PNG, read_segments
+from clipminer.layout import KINETICS_CSV, SEGMENTS_CSV, TIMELINE_PNG, read_run, read_segments
 from clipminer.metrics import ClassificationMetrics
 from clipminer.segments import SegmentConfig, decision_curves
 
@@ -313,7 +313,7 @@ def _card(out: Path, row: Any) -> dict[str, Any]:
         "path": row.path,
         "duration": row.duration_seconds or 0.0,
         "fps": row.fps or 0.0,
-        "stages": _stage_text(folder / RUN_JSON),
+        "stages": _stage_text(folder),
         "segments": f"{row.output}/{SEGMENTS_CSV}",
         "timeline": timeline if (out / timeline).is_file() else None,
         "clips": clips,
@@ -376,13 +376,16 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
-def _stage_text(run_json: Path) -> str:
+def _stage_text(folder: Path) -> str:
     """`` (decode 12.3 s, score 40.1 s, ...)`` from a video's ``run.json``; empty if absent."""
-    try:
-        stages = json.loads(run_json.read_text())["stages"]
-    except (OSError, ValueError, KeyError, TypeError):
+    stages = read_run(folder).get("stages")
+    if not isinstance(stages, dict):
         return ""
-    parts = [f"{k.removesuffix('_seconds')} {v:.1f} s" for k, v in stages.items()]
+    parts = [
+        f"{k.removesuffix('_seconds')} {v:.1f} s"
+        for k, v in stages.items()
+        if isinstance(v, int | float)
+    ]
     return f" ({', '.join(parts)})"
 
 

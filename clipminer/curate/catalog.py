@@ -23,7 +23,6 @@ of different models are never compared.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -36,9 +35,9 @@ from clipminer.errors import UsageError
 from clipminer.fsutil import atomic_path
 from clipminer.layout import (
     EMBEDDINGS_NPY,
-    RUN_JSON,
     SEGMENTS_CSV,
     SegmentRow,
+    read_run,
     read_segments,
     videos_root,
 )
@@ -220,12 +219,10 @@ def read_embeddings(folder: Path) -> Embeddings | None:
 
 def embedding_models(folder: Path) -> dict[str, str | None]:
     """``{"image": id, "video": id}`` of the models the folder's embeddings came from."""
-    try:
-        data = json.loads((folder / RUN_JSON).read_text())
-        models = data.get("embedding_models") or {}
-        return {"image": models.get("image"), "video": models.get("video")}
-    except (OSError, ValueError, AttributeError):
+    models = read_run(folder).get("embedding_models")
+    if not isinstance(models, dict):
         return {"image": None, "video": None}
+    return {"image": models.get("image"), "video": models.get("video")}
 
 
 DUPLICATES_COLUMNS = ("group_id", "kind", "member", "kept", "similarity", "component")

@@ -31,6 +31,7 @@ when complete; OUT is only read.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import json
@@ -70,7 +71,7 @@ from clipminer.fsutil import (
     short_hash,
     swap_folder_in,
 )
-from clipminer.layout import RUN_JSON, videos_root
+from clipminer.layout import RUN_JSON, read_run, videos_root
 
 log = logging.getLogger(__name__)
 
@@ -454,14 +455,12 @@ def _run_info(out: Path, videos: Iterable[str]) -> dict[str, Any]:
     sample_fps: set[float] = set()
     mined: list[float] = []
     for name in videos:
-        path = videos_root(out) / name / RUN_JSON
-        try:
-            data = json.loads(path.read_text())
-            mined.append(path.stat().st_mtime)
-        except (OSError, ValueError):
+        folder = videos_root(out) / name
+        data = read_run(folder)
+        if not data:
             continue
-        if not isinstance(data, dict):
-            continue
+        with contextlib.suppress(OSError):
+            mined.append((folder / RUN_JSON).stat().st_mtime)
         config: dict[str, Any] = data["config"] if isinstance(data.get("config"), dict) else {}
         for models in (data.get("embedding_models"), data.get("models")):
             if isinstance(models, dict):

@@ -18,6 +18,7 @@ import torch
 
 from clipminer.config import FindClipsConfig
 from clipminer.labels import label_key
+from clipminer.layout import read_run
 from clipminer.mining.relabel import Relabel, vote_both
 from clipminer.models.image import ImageScorer
 from clipminer.openset import Calibration, open_set_score, similarity, threshold_for
@@ -269,14 +270,10 @@ def mean_row(rows: np.ndarray | None) -> np.ndarray | None:
     return None if rows is None else rows.mean(0)
 
 
-def threshold_of_run(path: Path) -> float | None:
-    """The open-set threshold recorded in a ``run.json`` (None when there is none)."""
-    import json
-
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("open_set", {}).get("threshold")
-    except (OSError, ValueError, AttributeError):
-        return None
+def threshold_of_run(folder: Path) -> float | None:
+    """The open-set threshold recorded in ``folder``'s ``run.json`` (None when none is)."""
+    record = read_run(folder).get("open_set")
+    value = record.get("threshold") if isinstance(record, dict) else None
     return float(value) if isinstance(value, int | float) else None
 
 
