@@ -194,6 +194,23 @@ def score_segments(
     return figures
 
 
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+"""The CPU flags that decide which precisions run natively (AVX2-only machines differ
+from those with AVX512_BF16 and AMX)."""
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`SPEED_FLAGS` this CPU has (from /proc/cpuinfo)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [flag for flag in SPEED_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, printed beside every speed figure."""
     try:

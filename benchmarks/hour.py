@@ -34,7 +34,7 @@ import clipminer  # noqa: F401 - first: sets the thread environment before torch
 # isort: split
 import numpy as np
 import torch
-from benchutil import PEAK_RSS_PRELUDE, video_facts
+from benchutil import PEAK_RSS_PRELUDE, cpu_flags, cpu_model, video_facts
 
 from clipminer import synth
 from clipminer.config import (
@@ -163,6 +163,8 @@ def main() -> None:
             json.dumps(
                 {
                     "case": "hour",
+                    "cpu": cpu_model(),
+                    "cpu_flags": cpu_flags(),
                     "video": video_facts(hour).describe(),
                     **row,
                     "ffmpeg_decode_seconds": None if decode is None else round(decode, 1),
