@@ -16,7 +16,14 @@ from typing import Any
 import numpy as np
 
 from clipminer.fsutil import atomic_path
-from clipminer.layout import KINETICS_CSV, SEGMENTS_CSV, TIMELINE_PNG, read_run, read_segments
+from clipminer.layout import (
+    KINETICS_CSV,
+    SEGMENTS_CSV,
+    TIMELINE_PNG,
+    SegmentRow,
+    read_run,
+    read_segments,
+)
 from clipminer.metrics import ClassificationMetrics
 from clipminer.segments import SegmentConfig, decision_curves
 
@@ -257,18 +264,36 @@ SHOWN_PROBLEMS = 50
 """The night section lists at most this many problems per stage."""
 
 
-def write_batch_html(out: Path, rows: Sequence[Any], *, night: Sequence[Any] | None = None) -> Path:
+def _done_segments(out: Path, rows: Sequence[Any]) -> dict[str, list[SegmentRow]]:
+    """The segments of every done video, by its output folder (read once per report)."""
+    found = {}
+    for row in rows:
+        folder = out / row.output
+        if row.status == "done":
+            found[row.output] = read_segments(folder) if (folder / SEGMENTS_CSV).is_file() else []
+    return found
+
+
+def write_batch_html(
+    out: Path,
+    rows: Sequence[Any],
+    *,
+    night: Sequence[Any] | None = None,
+    segments: dict[str, list[SegmentRow]] | None = None,
+) -> Path:
     """``OUT/report.html`` (template ``pages/batch_report.html``): the totals and a card
     per mined video with its timeline and a table of its clips (thumbnail, player,
     links), and, for the nightly job, its stages (``night``: objects with ``name``,
     ``status``, ``seconds``, ``detail`` and ``problems``). Links are relative to OUT,
     so the page works opened from disk. ``rows`` are the batch state's rows
-    (:class:`clipminer.batch.VideoRow`)."""
+    (:class:`clipminer.batch.VideoRow`); ``segments`` those of the done ones, when the
+    caller has read them already."""
     from collections import Counter
 
     from clipminer import pages
 
-    cards = [_card(out, row) for row in rows if row.status == "done"]
+    segments = _done_segments(out, rows) if segments is None else segments
+    cards = [_card(out, row, segments[row.output]) for row in rows if row.status == "done"]
     status = Counter(row.status for row in rows)
     labels = Counter(clip["label"] for card in cards for clip in card["clips"])
     page = pages.render(
@@ -291,10 +316,9 @@ def write_batch_html(out: Path, rows: Sequence[Any], *, night: Sequence[Any] | N
     return path
 
 
-def _card(out: Path, row: Any) -> dict[str, Any]:
+def _card(out: Path, row: Any, rows: Sequence[SegmentRow]) -> dict[str, Any]:
     """What the report shows of one done video (its thumbnails are made here)."""
     folder = out / row.output
-    rows = read_segments(folder) if (folder / SEGMENTS_CSV).is_file() else []
     clips = []
     for c in rows:
         clip = {"label": c.final_label, "start": c.time_start, "end": c.time_end,
@@ -360,16 +384,14 @@ def write_batch_reports(out: Path, rows: Sequence[Any]) -> None:
                     row.error,
                 ]
             )
-    kinetics: list[tuple[str, str, float, float]] = []
-    for row in rows:
-        folder = out / row.output
-        if row.status == "done" and (folder / SEGMENTS_CSV).is_file():
-            kinetics += [
-                (c.final_label, folder.name, c.time_start, c.time_end)
-                for c in read_segments(folder)
-            ]
+    segments = _done_segments(out, rows)
+    kinetics = [
+        (c.final_label, Path(output).name, c.time_start, c.time_end)
+        for output, found in segments.items()
+        for c in found
+    ]
     write_kinetics_csv(out / KINETICS_CSV, kinetics)
-    write_batch_html(out, rows)
+    write_batch_html(out, rows, segments=segments)
 
 
 def _num(value: float | None) -> str:

@@ -266,10 +266,9 @@ def scan(
     )
     shots = None
     consumers: list[FrameConsumer] = []
-    closer_of: list[Closer] = []
     image = ImageScoring(
         image_tap, models.scorer, models.batch_size, keep_seconds, stages,
-        on_scored=lambda t, p: closer_of[0](segmenter.push(t, p)),
+        on_scored=lambda t, p: None,  # the closer, once it exists (below)
         progress=(lambda done: progress(done, duration)) if progress else None,
     )  # fmt: skip
     video_taps = models.relabeler.taps() if models.relabeler else []
@@ -289,7 +288,7 @@ def scan(
         image, rings, models.judge, split, info.duration_seconds, stages,
         models.relabeler, models.turns, shots, cutter,
     )  # fmt: skip
-    closer_of.append(closer)
+    image.on_scored = lambda t, p: closer(segmenter.push(t, p))
     _run(video, consumers, cfg.decode_device, stages)
     closer(segmenter.finish())
     if progress:
