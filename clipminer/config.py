@@ -120,9 +120,18 @@ class FindClipsConfig:
     )
     precision: Precision = setting(
         "auto",
-        "Inference precision of both models: auto (what the bundle was quantized to with "
-        "`clipminer quantize`, else fp32; bf16 autocast on CUDA), fp32, bf16 (CUDA, or CPUs "
-        "with AVX512_BF16/AMX), int8 (a bundle made by `clipminer quantize`).",
+        "Inference precision of both models: auto (the fastest this machine runs natively: "
+        "the int8 weights of a bundle made by `clipminer quantize`, else bf16 on CPUs with "
+        "AVX512_BF16/AMX and on CUDA, else fp32; checked against fp32 at the start of the "
+        "run, see --precision-guard), fp32, bf16, int8 (a quantized bundle).",
+    )
+    precision_guard: float = setting(
+        0.98,
+        "With --precision auto, the first 64 frames and 8 re-label windows also run in "
+        "fp32; if fewer than this share agree on the top class, the model falls back to "
+        "fp32 (one line says so; run.json records it). 0: no check.",
+        min=0.0,
+        max=1.0,
     )
 
     def __post_init__(self) -> None:

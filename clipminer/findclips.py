@@ -42,6 +42,7 @@ from clipminer.layout import (
     folder_name,
     videos_root,
 )
+from clipminer.memory import PeakMemory
 from clipminer.mining import outputs
 from clipminer.mining.cutter import EarlyCutter, cut_candidate
 from clipminer.mining.judge import (
@@ -60,6 +61,7 @@ from clipminer.mining.stream import IMAGE_TAP, PassModels, scan
 from clipminer.models.bundle import Bundle, load_bundle
 from clipminer.models.features import weights_id
 from clipminer.models.image import ImageScorer
+from clipminer.precision import report
 from clipminer.segments import OnlineSegmenter, Segment
 from clipminer.transforms import eval_resize_shape
 
@@ -99,7 +101,12 @@ class ClipMiner:
         self.device = resolve_device(config.device)
         self.scorer: ImageScorer | None = None
         if image_model is not None:
-            self.scorer = ImageScorer(image_model, device=config.device, precision=config.precision)
+            self.scorer = ImageScorer(
+                image_model,
+                device=config.device,
+                precision=config.precision,
+                guard=config.precision_guard,
+            )
             if config.image_size:
                 self.scorer.size = (config.image_size, config.image_size)
                 _check_fixed_shape(self.scorer)
@@ -124,6 +131,7 @@ class ClipMiner:
                 device=self.device,
                 windows=config.relabel_windows,
                 precision=config.precision,
+                guard=config.precision_guard,
             )
             if bundles
             else None
@@ -148,11 +156,23 @@ class ClipMiner:
         }
         """Which weights the embeddings come from (``run.json``; dedup compares like
         with like)."""
-        self.precision: dict[str, str | None] = {
+        self._peaks: PeakMemory | None = None
+        """The memory watch of the video being mined (``run.json``)."""
+
+    @property
+    def precision(self) -> dict[str, str | None]:
+        """What each model runs at now (``run.json``): auto's guard may have changed it."""
+        return {
             "image": self.scorer.run.precision if self.scorer else None,
             "video": self.relabeler.precision if self.relabeler else None,
         }
-        """What each model actually runs at (recorded in ``run.json``)."""
+
+    def precision_report(self) -> dict[str, object]:
+        """How each model ran, auto's guard included (``run.json``)."""
+        return {
+            "image": report(self.scorer.run) if self.scorer else None,
+            "video": self.relabeler.precision_report() if self.relabeler else [],
+        }
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -173,6 +193,17 @@ class ClipMiner:
 
         ``name`` defaults to :func:`~clipminer.layout.folder_name` of the video.
         """
+        with PeakMemory() as self._peaks:
+            return self._mine(video, out_root, progress, name, source)
+
+    def _mine(
+        self,
+        video: str | os.PathLike[str],
+        out_root: str | os.PathLike[str],
+        progress: Progress | None,
+        name: str | None,
+        source: SourceId | None,
+    ) -> VideoResult:
         video, out_root = Path(video), Path(out_root)
         info = probe(video)
         source = source or _source_of(video)
@@ -217,6 +248,16 @@ class ClipMiner:
         name: str | None = None,
     ) -> VideoResult:
         """Segment, re-label and cut again from a saved ``scores.parquet``."""
+        with PeakMemory() as self._peaks:
+            return self._rescore(video, scores_path, out_root, name)
+
+    def _rescore(
+        self,
+        video: str | os.PathLike[str],
+        scores_path: str | os.PathLike[str],
+        out_root: str | os.PathLike[str],
+        name: str | None,
+    ) -> VideoResult:
         video, out_root = Path(video), Path(out_root)
         info = probe(video)
         source = _source_of(video)
@@ -330,6 +371,8 @@ class ClipMiner:
             "video_seconds": result.info.duration_seconds,
             "device": str(self.device),
             "precision": self.precision,
+            "precision_check": self.precision_report(),
+            "memory": self._peaks.report() if self._peaks else {},
             "models": self.models,
             "embedding_models": embedded,
             "open_set": {

@@ -86,6 +86,11 @@ class PreparedModel:
     """The torch module that :attr:`run` calls, where there is one (not OpenVINO): forward
     hooks on its layers see what the model computes (:mod:`clipminer.models.features`)."""
 
+    @property
+    def networks(self) -> tuple[nn.Module, ...]:
+        """:attr:`network`, where there is one (as :attr:`GuardedModel.networks`)."""
+        return () if self.network is None else (self.network,)
+
     def __call__(self, inputs: Tensor) -> Tensor:
         """Float32 logits N×K for model inputs N×…."""
         with torch.inference_mode():
@@ -652,19 +657,155 @@ def resolve(
 # -- bundles ------------------------------------------------------------------------------
 
 
+GUARD_ITEMS = {"image": 64, "video": 8}
+"""How many of a run's first inputs the guard of ``--precision auto`` checks: frames for
+the image model, re-label windows for a video model."""
+
+
+class GuardedModel:
+    """``--precision auto``'s pick (bf16 or int8), checked against fp32 on the run's own
+    first inputs.
+
+    The first ``needed`` inputs run through both models and get the fp32 logits; their
+    top-1 agreement decides. At ``min_agreement`` or more the candidate runs alone from
+    then on; below it (as soon as too many disagree to reach it) fp32 does, and one
+    warning line says so. Called, and read for ``precision``, like a
+    :class:`PreparedModel`.
+
+    Args:
+        candidate: the low-precision model.
+        reference: the same model in fp32.
+        min_agreement: the least top-1 agreement accepted (0..1).
+        needed: inputs checked before the candidate runs alone.
+        name: the model, for the log line.
+        why: why auto picked the candidate (``run.json``).
+    """
+
+    def __init__(
+        self,
+        candidate: PreparedModel,
+        reference: PreparedModel,
+        *,
+        min_agreement: float,
+        needed: int,
+        name: str,
+        why: str,
+    ) -> None:
+        self.candidate, self.reference = candidate, reference
+        self.min_agreement, self.needed = min_agreement, max(1, needed)
+        self.name, self.why = name, why
+        self.same = self.checked = 0
+        self.state: Literal["checking", "passed", "failed"] = "checking"
+
+    @property
+    def current(self) -> PreparedModel:
+        """The model whose logits callers get now."""
+        return self.candidate if self.state == "passed" else self.reference
+
+    @property
+    def precision(self) -> Mode:
+        """The mode this model runs at: the candidate's unless the guard failed it."""
+        return self.reference.precision if self.state == "failed" else self.candidate.precision
+
+    @property
+    def backend(self) -> Backend:
+        return (self.reference if self.state == "failed" else self.candidate).backend
+
+    @property
+    def device(self) -> torch.device:
+        return self.candidate.device
+
+    @property
+    def saved(self) -> Mapping[str, Any]:
+        return self.candidate.saved
+
+    @property
+    def networks(self) -> tuple[nn.Module, ...]:
+        """Both models' torch networks: feature hooks on the same layer of each see the
+        model whose logits are returned last."""
+        both = (*self.candidate.networks, *self.reference.networks)
+        return tuple({id(net): net for net in both}.values())  # CUDA bf16 shares one
+
+    @property
+    def agreement(self) -> float | None:
+        return self.same / self.checked if self.checked else None
+
+    def __call__(self, inputs: Tensor) -> Tensor:
+        if self.state == "passed":
+            return self.candidate(inputs)
+        if self.state == "failed":
+            return self.reference(inputs)
+        low = self.candidate(inputs)
+        logits = self.reference(inputs)  # last: the feature hooks keep fp32's features
+        self.same += int((low.argmax(dim=1).cpu() == logits.argmax(dim=1).cpu()).sum())
+        self.checked += len(logits)
+        self._decide()
+        return logits
+
+    def _decide(self) -> None:
+        mode = self.candidate.precision
+        wrong_allowed = (1 - self.min_agreement) * self.needed
+        if self.checked - self.same > wrong_allowed + 1e-9:
+            self.state = "failed"
+            logger.warning(
+                "%s: %s agreed with fp32 on %d of the first %d inputs (guard %.2f): running fp32",
+                self.name, mode, self.same, self.checked, self.min_agreement,
+            )  # fmt: skip
+        elif self.checked >= self.needed:
+            self.state = "passed"
+            logger.info(
+                "%s: %s agreed with fp32 on %d of the first %d inputs: running %s",
+                self.name, mode, self.same, self.checked, mode,
+            )  # fmt: skip
+
+    def report(self) -> dict[str, Any]:
+        """What ``run.json`` records: the mode run, the one tried, the agreement measured
+        (top-1, on how many inputs) and why."""
+        agreement = self.agreement
+        outcome = {
+            "checking": "still checking when the run ended",
+            "passed": "passed the guard",
+            "failed": "failed the guard, fell back to fp32",
+        }[self.state]
+        return {
+            "precision": self.precision,
+            "candidate": self.candidate.precision,
+            "agreement": None if agreement is None else round(agreement, 4),
+            "checked": self.checked,
+            "min_agreement": self.min_agreement,
+            "why": f"{self.why}; {outcome}",
+        }
+
+
+Runner = PreparedModel | GuardedModel
+"""A model as find-clips runs it: at one precision, or auto's pick under its guard."""
+
+
+def report(model: Runner) -> dict[str, Any]:
+    """What ``run.json`` records about how ``model`` ran (see :meth:`GuardedModel.report`)."""
+    if isinstance(model, GuardedModel):
+        return model.report()
+    return {"precision": model.precision, "why": "asked for, or nothing faster runs here"}
+
+
 def for_bundle(
     model: nn.Module,
     bundle: Bundle,
     precision: str,
     *,
     device: torch.device,
-) -> PreparedModel:
+    guard: float = 0.98,
+    guard_items: int = GUARD_ITEMS["image"],
+) -> Runner:
     """``model`` (the fp32 network of ``bundle``) at the ``--precision`` asked for.
 
-    ``auto`` runs what ``clipminer quantize`` stored in the bundle (it passed the
-    accuracy guard there) and fp32 for a plain bundle; on CUDA, bf16 autocast where the
-    GPU has it. ``int8`` needs a bundle quantized to int8; ``bf16`` and ``fp32`` are
-    made from the fp32 weights.
+    ``auto`` is the fastest mode this device runs natively: the int8 weights that
+    ``clipminer quantize`` stored in the bundle (CPU), else bf16 where the CPU has
+    AVX512_BF16 or AMX or the GPU has bf16, else fp32. Anything but fp32 runs under a
+    :class:`GuardedModel` that falls back to fp32 when its top-1 agrees with fp32 on
+    fewer than ``guard`` of the first ``guard_items`` inputs (``guard`` 0: no guard).
+    ``int8`` needs a bundle quantized to int8; ``bf16`` and ``fp32`` are made from the
+    fp32 weights.
 
     Raises:
         UsageError: the mode cannot run here, or int8 was asked of a bundle without
@@ -684,16 +825,29 @@ def for_bundle(
         return restore(model, stored, device=device)
     if mode != "auto":
         return prepare(model, mode, device=device)
-    if device.type == "cuda":
-        return prepare(model, "bf16" if "bf16" in supported(device) else "fp32", device=device)
-    if stored and stored.get("precision") != "fp32":
+    picked = _auto_candidate(model, stored, device=device, name=str(name))
+    if picked is None:
+        return prepare(model, "fp32", device=device)
+    candidate, why = picked
+    if guard <= 0:
+        return candidate
+    reference = prepare(model, "fp32", device=device)
+    return GuardedModel(
+        candidate, reference, min_agreement=guard, needed=guard_items, name=str(name), why=why
+    )
+
+
+def _auto_candidate(
+    model: nn.Module, stored: Mapping[str, Any] | None, *, device: torch.device, name: str
+) -> tuple[PreparedModel, str] | None:
+    """The mode ``auto`` tries before fp32, and why; None for fp32."""
+    if device.type == "cpu" and stored and stored.get("precision") == "int8":
         try:
-            return restore(model, stored, device=device)
+            return restore(model, stored, device=device), "the bundle holds int8 weights"
         except UsageError as exc:  # e.g. OpenVINO missing here: auto may fall back
-            logger.warning(
-                "%s: running fp32, the stored %s model cannot run here: %s",
-                name,
-                stored.get("precision"),
-                exc,
-            )
-    return prepare(model, "fp32", device=device)
+            logger.warning("%s: running fp32, its int8 model cannot run here: %s", name, exc)
+            return None
+    if "bf16" in supported(device):
+        why = "the GPU has bf16" if device.type == "cuda" else "the CPU has native bf16"
+        return prepare(model, "bf16", device=device), why
+    return None

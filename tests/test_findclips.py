@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from clipminer import synth
+from clipminer import precision, synth
 from clipminer.cli import app
 from clipminer.cut import cut_clip
 from clipminer.decode import iter_frames, probe
@@ -88,7 +88,8 @@ def _timed(work, kind: str):
         finally:
             _INTERVALS.append((kind, start, time.perf_counter()))
 
-    run.taps = getattr(work, "taps", None)  # the re-labeller's decode outputs
+    for name in ("taps", "precision", "precision_report"):  # the re-labeller's own
+        setattr(run, name, getattr(work, name, None))
     return run
 
 
@@ -149,6 +150,43 @@ def test_outputs_follow_the_contract(mined, long_video) -> None:
         requested = float(record["time_end"]) - float(record["time_start"])
         assert abs(len(frames) / 25 - requested) <= 1 / 25 + 1e-6  # within one frame
     assert not list(out.glob(".*"))  # no staging folders left
+    record = json.loads((folder / "run.json").read_text())
+    memory = record["memory"]
+    assert 0 < memory["peak_anon_mib"] < memory["peak_rss_mib"] < 8192
+    check = record["precision_check"]
+    assert check["image"]["precision"] == record["precision"]["image"]
+    assert [v["precision"] for v in check["video"]] == [record["precision"]["video"]]
+
+
+def test_auto_falls_back_to_fp32_when_the_guard_fails(
+    models, long_video, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU that says it has native bf16, auto tries bf16 for both models; a bf16
+    that names other classes fails the guard on the first batch, and the run's
+    segments are fp32's."""
+    fp32 = FindClipsConfig(
+        segment=SegmentConfig(segment_on="action"), device="cpu", cut="none", precision="fp32"
+    )
+    expected = ClipMiner(models[0], [models[1]], config=fp32).run(long_video.path, tmp_path / "a")
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+
+    def disagreeing_bf16(model, *, device, compile):
+        return precision.PreparedModel(lambda x: -model(x), "bf16", "torch", device)
+
+    monkeypatch.setattr(precision, "_prepare_bf16", disagreeing_bf16)
+    config = FindClipsConfig(segment=SegmentConfig(segment_on="action"), device="cpu", cut="none")
+    miner = ClipMiner(models[0], [models[1]], config=config)
+    assert miner.precision == {"image": "bf16", "video": "bf16"}
+    again = miner.run(long_video.path, tmp_path / "b")
+    assert [(c.segment, c.video_label) for c in again.candidates] == [
+        (c.segment, c.video_label) for c in expected.candidates
+    ]
+    assert expected.candidates
+    record = json.loads((again.out_dir / "run.json").read_text())
+    assert record["precision"] == {"image": "fp32", "video": "fp32"}
+    image, [video] = record["precision_check"]["image"], record["precision_check"]["video"]
+    assert (image["candidate"], image["agreement"], video["candidate"]) == ("bf16", 0.0, "bf16")
+    assert "fell back to fp32" in image["why"] and "fell back to fp32" in video["why"]
 
 
 def test_same_inputs_same_outputs_and_rescore(mined, models, long_video, tmp_path) -> None:

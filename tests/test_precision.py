@@ -402,3 +402,105 @@ def test_restore_openvino_state_without_openvino(
     }
     with pytest.raises(UsageError, match="pip install openvino nncf"):
         precision.restore(tiny_image.model, state, device=CPU)
+
+
+# -- auto and its run-time guard -------------------------------------------------------------
+
+
+class _BundleStub:
+    """What :func:`precision.for_bundle` reads of a bundle: no stored precision."""
+
+    precision = None
+    source = "stub.pt"
+
+
+class _DisagreesInBf16(nn.Module):
+    """A classifier whose bf16 copy names another class for every input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = self.head(x)
+        return logits.flip(1) if x.dtype == torch.bfloat16 else logits
+
+
+@pytest.fixture
+def native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This CPU says it has AVX512_BF16 (bf16 then runs emulated, slowly, where it has not)."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+
+
+@pytest.mark.parametrize(
+    ("flags", "picked"),
+    [({"avx2", "fma"}, None), ({"avx512f", "avx512_vnni"}, None), ({"amx_bf16"}, "bf16")],
+)
+def test_auto_picks_bf16_only_where_the_cpu_flags_allow(
+    flags: set[str], picked: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    model = _DisagreesInBf16().eval()
+    run = precision.for_bundle(model, _BundleStub(), "auto", device=CPU)  # type: ignore[arg-type]
+    if picked is None:
+        assert isinstance(run, precision.PreparedModel) and run.precision == "fp32"
+        assert precision.report(run)["precision"] == "fp32"
+    else:
+        assert isinstance(run, precision.GuardedModel)
+        assert (run.candidate.precision, run.state) == (picked, "checking")
+
+
+def _feed(run: precision.Runner, count: int, batch: int = 8) -> list[Tensor]:
+    torch.manual_seed(0)
+    return [run(torch.randn(batch, 4)) for _ in range(count // batch)]
+
+
+def test_the_guard_falls_back_to_fp32_when_bf16_disagrees(
+    native_bf16: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = _DisagreesInBf16().eval()
+    run = precision.for_bundle(model, _BundleStub(), "auto", device=CPU, guard_items=64)  # type: ignore[arg-type]
+    assert isinstance(run, precision.GuardedModel) and run.precision == "bf16"
+    with caplog.at_level("WARNING", logger="clipminer.precision"):
+        outputs = _feed(run, 64)
+    # it gave up on bf16 as soon as the first batch made 0.98 of 64 out of reach
+    assert (run.state, run.precision, run.backend, run.checked) == ("failed", "fp32", "torch", 8)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "bf16 agreed with fp32 on 0 of the first 8 inputs" in line and "running fp32" in line
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        expected = [model(torch.randn(8, 4)) for _ in range(8)]
+    assert all(torch.equal(a, b) for a, b in zip(outputs, expected, strict=True))
+    record = run.report()
+    assert (record["precision"], record["candidate"], record["agreement"]) == ("fp32", "bf16", 0.0)
+    assert "fell back to fp32" in record["why"] and "native bf16" in record["why"]
+
+
+def test_the_guard_keeps_bf16_that_agrees_and_then_runs_it_alone(native_bf16: None) -> None:
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    with torch.no_grad():  # classes far apart: bf16 rounding cannot swap them
+        model[0].weight.copy_(torch.tensor([[10.0, 0, 0, 0], [0, 10.0, 0, 0], [0, 0, 10.0, 0]]))
+    run = precision.for_bundle(model, _BundleStub(), "auto", device=CPU, guard_items=16)  # type: ignore[arg-type]
+    assert isinstance(run, precision.GuardedModel)
+    inputs = torch.eye(4)[:3].repeat(4, 1)  # 12 inputs: one class each, clearly
+    with torch.inference_mode():
+        first = run(inputs)
+        assert run.state == "checking" and torch.equal(first, model(inputs))  # fp32's logits
+        run(inputs)
+        assert (run.state, run.precision, run.agreement) == ("passed", "bf16", 1.0)
+        after = run(inputs)
+    assert not torch.equal(after, model(inputs))  # the bf16 copy's, rounded
+    assert torch.equal(after.argmax(1), model(inputs).argmax(1))
+
+
+def test_guard_zero_runs_the_pick_unchecked(native_bf16: None) -> None:
+    model = _DisagreesInBf16().eval()
+    run = precision.for_bundle(model, _BundleStub(), "auto", device=CPU, guard=0)  # type: ignore[arg-type]
+    assert isinstance(run, precision.PreparedModel) and run.precision == "bf16"
+
+
+def test_a_guard_still_checking_says_so(native_bf16: None) -> None:
+    run = precision.for_bundle(nn.Linear(4, 3).eval(), _BundleStub(), "auto", device=CPU)  # type: ignore[arg-type]
+    assert isinstance(run, precision.GuardedModel)
+    assert run.report()["agreement"] is None
+    assert "still checking" in run.report()["why"]

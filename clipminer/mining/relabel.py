@@ -24,7 +24,7 @@ from clipminer.memory import release_free_memory
 from clipminer.models import video as video_models
 from clipminer.models.bundle import Bundle, inference_network
 from clipminer.models.features import HeadInputs, weights_id
-from clipminer.precision import PreparedModel, for_bundle
+from clipminer.precision import GUARD_ITEMS, Runner, for_bundle, report
 from clipminer.sampling import uniform_window_starts, window_indices
 from clipminer.segments import Segment
 
@@ -94,6 +94,7 @@ class VideoRelabeler:
         device: torch device.
         windows: most windows of each model's clip length spread over a segment.
         precision: "auto", "fp32", "bf16" or "int8" (:func:`clipminer.precision.for_bundle`).
+        guard: the least top-1 agreement with fp32 of auto's pick on the first windows.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class VideoRelabeler:
         device: torch.device,
         windows: int = 4,
         precision: str = "auto",
+        guard: float = 0.98,
     ) -> None:
         self.device = device
         self.windows = windows
@@ -110,7 +112,7 @@ class VideoRelabeler:
         # 16 x 112: batch 1, 2, 4 ran 1.73-1.79, 1.74-1.76, 1.64 windows/s, and in a
         # 1-minute 1080p find-clips the re-label phase peaked at 1273, 1443, 1561 MiB.
         self.window_batch = 8 if device.type == "cuda" else 1
-        self.models: list[tuple[PreparedModel, ClipSpec, list[int]]] = []
+        self.models: list[tuple[Runner, ClipSpec, list[int]]] = []
         self.labels: list[str] = []
         keys: dict[str, int] = {}
         for bundle in bundles:
@@ -127,7 +129,10 @@ class VideoRelabeler:
                     self.labels.append(label)
                 columns.append(keys[key])
             model = inference_network(bundle, video_models.BUILDERS, device)
-            prepared = for_bundle(model, bundle, precision, device=device)
+            prepared = for_bundle(
+                model, bundle, precision, device=device,
+                guard=guard, guard_items=GUARD_ITEMS["video"],
+            )  # fmt: skip
             self.models.append((prepared, bundle.input.clip_spec(), columns))
         first = self.models[0][0] if self.models else None
         self.features = (
@@ -140,6 +145,10 @@ class VideoRelabeler:
     def precision(self) -> str:
         """What the models run at ("int8", or "fp32+int8" when they differ)."""
         return "+".join(dict.fromkeys(model.precision for model, _, _ in self.models))
+
+    def precision_report(self) -> list[dict[str, object]]:
+        """How each model ran (:func:`clipminer.precision.report`), for ``run.json``."""
+        return [report(model) for model, _, _ in self.models]
 
     def taps(self) -> list[Tap]:
         """One decode output per distinct (frame rate, short side) of the models."""

@@ -14,33 +14,32 @@ import numpy as np
 import torch
 from torch import nn
 
-from clipminer.precision import PreparedModel
+from clipminer.precision import Runner
 
 
 class HeadInputs:
     """Keeps what the layer ``head`` of ``prepared``'s network received on its last call.
 
     Args:
-        prepared: the model as it runs (any precision).
+        prepared: the model as it runs (any precision); under the guard of
+            ``--precision auto`` both networks are watched, and the last one called wins.
         head: attribute path of its final Linear layer (``classifier``, ``fc``,
             ``classifier.3``).
     """
 
-    def __init__(self, prepared: PreparedModel, head: str) -> None:
+    def __init__(self, prepared: Runner, head: str) -> None:
         self.last: torch.Tensor | None = None
-        self._handle: Any = None
-        module: nn.Module | None = None
-        if prepared.network is not None:
+        self._handles: list[Any] = []
+        for network in prepared.networks:
             try:
-                module = prepared.network.get_submodule(head)
+                module: nn.Module = network.get_submodule(head)
             except AttributeError:
-                module = None
-        if module is not None:
-            self._handle = module.register_forward_hook(self._keep)
+                continue
+            self._handles.append(module.register_forward_hook(self._keep))
 
     @property
     def available(self) -> bool:
-        return self._handle is not None
+        return bool(self._handles)
 
     def _keep(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         x = inputs[0]
