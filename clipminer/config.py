@@ -60,8 +60,8 @@ class FindClipsConfig:
     )
     batch_size: int | None = setting(
         None,
-        "Frames per image-model batch (default on the CPU: 4 at 224 px, more for smaller "
-        "inputs; 32 on CUDA).",
+        "Frames per image-model batch (default on the CPU: 4 at 224 px, twice that in bf16, "
+        "more for smaller inputs; 32 on CUDA).",
         min=1,
     )
     """Default on the CPU 4 at 224 px, more for smaller inputs (4 x (224 / size)^2, at
@@ -78,6 +78,26 @@ class FindClipsConfig:
     )
     relabel_windows: int = setting(
         4, "Most windows of the video model's clip length averaged over a segment.", min=1
+    )
+    relabel_agree: int = setting(
+        2,
+        "Stop re-labelling a segment once its first windows (taken from the middle out) "
+        "all name the same class and this many have run; 0: run every window.",
+        min=0,
+    )
+    score_stride: int = setting(
+        3,
+        "Score every Nth sampled frame first, and the frames between two of them only "
+        "where those two differ (another top class, or a class probability by more than "
+        "--score-tolerance); elsewhere interpolate. 1: score every sampled frame.",
+        min=1,
+    )
+    score_tolerance: float = setting(
+        0.05,
+        "How far apart (largest difference of one class's probability) two scored frames "
+        "may be for the frames between them to be interpolated (--score-stride > 1).",
+        min=0.0,
+        max=1.0,
     )
     relabel_vote: RelabelVote = setting(
         "both",

@@ -88,7 +88,7 @@ def _timed(work, kind: str):
         finally:
             _INTERVALS.append((kind, start, time.perf_counter()))
 
-    for name in ("taps", "precision", "precision_report"):  # the re-labeller's own
+    for name in ("taps", "precision", "precision_report", "windows_run"):  # the re-labeller's
         setattr(run, name, getattr(work, name, None))
     return run
 

@@ -9,7 +9,7 @@ action is decided by both models together, which action by the video model.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -95,6 +95,8 @@ class VideoRelabeler:
         windows: most windows of each model's clip length spread over a segment.
         precision: "auto", "fp32", "bf16" or "int8" (:func:`clipminer.precision.for_bundle`).
         guard: the least top-1 agreement with fp32 of auto's pick on the first windows.
+        agree: stop once this many windows, the first from the middle out, name the same
+            class (0: run every window).
     """
 
     def __init__(
@@ -105,9 +107,13 @@ class VideoRelabeler:
         windows: int = 4,
         precision: str = "auto",
         guard: float = 0.98,
+        agree: int = 0,
     ) -> None:
         self.device = device
         self.windows = windows
+        self.agree = agree
+        self.windows_run = 0
+        """Windows the video models ran on so far (all models)."""
         # Windows per forward pass. Measured on 2 CPU cores (torch 2.14), r2plus1d_18 at
         # 16 x 112: batch 1, 2, 4 ran 1.73-1.79, 1.74-1.76, 1.64 windows/s, and in a
         # 1-minute 1080p find-clips the re-label phase peaked at 1273, 1443, 1561 MiB.
@@ -140,6 +146,19 @@ class VideoRelabeler:
         )
         """Penultimate features of the first model (clip embeddings for curation)."""
         self.weights_id = weights_id(bundles[0].state_dict) if bundles else None
+
+    def _batches(self, clips: torch.Tensor, probs: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The windows to run, in batches of ``window_batch``. With ``agree``, the first
+        ``agree`` windows from the middle out come first and the rest only when those
+        name different classes (``probs``, filled by the caller, holds their answers)."""
+        early = 0 < self.agree < len(clips)
+        order = middle_out(len(clips)) if early else list(range(len(clips)))
+        groups = [order[: self.agree], order[self.agree :]] if early else [order]
+        for g, group in enumerate(groups):
+            if g and len(set(torch.cat(probs).argmax(dim=1).tolist())) == 1:
+                return
+            for first in range(0, len(group), self.window_batch):
+                yield clips[group[first : first + self.window_batch]]
 
     @property
     def precision(self) -> str:
@@ -178,14 +197,15 @@ class VideoRelabeler:
             if not frames:
                 raise ClipminerError("no frames to re-label the segment with")
             clips = segment_clips(frames, spec, self.windows)
-            probs = []
-            for first in range(0, len(clips), self.window_batch):
-                batch = clips[first : first + self.window_batch].to(self.device)
-                logits = model(batch.contiguous(memory_format=torch.channels_last_3d))
+            probs: list[torch.Tensor] = []
+            for batch in self._batches(clips, probs):
+                batch = batch.to(self.device).contiguous(memory_format=torch.channels_last_3d)
+                logits = model(batch)
                 probs.append(torch.softmax(logits.float(), dim=1).cpu())
                 kept = self.features.take() if k == 0 and self.features else None
                 if kept is not None:
                     features.append(kept)
+            self.windows_run += sum(len(p) for p in probs)
             total[columns] += torch.cat(probs).mean(0).numpy()
             release_free_memory()
         total /= len(self.models)
@@ -194,6 +214,12 @@ class VideoRelabeler:
         mean = np.concatenate(features).mean(0) if features else None
         every = {label: float(p) for label, p in zip(self.labels, total, strict=True)}
         return Relabel(top5[0][0], top5[0][1], top5, mean, every)
+
+
+def middle_out(count: int) -> list[int]:
+    """0..count-1 ordered from the middle outwards: 4 -> [1, 2, 0, 3]."""
+    centre = (count - 1) / 2
+    return sorted(range(count), key=lambda k: (abs(k - centre), k))
 
 
 def segment_clips(frames: Sequence[Frame], spec: ClipSpec, windows: int) -> torch.Tensor:

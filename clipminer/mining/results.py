@@ -120,6 +120,8 @@ class VideoResult:
     """Candidates dropped by the open-set decision (label, times, score; in ``run.json``)."""
     open_set_threshold: float | None = None
     """The open-set threshold the candidates were judged by (None: none was)."""
+    model_work: dict[str, int] = field(default_factory=dict)
+    """Frames the image model ran on, windows the video models ran on (``run.json``)."""
 
 
 @dataclass
@@ -136,3 +138,5 @@ class Scan:
     video_embedding: np.ndarray | None = None
     open_set_threshold: float | None = None
     """The open-set threshold to judge the candidates by."""
+    model_work: dict[str, int] = field(default_factory=dict)
+    """Frames the image model ran on, windows the video models ran on (``run.json``)."""

@@ -52,6 +52,35 @@ class _Failed:
     error: BaseException
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """One frame's class probabilities and pooled features (None: the model has none)."""
+
+    t: float
+    probs: np.ndarray
+    features: np.ndarray | None
+
+    def close_to(self, other: _Scored, tolerance: float) -> bool:
+        """Same top class, and no class's probability apart by more than ``tolerance``."""
+        return int(self.probs.argmax()) == int(other.probs.argmax()) and bool(
+            np.abs(self.probs - other.probs).max() <= tolerance
+        )
+
+    def towards(self, other: _Scored, t: float) -> _Scored:
+        """The values at time ``t`` between this frame and ``other``, linearly."""
+        w = np.float32(np.clip((t - self.t) / max(other.t - self.t, 1e-9), 0.0, 1.0))
+
+        def between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return (a + w * (b - a)).astype(a.dtype)  # exactly a where b equals a
+
+        features = (
+            None
+            if self.features is None or other.features is None
+            else between(self.features, other.features)
+        )
+        return _Scored(t, between(self.probs, other.probs), features)
+
+
 class FrameConsumer(Protocol):
     """What the pass hands the frames of one tap to."""
 
@@ -104,7 +133,14 @@ class ShotWatch:
 class ImageScoring:
     """Scores the image tap's frames in batches; each frame's probabilities go to
     ``on_scored`` in time order. Keeps every score, the pooled features of the last
-    ``keep_seconds`` and their running sum (the whole video's embedding)."""
+    ``keep_seconds`` and their running sum (the whole video's embedding).
+
+    With ``stride`` > 1 only every ``stride``-th frame (an anchor) is scored at first;
+    the frames between two anchors are scored too where the anchors differ (another
+    top class, or any class's probability by more than ``tolerance``), and elsewhere
+    get the anchors' probabilities and features interpolated by time. ``stride`` 1
+    scores every frame, in the same batches as ever.
+    """
 
     def __init__(
         self,
@@ -115,49 +151,124 @@ class ImageScoring:
         stages: StageTimes,
         on_scored: Callable[[float, np.ndarray], None],
         progress: Callable[[float], None] | None = None,
+        *,
+        stride: int = 1,
+        tolerance: float = 0.0,
     ) -> None:
         self.tap, self.scorer, self.batch_size = tap, scorer, batch_size
         self.keep_seconds, self.stages = keep_seconds, stages
         self.on_scored, self.progress = on_scored, progress
+        self.stride, self.tolerance = max(1, stride), tolerance
         self.times: list[float] = []
         self.scores: list[np.ndarray] = []
         self.features: deque[tuple[float, np.ndarray]] = deque()
         self.feature_sum: np.ndarray | None = None
         self.feature_count = 0
-        self._batch: list[Frame] = []
+        self.model_frames = 0
+        """Frames the image model actually ran on (the rest were interpolated)."""
+        self._waiting: list[Frame] = []
+        self._anchors = 0
+        self._pushed = 0
+        self._left: _Scored | None = None
 
     def push(self, frame: Frame) -> None:
-        self._batch.append(frame)
-        if len(self._batch) >= self.batch_size:
+        self._waiting.append(frame)
+        if self._pushed % self.stride == 0:
+            self._anchors += 1
+        self._pushed += 1
+        if self._anchors >= self.batch_size:
             self._flush()
 
     def finish(self) -> None:
         self._flush()
 
     def _flush(self) -> None:
-        batch = self._batch
-        if not batch:
+        """Score the waiting frames' anchors (the last waiting frame is one), then the
+        frames between anchors that differ; hand every frame on, in time order."""
+        waiting, first = self._waiting, self._pushed - len(self._waiting)
+        if not waiting:
             return
-        with self.stages.timing("score"):
-            probs = self.scorer(np.stack([f.pixels for f in batch]))
-        features = self.scorer.features.take()
-        if features is not None:
-            self.feature_sum = features.sum(0) + (
+        anchors = [k for k in range(len(waiting)) if (first + k) % self.stride == 0]
+        if anchors[-1:] != [len(waiting) - 1]:
+            anchors.append(len(waiting) - 1)  # the video ended between anchors
+        done: dict[int, _Scored] = dict(zip(anchors, self._score(waiting, anchors), strict=True))
+        between = self._unclear(waiting, anchors, done)
+        done.update(zip(between, self._score(waiting, between), strict=True))
+        self._interpolate(waiting, anchors, done)
+        vectors = [done[k].features for k in range(len(waiting))]
+        if all(v is not None for v in vectors):  # summed as one batch, as ever
+            self.feature_sum = np.stack(vectors).sum(0) + (  # type: ignore[arg-type]
                 0 if self.feature_sum is None else self.feature_sum
             )
-            self.feature_count += len(features)
-        for k, (frame, p) in enumerate(zip(batch, probs, strict=True)):
-            self.times.append(frame.pts_seconds)
-            self.scores.append(p)
-            if features is not None:
-                self.features.append((frame.pts_seconds, features[k]))
-                while self.features[0][0] < frame.pts_seconds - self.keep_seconds:
-                    self.features.popleft()
-            self.on_scored(frame.pts_seconds, p)
+            self.feature_count += len(vectors)
+        for k, frame in enumerate(waiting):
+            self._emit(frame.pts_seconds, done[k])
+        self._left = done[len(waiting) - 1]
         if self.progress:
-            self.progress(batch[-1].pts_seconds)
-        batch.clear()
+            self.progress(waiting[-1].pts_seconds)
+        self._waiting, self._anchors = [], 0
         release_free_memory()
+
+    def _score(self, frames: Sequence[Frame], which: Sequence[int]) -> list[_Scored]:
+        """The model's probabilities and features of ``frames[k]`` for k in ``which``,
+        in batches of at most ``batch_size``."""
+        scored: list[_Scored] = []
+        for start in range(0, len(which), self.batch_size):
+            chunk = [frames[k] for k in which[start : start + self.batch_size]]
+            with self.stages.timing("score"):
+                probs = self.scorer(np.stack([f.pixels for f in chunk]))
+            features = self.scorer.features.take()
+            self.model_frames += len(chunk)
+            scored += [
+                _Scored(f.pts_seconds, p, None if features is None else features[i])
+                for i, (f, p) in enumerate(zip(chunk, probs, strict=True))
+            ]
+        return scored
+
+    def _gaps(self, anchors: Sequence[int]) -> list[tuple[int | None, int]]:
+        """(left anchor, right anchor) around each run of frames between anchors; the
+        left one is None where it is the last anchor of the previous batch."""
+        gaps: list[tuple[int | None, int]] = []
+        previous: int | None = None
+        for right in anchors:
+            if right - (-1 if previous is None else previous) > 1:
+                gaps.append((previous, right))
+            previous = right
+        return gaps
+
+    def _unclear(
+        self, frames: Sequence[Frame], anchors: Sequence[int], done: dict[int, _Scored]
+    ) -> list[int]:
+        """The frames between anchors whose two anchors differ: they are scored."""
+        unclear: list[int] = []
+        for left, right in self._gaps(anchors):
+            a = self._left if left is None else done[left]
+            b = done[right]
+            if a is None or not a.close_to(b, self.tolerance):
+                unclear += range(0 if left is None else left + 1, right)
+        return unclear
+
+    def _interpolate(
+        self, frames: Sequence[Frame], anchors: Sequence[int], done: dict[int, _Scored]
+    ) -> None:
+        """Frames between anchors that agree get the anchors' values, interpolated."""
+        for left, right in self._gaps(anchors):
+            a = self._left if left is None else done[left]
+            if a is None:
+                continue
+            for k in range(0 if left is None else left + 1, right):
+                if k not in done:
+                    done[k] = a.towards(done[right], frames[k].pts_seconds)
+
+    def _emit(self, t: float, scored: _Scored) -> None:
+        self.times.append(t)
+        self.scores.append(scored.probs)
+        vector = scored.features
+        if vector is not None:
+            self.features.append((t, vector))
+            while self.features[0][0] < t - self.keep_seconds:
+                self.features.popleft()
+        self.on_scored(t, scored.probs)
 
     def since(self, seconds: float) -> tuple[np.ndarray, np.ndarray]:
         """(times, scores) of the frames scored from ``seconds`` on: no copy of the whole
@@ -261,15 +372,15 @@ def scan(
     duration = info.duration_seconds or 0.0
     # The rings must cover a segment from its padded start until it closes, plus what
     # batching and the queue hold back.
-    keep_seconds = (
-        cfg.segment.latency_seconds(1 / cfg.sample_fps) + models.batch_size / cfg.sample_fps + 4.0
-    )
+    held_back = models.batch_size * max(1, cfg.score_stride) / cfg.sample_fps
+    keep_seconds = cfg.segment.latency_seconds(1 / cfg.sample_fps) + held_back + 4.0
     shots = None
     consumers: list[FrameConsumer] = []
     image = ImageScoring(
         image_tap, models.scorer, models.batch_size, keep_seconds, stages,
         on_scored=lambda t, p: None,  # the closer, once it exists (below)
         progress=(lambda done: progress(done, duration)) if progress else None,
+        stride=cfg.score_stride, tolerance=cfg.score_tolerance,
     )  # fmt: skip
     video_taps = models.relabeler.taps() if models.relabeler else []
     rings = [Ring(tap, keep_seconds) for tap in video_taps]
@@ -289,8 +400,10 @@ def scan(
         models.relabeler, models.turns, shots, cutter,
     )  # fmt: skip
     image.on_scored = lambda t, p: closer(segmenter.push(t, p))
+    windows_before = models.relabeler.windows_run if models.relabeler else 0
     _run(video, consumers, cfg.decode_device, stages)
     closer(segmenter.finish())
+    windows = (models.relabeler.windows_run if models.relabeler else 0) - windows_before
     if progress:
         progress(duration, duration)
     label_dim = len(models.scorer.labels)
@@ -307,6 +420,7 @@ def scan(
         closer.kept_features,
         None if image.feature_sum is None else image.feature_sum / max(image.feature_count, 1),
         models.judge.threshold,
+        {"image_frames": image.model_frames, "relabel_windows": windows},
     )
 
 
