@@ -15,7 +15,7 @@ With ``--precision fp32,int8`` the models are also quantized (``clipminer quanti
 calibrated on their training data) and the pipeline and the models-alone floors are run
 at each precision in turn, one JSON line each.
 
-``--options "--score-stride 1"`` (repeatable) runs find-clips with other settings beside
+``--options="--score-stride 1"`` (repeatable) runs find-clips with other settings beside
 the defaults, on the same file in the same run. Each line also carries the CPU model and
 its speed flags, the peak anonymous memory from ``run.json``, and what auto's precision
 guard decided. Targets (issue 24): at the defaults, wall <= 3.0 x the ffmpeg floor on a

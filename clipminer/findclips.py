@@ -42,7 +42,7 @@ from clipminer.layout import (
     folder_name,
     videos_root,
 )
-from clipminer.memory import PeakMemory
+from clipminer.memory import PeakMemory, keep_big_blocks_out_of_the_heap
 from clipminer.mining import outputs
 from clipminer.mining.cutter import EarlyCutter, cut_candidate
 from clipminer.mining.judge import (
@@ -99,6 +99,8 @@ class ClipMiner:
         config: FindClipsConfig,
     ) -> None:
         self.device = resolve_device(config.device)
+        if config.low_memory and not keep_big_blocks_out_of_the_heap():
+            log.warning("--low-memory: this C library has no glibc mallopt; ignored")
         self.scorer: ImageScorer | None = None
         if image_model is not None:
             self.scorer = ImageScorer(

@@ -36,6 +36,31 @@ def _malloc_trim() -> ctypes._NamedFuncPointer | None:
         return None
 
 
+_M_MMAP_THRESHOLD = -3
+"""glibc's mallopt parameter number of the mmap threshold (malloc.h)."""
+
+
+def keep_big_blocks_out_of_the_heap(threshold: int = 1 << 20) -> bool:
+    """Make glibc serve every allocation of ``threshold`` bytes or more with its own
+    mapping, returned to the system when freed (``--low-memory``); True where it took.
+
+    By default glibc raises that threshold to the size of the largest block freed so
+    far (up to 32 MiB), so the activations of a forward pass come from the heap and stay
+    there between the 2-second trims. Measured on the hour's 2-minute 1080p run (2-core
+    AMD EPYC): peak anonymous memory 747 MiB instead of 864-911, wall 35.5 s instead of
+    31.0 s (scoring 12.6 s instead of 9.3: every big tensor is a fresh mapping, zeroed by
+    the kernel). It holds for the whole process, from the next allocation on.
+    """
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+
+
 def release_free_memory(*, force: bool = False) -> None:
     """Return freed heap pages to the operating system (glibc); a no-op elsewhere.
 
