@@ -173,9 +173,9 @@ def main() -> None:
         )
         if pair is None:
             continue
-        for options in args.options:
+        for k, options in enumerate(args.options):
             extra = shlex.split(options)
-            row = run_pipeline(args.work, hour, *pair, tag=precision, extra=extra)
+            row = run_pipeline(args.work, hour, *pair, tag=f"{precision}_{k}", extra=extra)
             print(
                 json.dumps(
                     {
@@ -220,6 +220,13 @@ def quantize(
     return made[0], made[1]
 
 
+def candidates(run: dict, rows: list[dict]) -> list[tuple[float, float, str]]:
+    """Every candidate before the open-set decision: (start, end, label), kept or not."""
+    found = [(r["time_start"], r["time_end"], r["label"]) for r in run["open_set"]["rejected"]]
+    found += [(r["time_start"], r["time_end"], r["video_label"] or r["label"]) for r in rows]
+    return sorted((round(float(a), 2), round(float(b), 2), label) for a, b, label in found)
+
+
 def run_pipeline(
     work: Path, hour: Path, image: Path, video: Path, *, tag: str, extra: list[str]
 ) -> dict:
@@ -238,12 +245,14 @@ def run_pipeline(
     (folder,) = (out / "videos").iterdir()
     run = json.loads((folder / "run.json").read_text())
     with (folder / "segments.csv").open(newline="") as handle:
-        clips = len(list(csv.DictReader(handle)))
+        rows = list(csv.DictReader(handle))
+    clips = len(rows)
     windows = clips * run["config"]["relabel_windows"]
     return {
         "wall_seconds": round(wall, 1),
         "stages": run["stages"],
         "clips": clips,
+        "candidates": candidates(run, rows),
         "frames_scored": run["frames_scored"],
         "peak_rss_mib": round(peak_mib),
         "run_json_memory": run.get("memory"),

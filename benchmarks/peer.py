@@ -8,7 +8,8 @@ the video's top 2 frames and cut 5 s around each (ffmpeg, stream copy).
 
 clipminer does the same job: ``find-clips`` scoring every 2nd frame (``--sample-fps``
 half the frame rate) at 128 px with the same random densenet121 (400 classes), two 5 s
-clips (``--max-clips-per-video 2 --max-seconds 5 --cut copy``), no video model, no shot
+clips (``--segment-on action --max-clips-per-video 2 --max-seconds 5 --cut copy``: one
+score curve, as the script's one top score per frame), no video model, no shot
 detection (``--no-shots``: the script finds none) and every sampled frame scored
 (``--score-stride 1``). A second clipminer run with its default less-work settings is
 printed too: less model work, so not identical work, and labelled so.
@@ -144,7 +145,8 @@ def clipminer_argv(video: Path, model: Path, out: Path, *, identical: bool) -> l
     argv = [shutil.which("clipminer") or str(Path(sys.executable).with_name("clipminer"))]
     argv += ["find-clips", str(video), "--image-model", str(model), "--out", str(out)]
     argv += ["--sample-fps", f"{fps / KEEP_EVERY:g}", "--max-clips-per-video", str(TOP)]
-    argv += ["--max-seconds", f"{CLIP_SECONDS:g}", "--min-seconds", "0", "--threshold", "0.001"]
+    # one curve (every class is an action here), cut into 5 s pieces: the best two kept
+    argv += ["--segment-on", "action", "--max-seconds", f"{CLIP_SECONDS:g}", "--min-seconds", "0"]
     argv += ["--cut", "copy", "--no-shots", "--device", "cpu"]
     if identical:
         argv += ["--score-stride", "1", "--relabel-agree", "0"]
