@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import ctypes
 import functools
 import importlib.util
 import io
@@ -40,7 +41,7 @@ import tempfile
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -310,6 +311,45 @@ def _first_line(exc: BaseException) -> str:
 # -- int8 with OpenVINO and NNCF ----------------------------------------------------------
 
 
+class _SignalStack(ctypes.Structure):
+    _fields_ = [
+        ("ss_sp", ctypes.c_void_p),
+        ("ss_flags", ctypes.c_int),
+        ("ss_size", ctypes.c_size_t),
+    ]
+
+
+@contextlib.contextmanager
+def _signal_stack_kept() -> Iterator[None]:
+    """Leaves the calling thread's alternate signal stack as it was.
+
+    OpenVINO's CPU plugin installs a signal stack of its own when it compiles a model
+    and puts back the one it found when that model is freed. Freed out of order, a
+    thread is left with a stack that no longer exists, and the next signal it takes (a
+    DataLoader worker's SIGCHLD, say) kills the process with SIGSEGV and no Python trace
+    (found with gdb: si_code SI_KERNEL, in poll). With the stack put back at once, every
+    model finds, and later restores, the thread's own.
+    """
+    libc = _libc()
+    if libc is None:
+        yield
+        return
+    saved = _SignalStack()
+    libc.sigaltstack(None, ctypes.byref(saved))
+    try:
+        yield
+    finally:
+        libc.sigaltstack(ctypes.byref(saved), None)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None) if hasattr(ctypes.CDLL(None), "sigaltstack") else None
+    except OSError:
+        return None
+
+
 def _int8_openvino(model: nn.Module, example: Tensor, batches: list[Tensor]) -> PreparedModel:
     import nncf
     import openvino as ov
@@ -320,7 +360,7 @@ def _int8_openvino(model: nn.Module, example: Tensor, batches: list[Tensor]) -> 
     try:
         exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
         float_model = ov.convert_model(exported)
-        with contextlib.redirect_stdout(io.StringIO()):  # NNCF's progress bars
+        with _signal_stack_kept(), contextlib.redirect_stdout(io.StringIO()):  # NNCF's bars
             quantized = nncf.quantize(
                 float_model,
                 nncf.Dataset([b.contiguous().numpy() for b in batches]),
@@ -351,16 +391,18 @@ def _openvino_model(xml: bytes, weights: bytes, *, shape: list[int]) -> Prepared
     ov_model = core.read_model(
         model=xml.decode("utf-8"), weights=ov.Tensor(np.frombuffer(weights, np.uint8).copy())
     )
-    compiled = core.compile_model(
-        ov_model,
-        "CPU",
-        {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"},
-    )
-    request = compiled.create_infer_request()
+    with _signal_stack_kept():
+        compiled = core.compile_model(
+            ov_model,
+            "CPU",
+            {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY"},
+        )
+        request = compiled.create_infer_request()
 
     def run(inputs: Tensor) -> Tensor:
         array = inputs.detach().float().cpu().contiguous().numpy()
-        request.infer({0: array})
+        with _signal_stack_kept():
+            request.infer({0: array})
         return torch.from_numpy(request.get_output_tensor(0).data.copy())
 
     saved = {

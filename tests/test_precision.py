@@ -8,6 +8,8 @@ frame tells apart (the motion-only pair is left out).
 from __future__ import annotations
 
 import copy
+import ctypes
+import gc
 import io
 import time
 import warnings
@@ -504,3 +506,53 @@ def test_a_guard_still_checking_says_so(native_bf16: None) -> None:
     assert isinstance(run, precision.GuardedModel)
     assert run.report()["agreement"] is None
     assert "still checking" in run.report()["why"]
+
+
+# -- OpenVINO and the thread's signal stack --------------------------------------------------
+
+
+def _signal_stack() -> tuple[int, int]:
+    libc = precision._libc()
+    assert libc is not None
+    now = precision._SignalStack()
+    libc.sigaltstack(None, ctypes.byref(now))
+    return now.ss_sp or 0, now.ss_size
+
+
+@pytest.mark.skipif(precision._libc() is None, reason="no sigaltstack here")
+def test_the_signal_stack_is_put_back_whatever_happens_inside() -> None:
+    before = _signal_stack()
+    buffer = ctypes.create_string_buffer(1 << 16)
+    other = precision._SignalStack(ctypes.addressof(buffer), 0, len(buffer))
+    libc = precision._libc()
+    assert libc is not None
+    with pytest.raises(RuntimeError), precision._signal_stack_kept():
+        libc.sigaltstack(ctypes.byref(other), None)  # what OpenVINO's compile does
+        assert _signal_stack() == (ctypes.addressof(buffer), len(buffer))
+        raise RuntimeError("the compile failed")
+    assert _signal_stack() == before
+
+
+@pytest.mark.skipif(not precision.openvino_available(), reason="openvino is not installed")
+def test_openvino_models_freed_out_of_order_leave_the_signal_stack_alone(
+    tiny_image: Tiny,
+) -> None:
+    """Two models compiled, the first freed first: the thread must keep its own stack
+    (before, it was left on the freed first model's, and the next signal killed the
+    process)."""
+    before = _signal_stack()
+    first = precision.prepare(
+        tiny_image.model, "int8", device=CPU, example=tiny_image.example,
+        calibration=tiny_image.calibration, int8_backend="openvino",
+    )  # fmt: skip
+    second = precision.prepare(
+        tiny_image.model, "int8", device=CPU, example=tiny_image.example,
+        calibration=tiny_image.calibration, int8_backend="openvino",
+    )  # fmt: skip
+    first(tiny_image.example)
+    second(tiny_image.example)
+    del first
+    gc.collect()
+    del second
+    gc.collect()
+    assert _signal_stack() == before
