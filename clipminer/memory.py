@@ -18,20 +18,24 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 _MIN_INTERVAL_SECONDS = 2.0
 _last_trim = 0.0
 
 
 @functools.cache
-def _malloc_trim() -> ctypes._NamedFuncPointer | None:
+def libc_function(name: str) -> Any | None:
+    """The C library's function ``name`` on Linux (glibc's ``malloc_trim`` and
+    ``mallopt``, ``sigaltstack``); None elsewhere or where the library has none (musl
+    has no ``malloc_trim``)."""
     if not sys.platform.startswith("linux"):
         return None
-    name = ctypes.util.find_library("c")
-    if name is None:
+    path = ctypes.util.find_library("c")
+    if path is None:
         return None
     try:
-        return ctypes.CDLL(name).malloc_trim  # glibc only; musl has none
+        return getattr(ctypes.CDLL(path), name)
     except (OSError, AttributeError):
         return None
 
@@ -51,14 +55,8 @@ def keep_big_blocks_out_of_the_heap(threshold: int = 1 << 20) -> bool:
     31.0 s (scoring 12.6 s instead of 9.3: every big tensor is a fresh mapping, zeroed by
     the kernel). It holds for the whole process, from the next allocation on.
     """
-    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+    mallopt = libc_function("mallopt")  # glibc's
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 def release_free_memory(*, force: bool = False) -> None:
@@ -67,7 +65,7 @@ def release_free_memory(*, force: bool = False) -> None:
     Runs at most every 2 seconds unless ``force``: the walk over the heap is not free.
     """
     global _last_trim
-    trim = _malloc_trim()
+    trim = libc_function("malloc_trim")
     now = time.monotonic()
     if trim is not None and (force or now - _last_trim >= _MIN_INTERVAL_SECONDS):
         _last_trim = now

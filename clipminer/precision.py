@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from clipminer.config import PRECISIONS, Int8Backend, Precision
 from clipminer.errors import BundleError, UsageError
+from clipminer.memory import libc_function
 from clipminer.models.bundle import Bundle
 
 logger = logging.getLogger(__name__)
@@ -330,24 +331,16 @@ def _signal_stack_kept() -> Iterator[None]:
     (found with gdb: si_code SI_KERNEL, in poll). With the stack put back at once, every
     model finds, and later restores, the thread's own.
     """
-    libc = _libc()
-    if libc is None:
+    sigaltstack = libc_function("sigaltstack")
+    if sigaltstack is None:
         yield
         return
     saved = _SignalStack()
-    libc.sigaltstack(None, ctypes.byref(saved))
+    sigaltstack(None, ctypes.byref(saved))
     try:
         yield
     finally:
-        libc.sigaltstack(ctypes.byref(saved), None)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None) if hasattr(ctypes.CDLL(None), "sigaltstack") else None
-    except OSError:
-        return None
+        sigaltstack(ctypes.byref(saved), None)
 
 
 def _int8_openvino(model: nn.Module, example: Tensor, batches: list[Tensor]) -> PreparedModel:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from clipminer import precision, synth
 from clipminer.errors import BundleError, UsageError
+from clipminer.memory import libc_function
 from clipminer.models.video import Small3D
 
 CPU = torch.device("cpu")
@@ -512,22 +513,22 @@ def test_a_guard_still_checking_says_so(native_bf16: None) -> None:
 
 
 def _signal_stack() -> tuple[int, int]:
-    libc = precision._libc()
-    assert libc is not None
+    sigaltstack = libc_function("sigaltstack")
+    assert sigaltstack is not None
     now = precision._SignalStack()
-    libc.sigaltstack(None, ctypes.byref(now))
+    sigaltstack(None, ctypes.byref(now))
     return now.ss_sp or 0, now.ss_size
 
 
-@pytest.mark.skipif(precision._libc() is None, reason="no sigaltstack here")
+@pytest.mark.skipif(libc_function("sigaltstack") is None, reason="no sigaltstack here")
 def test_the_signal_stack_is_put_back_whatever_happens_inside() -> None:
     before = _signal_stack()
     buffer = ctypes.create_string_buffer(1 << 16)
     other = precision._SignalStack(ctypes.addressof(buffer), 0, len(buffer))
-    libc = precision._libc()
-    assert libc is not None
+    sigaltstack = libc_function("sigaltstack")
+    assert sigaltstack is not None
     with pytest.raises(RuntimeError), precision._signal_stack_kept():
-        libc.sigaltstack(ctypes.byref(other), None)  # what OpenVINO's compile does
+        sigaltstack(ctypes.byref(other), None)  # what OpenVINO's compile does
         assert _signal_stack() == (ctypes.addressof(buffer), len(buffer))
         raise RuntimeError("the compile failed")
     assert _signal_stack() == before
