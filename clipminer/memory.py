@@ -51,9 +51,10 @@ def keep_big_blocks_out_of_the_heap(threshold: int = 1 << 20) -> bool:
     By default glibc raises that threshold to the size of the largest block freed so
     far (up to 32 MiB), so the activations of a forward pass come from the heap and stay
     there between the 2-second trims. Measured on the hour's 2-minute 1080p run (2-core
-    AMD EPYC): peak anonymous memory 747 MiB instead of 864-911, wall 35.5 s instead of
-    31.0 s (scoring 12.6 s instead of 9.3: every big tensor is a fresh mapping, zeroed by
-    the kernel). It holds for the whole process, from the next allocation on.
+    AMD EPYC): peak anonymous memory 566-590 MiB instead of 677-705, wall 29.2-29.6 s
+    instead of 24.9-25.0 (scoring 11.6-11.9 s instead of 8.7-8.8: every big tensor is a
+    fresh mapping, zeroed by the kernel). It holds for the whole process, from the next
+    allocation on.
     """
     mallopt = libc_function("mallopt")  # glibc's
     return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, threshold))

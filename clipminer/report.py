@@ -18,6 +18,7 @@ import numpy as np
 from clipminer.fsutil import atomic_path
 from clipminer.layout import (
     KINETICS_CSV,
+    SCORES_PARQUET,
     SEGMENTS_CSV,
     TIMELINE_PNG,
     SegmentRow,
@@ -164,10 +165,12 @@ def write_timeline_png(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(14, 4))
-    colours = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    colour_of = {label: colours(k % colours.N) for k, label in enumerate(labels)}
+    shown = shown_classes(labels, scores, candidates)
+    colours = plt.get_cmap("tab10" if len(shown) <= 10 else "tab20")
+    colour_of = {labels[k]: colours(n % colours.N) for n, k in enumerate(shown)}
     if len(times):
-        for k, label in enumerate(labels):
+        for k in shown:
+            label = labels[k]
             style = ":" if label in segment.background_labels else "-"
             # matplotlib hides legend entries whose label starts with "_"
             shown = f" {label}" if label.startswith("_") else label
@@ -177,7 +180,7 @@ def write_timeline_png(
         for name, curve in curves.items():
             if segment.segment_on == "action":
                 ax.plot(times, curve, color="black", lw=1.8, label="actions, summed, smoothed")
-            else:
+            elif name in colour_of:
                 ax.plot(times, curve, color=colour_of[name], lw=1.8)
     for value, what in ((segment.threshold, "open"), (segment.low, "close")):
         ax.axhline(value, color="grey", ls="--", lw=0.9)
@@ -189,7 +192,10 @@ def write_timeline_png(
     ax.set_xlabel("time (s)")
     ax.set_ylabel("image-model score (bold: smoothed)")
     ax.set_title(title, loc="left")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    hidden = len(labels) - len(shown)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
+              title=f"+{hidden} more in {SCORES_PARQUET}" if hidden else None,
+              title_fontsize=7)  # fmt: skip
     _plain_text(fig)
     with warnings.catch_warnings():  # a name in a script the font lacks shows as boxes
         warnings.filterwarnings(
@@ -200,6 +206,36 @@ def write_timeline_png(
             fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)
     return path
+
+
+TIMELINE_CLASSES = 10
+"""The timeline draws at most this many classes' curves besides the candidates' own
+(a 400-class model's 400 curves and legend entries took 3.1 s to draw and could not
+be read); every class stays in ``scores.parquet``."""
+
+
+def shown_classes(
+    labels: Sequence[str], scores: np.ndarray, candidates: Sequence[Any],
+    limit: int = TIMELINE_CLASSES,
+) -> list[int]:  # fmt: skip
+    """The indices of the classes the timeline draws, in label order: every class when
+    there are at most ``limit``; else the classes the candidates were found as or
+    re-labelled to, then the highest-peaking others, up to ``limit`` in all."""
+    if len(labels) <= limit:
+        return list(range(len(labels)))
+    index = {label: k for k, label in enumerate(labels)}
+    picked = dict.fromkeys(
+        index[name]
+        for c in candidates
+        for name in (c.segment.label, c.final_label)
+        if name in index
+    )
+    peaks = np.asarray(scores).max(axis=0) if len(scores) else np.zeros(len(labels))
+    for k in np.argsort(-peaks, kind="stable"):
+        if len(picked) >= limit:
+            break
+        picked.setdefault(int(k))
+    return sorted(picked)
 
 
 def _draw_segments_and_shots(

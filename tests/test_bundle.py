@@ -219,3 +219,42 @@ def test_shared_weights_build_names_the_bundle_when_weights_do_not_fit() -> None
     bundle = dataclasses.replace(_bundle(), source="/models/m.pt")
     with pytest.raises(BundleError, match=r"^/models/m.pt: weights do not fit tiny"):
         build_from_bundle(bundle, {"tiny": _WithScratch}, share_weights=True)
+
+
+def _mapped_from(path: Path) -> list[tuple[int, int]]:
+    """The address ranges of this process mapped from ``path`` (``/proc/self/maps``)."""
+    ranges = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] == str(path):
+            lo, hi = fields[0].split("-")
+            ranges.append((int(lo, 16), int(hi, 16)))
+    return ranges
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
+def test_a_loaded_network_runs_on_the_files_pages_and_legacy_files_still_load(
+    tmp_path: Path,
+) -> None:
+    """Weights saved channels-last (as training saves them) stay mapped from the bundle
+    file: no private copy, pages shared by every process using the bundle. A file in
+    torch's legacy format cannot be mapped and is read instead."""
+    original = _bundle()
+    conv = original.state_dict["0.weight"]
+    original.state_dict["0.weight"] = conv.contiguous(memory_format=torch.channels_last)
+    path = save_bundle(original, tmp_path / "m.pt")
+    model = inference_network(load_bundle(path), {"tiny": _tiny}, torch.device("cpu"))
+    ranges = _mapped_from(path)
+    for name, tensor in model.state_dict().items():
+        assert any(lo <= tensor.data_ptr() < hi for lo, hi in ranges), name
+    x = torch.rand(2, 3, 9, 9)
+    with torch.inference_mode():
+        expected = inference_network(_bundle(), {"tiny": _tiny}, torch.device("cpu"))
+        expected.load_state_dict(original.state_dict)
+        assert torch.equal(model(x), expected(x))
+
+    legacy = tmp_path / "legacy.pt"
+    torch.save(original.to_dict(), legacy, _use_new_zipfile_serialization=False)
+    read = load_bundle(legacy)
+    assert not _mapped_from(legacy)
+    assert torch.equal(read.state_dict["0.weight"], conv)

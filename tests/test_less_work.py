@@ -188,3 +188,36 @@ def test_less_work_settings_keep_the_clips_and_run_the_models_less(
     assert less["model_work"]["image_frames"] < 0.75 * full["model_work"]["image_frames"]
     assert less["model_work"]["relabel_windows"] < full["model_work"]["relabel_windows"]
     assert lean == dense  # the same clips, labelled alike
+
+
+def test_the_timeline_draws_the_candidates_classes_and_the_highest_others(
+    tmp_path: Path,
+) -> None:
+    """With more classes than the timeline can show, it draws the classes the candidates
+    were found as or re-labelled to, then the highest-peaking others, up to the limit;
+    with few classes it draws them all. The plot of 400 classes still gets written."""
+    from clipminer import report
+    from clipminer.mining.relabel import Relabel
+    from clipminer.mining.results import Candidate
+    from clipminer.segments import Segment
+
+    labels = [f"class_{k:03d}" for k in range(400)]
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 0.1, size=(50, 400)).astype(np.float32)
+    scores[10, 7] = 0.9  # highest peak
+    scores[11, 300] = 0.5  # second
+    found = Candidate(0, Segment("class_042", 0.6, 1.0, 3.0))
+    relabelled = Candidate(
+        1, Segment("class_100", 0.6, 4.0, 6.0),
+        Relabel("class_399", 0.8, (("class_399", 0.8),), None, {}),
+    )  # fmt: skip
+    shown = report.shown_classes(labels, scores, [found, relabelled], limit=5)
+    assert shown == sorted(shown) and len(shown) == 5
+    assert {42, 100, 399, 7, 300} == set(shown)
+    assert len(report.shown_classes(labels, scores, [], limit=10)) == 10
+    assert report.shown_classes(labels[:6], scores[:, :6], [], limit=10) == list(range(6))
+    png = report.write_timeline_png(
+        tmp_path / "timeline.png", np.arange(50) / 2.0, scores, labels, [found, relabelled],
+        segment=SegmentConfig(segment_on="class"), sample_period_seconds=0.5,
+    )  # fmt: skip
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -190,6 +190,9 @@ class VideoRelabeler:
     @torch.inference_mode()
     def __call__(self, frames_by_tap: dict[Tap, list[Frame]]) -> Relabel:
         """The re-label of a segment given its frames at each tap."""
+        # the image model's freed activations back to the system first: the video
+        # model's are of other sizes, and would otherwise grow the heap beside them
+        release_free_memory(force=True)
         total = np.zeros(len(self.labels), np.float64)
         features: list[np.ndarray] = []
         for k, (model, spec, columns) in enumerate(self.models):

@@ -223,7 +223,8 @@ def inference_network(
     of the weights: ``bundle.state_dict`` is re-pointed at the network's tensors.
 
     Measured on r2plus1d_18: 118 MiB less resident memory than a built network beside
-    its loaded bundle.
+    its loaded bundle. On the CPU the weights stay mapped from the bundle's file
+    (:func:`safe_load`) where they were saved channels-last, as training saves them.
     """
     model = build_from_bundle(bundle, builders, share_weights=True)
     model = to_channels_last(model.to(device))
@@ -251,6 +252,13 @@ def _unpickler_detail(message: str) -> str:
 def safe_load(path: str | os.PathLike[str], *, shown_as: Path | None = None) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, every failure a BundleError.
 
+    The tensors are mapped from the file, not read into memory: until something writes
+    to them (a private mapping; the file never changes) their pages are the page
+    cache's, shared by every process that loads the same bundle. A network built with
+    :func:`inference_network` runs on them as they are (measured: peak anonymous memory
+    of the hour's find-clips 669-684 MiB instead of 886-894, at the same speed). Files
+    in torch's legacy format, which cannot be mapped, are read.
+
     Args:
         path: the file to read.
         shown_as: the name to use in messages (defaults to ``path``).
@@ -260,7 +268,12 @@ def safe_load(path: str | os.PathLike[str], *, shown_as: Path | None = None) -> 
     if not path.is_file():
         raise BundleError(f"{shown_as}: no such file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = _unpickler_detail(str(exc))
         if "global" in detail.lower():
