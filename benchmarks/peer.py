@@ -119,6 +119,7 @@ def build_video(work: Path, minutes: int) -> Path:
 CHILD = PEAK_RSS_PRELUDE + (
     "import sys, runpy\n"
     "sys.argv = sys.argv[1:]\n"
+    "sys.path.insert(0, __import__('os').path.dirname(sys.argv[0]))  # its own folder\n"
     "try:\n"
     "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
     "except SystemExit as exc:\n"

@@ -173,9 +173,9 @@ def write_timeline_png(
             label = labels[k]
             style = ":" if label in segment.background_labels else "-"
             # matplotlib hides legend entries whose label starts with "_"
-            shown = f" {label}" if label.startswith("_") else label
+            legend = f" {label}" if label.startswith("_") else label
             ax.plot(times, scores[:, k], style, color=colour_of[label], lw=0.8, alpha=0.55,
-                    label=shown)  # fmt: skip
+                    label=legend)  # fmt: skip
         curves = decision_curves(labels, scores, segment, sample_period_seconds)
         for name, curve in curves.items():
             if segment.segment_on == "action":

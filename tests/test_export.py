@@ -29,7 +29,7 @@ from clipminer.curate.export import (
     label_folders,
     parse_splits,
 )
-from clipminer.curate.verdicts import Rule
+from clipminer.curate.verdicts import Rule, RuleChoice, settle_rule
 from clipminer.encode import VideoWriter
 from clipminer.errors import UsageError
 from clipminer.fsutil import safe_name
@@ -181,6 +181,117 @@ def test_two_of_three_votes_decide(tmp_path: Path) -> None:
     # one vote decides under the default rule: v/3 is accepted then, v/2 still split
     export(out, tmp_path / "one", splits=(1.0,), rule=Rule(votes=3, agree=1))
     assert "v 9.000" in exported(tmp_path / "one")
+
+
+# -- the stored rule, what was taken and left out -------------------------------------------
+
+TWO_OF_THREE_VOTES = [
+    ("v/0", "ann", "accept", None), ("v/0", "bob", "accept", None),
+    ("v/0", "cid", "reject", None),  # 2 of 3 accept
+    ("v/1", "ann", "relabel", "walk"), ("v/1", "bob", "relabel", "walk"),
+    ("v/1", "cid", "accept", None),  # 2 of 3 relabel to walk
+    ("v/2", "ann", "accept", None), ("v/2", "bob", "reject", None),
+    ("v/2", "cid", "relabel", "walk"),  # disputed
+    ("v/3", "ann", "accept", None),  # pending under 2 of 3, accepted when one vote decides
+]  # fmt: skip
+TWO_OF_THREE_DATASET = {"v 0.000": ("run", "train"), "v 3.000": ("walk", "train")}
+
+
+def _voted_out(root: Path) -> Path:
+    out = root / "out"
+    make_out(out, {"v": [("run", 0, 2), ("run", 3, 5), ("run", 6, 8), ("run", 9, 11)]})
+    vote(out, TWO_OF_THREE_VOTES)
+    return out
+
+
+def test_plain_export_follows_the_stored_rule(tmp_path: Path) -> None:
+    out = _voted_out(tmp_path)
+    one = export(out, tmp_path / "one", splits=(1.0,))  # no rule stored: one vote decides
+    assert exported(tmp_path / "one") == {"v 9.000": ("run", "train")}
+    assert (one.rule, one.rule_source) == (Rule(), "default: no rule stored")
+    settle_rule(out, RuleChoice(votes=3, agree=2), who="ann")
+    report = export(out, tmp_path / "ds", splits=(1.0,))
+    assert exported(tmp_path / "ds") == TWO_OF_THREE_DATASET
+    assert (report.rule, report.rule_source) == (Rule(3, 2), "stored")
+    card = json.loads((tmp_path / "ds" / DATASET_JSON).read_text())
+    assert card["review_rule"] == {"votes": 3, "agree": 2}
+    review = card["review"]
+    assert review["rule"] == {"votes": 3, "agree": 2} and review["rule_source"] == "stored"
+    assert review["stored_rule"]["set_by"] == "ann"
+    assert review["counts"] == {
+        "accepted": 1, "relabelled": 1, "rejected": 0, "pending": 1, "disputed": 1,
+        "dropped_duplicates": 0, "missing_files": 0,
+    }  # fmt: skip
+    # 3 clips with 2+ votes: P = (1/3 + 1/3 + 0) / 3; outcomes run 4, reject 2, walk 3 of 9
+    overall = review["agreement"]["all"]
+    assert (overall["clips"], overall["votes"]) == (3, 9)
+    assert overall["percent"] == pytest.approx(2 / 9)
+    assert overall["kappa"] == pytest.approx((2 / 9 - 29 / 81) / (1 - 29 / 81))
+    assert review["agreement"]["run"] == overall
+
+
+def test_export_without_votes_creates_no_database(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    make_out(out, {"v": [("run", 0, 2)]})
+    report = export(out, tmp_path / "ds", splits=(1.0,), include="all")
+    assert not (out / catalog.REVIEW_DB).exists()
+    assert report.rule_source == "default: no votes yet"
+    card = json.loads((tmp_path / "ds" / DATASET_JSON).read_text())
+    assert card["review"]["stored_rule"] is None
+    assert card["review"]["counts"]["pending"] == 1
+    assert card["review"]["agreement"]["all"] == {
+        "clips": 0, "votes": 0, "percent": None, "kappa": None
+    }  # fmt: skip
+
+
+def test_another_rule_at_export_needs_override(tmp_path: Path) -> None:
+    out = _voted_out(tmp_path)
+    settle_rule(out, RuleChoice(votes=3, agree=2), who="ann")
+    with pytest.raises(UsageError, match=r"review\.sqlite: .*3 votes, 2 must agree .*--override"):
+        export(out, tmp_path / "ds", splits=(1.0,), rule=Rule())
+    assert not (tmp_path / "ds").exists()
+    # half of the stored rule is the stored rule
+    export(out, tmp_path / "half", splits=(1.0,), rule=RuleChoice(agree=2))
+    assert exported(tmp_path / "half") == TWO_OF_THREE_DATASET
+
+    report = export(out, tmp_path / "ds", splits=(1.0,), rule=Rule(), override_rule=True)
+    assert exported(tmp_path / "ds") == {"v 9.000": ("run", "train")}
+    assert report.rule == Rule()
+    card = json.loads((tmp_path / "ds" / DATASET_JSON).read_text())
+    assert card["review_rule"] == card["review"]["rule"] == {"votes": 1, "agree": 1}
+    assert card["review"]["rule_source"].startswith(
+        "given, differs from the stored 3 votes, 2 must agree (set by ann at "
+    )
+    assert card["review"]["stored_rule"]["votes"] == 3
+
+
+@pytest.mark.parametrize(
+    ("votes", "message"),
+    [
+        ([], "1 clips pending and 0 disputed"),
+        ([("v/1", "bob", "reject", None)], "0 clips pending and 1 disputed"),
+    ],
+)
+def test_require_complete_refuses_undecided_clips_and_passes_decided_ones(
+    tmp_path: Path, votes: list[tuple[str, str, str, str | None]], message: str
+) -> None:
+    out = tmp_path / "out"
+    make_out(out, {"v": [("run", 0, 2), ("run", 3, 5)], "w": [("run", 0, 2)]})
+    write_duplicates(out, [("g", "video", "v", 1, 1.0), ("g", "video", "w", 0, 0.99)])
+    # v/0 accepted, v/1 one vote of two; w/0 has none but is a dropped duplicate: never counts
+    vote(out, [("v/0", "ann", "accept", None), ("v/0", "bob", "accept", None),
+               ("v/1", "ann", "accept", None)])  # fmt: skip
+    settle_rule(out, RuleChoice(votes=2, agree=2), who="ann")
+    vote(out, votes)
+    with pytest.raises(UsageError, match=message) as refused:
+        export(out, tmp_path / "ds", splits=(1.0,), require_complete=True)
+    assert f"clipminer review {out}" in str(refused.value)
+    assert not (tmp_path / "ds").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+    vote(out, [("v/1", "cid", "accept", None)])  # now v/1 has two accepts
+    report = export(out, tmp_path / "ds", splits=(1.0,), require_complete=True)
+    assert report.total == 2 and report.selection.review_counts()["dropped_duplicates"] == 1
 
 
 def test_dropped_duplicates_are_never_exported(tmp_path: Path) -> None:
@@ -535,6 +646,37 @@ def test_cli_exports_and_prints_a_table(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "--force" in again.output
     assert "Traceback" not in again.output and len(again.output.strip().splitlines()) == 1
     assert runner.invoke(app, [*args, "--force", "--hardlink"]).exit_code == 0
+
+
+def test_cli_prints_the_rule_and_what_it_took_and_left_out(tmp_path: Path) -> None:
+    out = _voted_out(tmp_path)
+    settle_rule(out, RuleChoice(votes=3, agree=2), who="ann")
+    args = ["export", str(out), "--out", str(tmp_path / "ds"), "--splits", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "rule: 3 votes, 2 must agree (stored)" in lines
+    assert "verdicts: 1 accepted, 1 relabelled, 0 rejected, 1 pending, 1 disputed" in lines
+    assert (
+        "left out: 0 rejected, 2 pending or disputed, 0 dropped duplicates, "
+        "0 without a clip file" in lines
+    )
+    assert "agreement: 22% over 3 clips with 2+ votes (Fleiss' kappa -0.21)" in lines
+
+    other = [*args, "--force", "--votes", "1", "--agree", "1"]
+    refused = runner.invoke(app, other)
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+    assert "--override-rule" in refused.output and "review.sqlite" in refused.output
+    overridden = runner.invoke(app, [*other, "--override-rule"])
+    assert overridden.exit_code == 0, overridden.output
+    assert "rule: 1 vote, 1 must agree (given, differs from the stored 3 votes" in (
+        overridden.stdout
+    )
+
+    incomplete = runner.invoke(app, [*args, "--force", "--require-complete"])
+    assert incomplete.exit_code == 2 and len(incomplete.output.strip().splitlines()) == 1
+    assert "1 clips pending and 1 disputed" in incomplete.output
+    assert f"clipminer review {out}" in incomplete.output
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,9 @@ def keys(c: TestClient, **params: Any) -> list[str]:
     return [e["key"] for e in r.json()["clips"]]
 
 
-ALL = ["alpha/0", "alpha/1", "alpha/2", f"{ODD}/0", f"{ODD}/1"]
+ALL = ["alpha/0", "alpha/2", "alpha/1", f"{ODD}/0", f"{ODD}/1"]
+"""The clips in score order, the most confident first (the video model's score where it
+re-labelled: 0.8, 0.7, 0.55, 0.3, 0.2)."""
 
 
 # -- the API ---------------------------------------------------------------------------------
@@ -148,11 +150,11 @@ def test_queue_order_filters_and_paging(out: Path) -> None:
     assert entry["url"] == "/clips/%C3%BC%20video%20%5B1%5D%20%3Cb%3E/0"
     assert keys(c, label="spinning") == ["alpha/1", f"{ODD}/1"]
     assert keys(c, label=["spinning", "pulsing"]) == ["alpha/1", f"{ODD}/0", f"{ODD}/1"]
-    assert keys(c, min_score=0.5) == ["alpha/0", "alpha/1", "alpha/2"]
+    assert keys(c, min_score=0.5) == ["alpha/0", "alpha/2", "alpha/1"]
     assert keys(c, min_score=0.25, max_score=0.6) == ["alpha/1", f"{ODD}/0"]
     page = c.get("/api/queue", params={"limit": 2}).json()
     assert [e["key"] for e in page["clips"]] == ALL[:2] and page["more"] is True
-    page = c.get("/api/queue", params={"limit": 2, "after": "alpha/1"}).json()
+    page = c.get("/api/queue", params={"limit": 2, "after": "alpha/2"}).json()
     assert [e["key"] for e in page["clips"]] == ALL[2:4] and page["more"] is True
     assert keys(c, after=f"{ODD}/1") == []
     assert keys(c, after="no such/9") == ALL  # a vanished cursor starts over
@@ -185,7 +187,7 @@ def test_vote_undo_and_progress(out: Path) -> None:
     # --all shows the voted clips too, with my vote
     everything = c.get("/api/queue", params={"all": 1}).json()["clips"]
     assert [e["key"] for e in everything] == ALL
-    assert everything[1]["my_vote"] == {"action": "reject", "label": None}
+    assert everything[2]["my_vote"] == {"action": "reject", "label": None}
     # a second vote replaces the first
     post(c, "/api/vote", {"clip": "alpha/1", "action": "accept"})
     assert verdicts.verdicts(out, catalog.all_clips(out), Rule())["alpha/1"].status == "accepted"
@@ -327,11 +329,14 @@ def test_uncut_dropped_and_broken_clips(tmp_path: Path) -> None:
     clips = c.get("/api/queue").json()["clips"]
     assert [e["key"] for e in clips] == ["v1/0", "v2/0"]  # v1/1 dropped, v3 broken
     assert clips[0]["url"] is None and c.get("/clips/v1/0").status_code == 404
+    assert not clips[0]["missing"]  # never cut: nothing to watch, but nothing lost
     assert c.get("/clips/v1/1").status_code == 404
     assert post(c, "/api/vote", {"clip": "v1/1", "action": "accept"}).status_code == 404
+    refused = post(c, "/api/vote", {"clip": "v1/0", "action": "accept"})
+    assert refused.status_code == 409 and "nobody can watch it" in refused.text
     # a rerun of dedup while the page is open: the catalogue is read again
     (out / catalog.DUPLICATES_CSV).unlink()
-    assert keys(c) == ["v1/0", "v1/1", "v2/0"]
+    assert keys(c) == ["v1/1", "v1/0", "v2/0"]
 
 
 def test_bad_out_and_arguments(mined: Path, tmp_path: Path) -> None:
@@ -347,6 +352,8 @@ def test_bad_out_and_arguments(mined: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="allow-remote"):
         review.allowed_hosts("0.0.0.0", allow_remote=False)
     assert review.allowed_hosts("0.0.0.0", allow_remote=True) == ["*"]
+    with pytest.raises(UsageError, match="only with --reviewers"):
+        review.allowed_hosts("0.0.0.0", allow_remote=True, team=False)
     assert "[::1]" in review.allowed_hosts("::1", allow_remote=False)
     assert review.is_loopback("localhost") and review.is_loopback("127.0.0.2")
     assert not review.is_loopback("192.168.1.4") and not review.is_loopback("example.org")
@@ -455,6 +462,11 @@ def settled(driver: Any) -> None:
     wait_for(driver, "document.body.dataset.inflight === '0'")
 
 
+def typed(driver: Any, keys: str) -> None:
+    """Type ``keys`` into whatever has the focus (the label search)."""
+    press(driver, keys)
+
+
 @pytest.mark.browser
 @browser
 def test_keyboard_review_in_chromium(out: Path, page_of: Any) -> None:
@@ -462,20 +474,34 @@ def test_keyboard_review_in_chromium(out: Path, page_of: Any) -> None:
     driver, _ = page_of(app)
     labels = wait_for(driver, "document.getElementById('labels').children.length && labels")
     assert labels == sorted([SCRIPT, "bouncing", ODD_LABEL, "pulsing", "spinning"])
-    assert labels[2] == ODD_LABEL
     assert shown(driver) == "alpha/0"
     # the player plays the clip, and the next one is preloaded in the hidden player
     if plays_h264(driver):
         wait_for(driver, "document.querySelector('video:not(.hidden)').readyState >= 2")
         width = "document.querySelector('video:not(.hidden)').videoWidth"
         assert driver.execute_script(f"return {width};") == 32
-    wait_for(driver, "document.querySelector('video.hidden').dataset.key === 'alpha/1'")
+        press(driver, " ")  # space pauses, and votes nothing
+        wait_for(driver, "document.querySelector('video:not(.hidden)').paused")
+        press(driver, ".")  # a frame on
+        wait_for(driver, "document.querySelector('video:not(.hidden)').currentTime > 0")
+        press(driver, "p")  # replay from the start
+        wait_for(driver, "!document.querySelector('video:not(.hidden)').paused")
+    wait_for(driver, "document.querySelector('video.hidden').dataset.key === 'alpha/2'")
     assert driver.find_element("id", "c-image-label").text == "bouncing"
+    assert driver.find_element("id", "h-position").text.startswith("clip 1 of 5")
+    press(driver, "3")  # numbers never vote: they say so
+    wait_for(driver, "document.getElementById('message').textContent.includes('press l')")
     press(driver, "a")  # alpha/0 accepted
-    assert wait_for(driver, "document.body.dataset.clip === 'alpha/1'")
-    press(driver, "r")  # alpha/1 rejected
-    wait_for(driver, "document.body.dataset.clip === 'alpha/2'")
-    press(driver, "3")  # alpha/2 relabelled as the 3rd label
+    assert wait_for(driver, "document.body.dataset.clip === 'alpha/2'")
+    press(driver, "r")  # alpha/2 rejected
+    wait_for(driver, "document.body.dataset.clip === 'alpha/1'")
+    # l opens the label search; a few letters in order find the label; Enter relabels
+    press(driver, "l")
+    wait_for(driver, "document.activeElement.id === 'label-search'")
+    typed(driver, "odlbl")
+    chosen = "document.querySelector('#labels li.chosen').textContent"
+    wait_for(driver, f"{chosen} === {json.dumps(ODD_LABEL)}")
+    typed(driver, "\n")
     wait_for(driver, f"document.body.dataset.clip === {json.dumps(ODD + '/0')}")
     assert driver.find_element("id", "c-video").text == f"{ODD} #0"
     press(driver, "a")
@@ -484,7 +510,15 @@ def test_keyboard_review_in_chromium(out: Path, page_of: Any) -> None:
     wait_for(driver, f"document.body.dataset.clip === {json.dumps(ODD + '/0')}")
     press(driver, "r")
     wait_for(driver, f"document.body.dataset.clip === {json.dumps(ODD + '/1')}")
-    press(driver, " ")  # skip the last one
+    # Esc leaves the search without voting
+    press(driver, "l")
+    wait_for(driver, "document.activeElement.id === 'label-search'")
+    typed(driver, "spin")
+    from selenium.webdriver.common.keys import Keys
+
+    typed(driver, Keys.ESCAPE)
+    wait_for(driver, "document.activeElement.id !== 'label-search'")
+    press(driver, "n")  # skip the last one
     wait_for(driver, "document.body.dataset.state === 'done'")
     settled(driver)
     assert "done: no clips left" in driver.find_element("id", "done").text
@@ -492,8 +526,8 @@ def test_keyboard_review_in_chromium(out: Path, page_of: Any) -> None:
     found = verdicts.verdicts(out, catalog.all_clips(out), Rule())
     assert {k: (v.status, v.label) for k, v in found.items()} == {
         "alpha/0": ("accepted", "bouncing"),
-        "alpha/1": ("rejected", None),
-        "alpha/2": ("accepted", ODD_LABEL),
+        "alpha/2": ("rejected", None),
+        "alpha/1": ("accepted", ODD_LABEL),
         f"{ODD}/0": ("rejected", None),
         f"{ODD}/1": ("pending", None),
     }
@@ -522,8 +556,13 @@ def test_keyboard_review_in_chromium(out: Path, page_of: Any) -> None:
     assert not errors, errors
 
 
-def screenshot(path: Path, work: Path) -> Path:
-    """Render the page on a small mined folder with visible clips and save a PNG."""
+K400 = Path(__file__).resolve().parents[2] / "shared/data/labels/mmaction2_label_map_k400.txt"
+
+
+def screenshot(path: Path, work: Path, *, search: str = "") -> Path:
+    """Render the page on a small mined folder with visible clips, the Kinetics-400 labels
+    (when ``../shared`` is there), votes of three reviewers under 2-of-3, and ``search``
+    typed into the label search; save a PNG."""
     from scrapers.driver import chromium
 
     bigger = {
@@ -531,16 +570,25 @@ def screenshot(path: Path, work: Path) -> Path:
             Row("spinning", 0.91, "spinning", 0.84,
                 (("spinning", 0.84), ("pulsing", 0.09), ("bouncing", 0.04))),
             Row("bouncing", 0.77, "bouncing", 0.69, (("bouncing", 0.69), ("spinning", 0.2))),
+            Row("pulsing", 0.72, "pulsing", 0.61, (("pulsing", 0.61), ("bouncing", 0.3))),
         ],
         "yard": [Row("sliding_left", 0.66, "sliding_right", 0.58,
                      (("sliding_right", 0.58), ("sliding_left", 0.4)))],
     }  # fmt: skip
     out = make_mined(work / "OUT", bigger, size=(240, 320), frames=24, fps=12)
-    app = review.create_app(out, reviewer="ann", rule=Rule(votes=3, agree=2))
+    labels = review.read_labels_file(K400) if K400.is_file() else ()
+    app = review.create_app(out, reviewer="ann", rule=Rule(votes=3, agree=2), labels=labels)
+    clips = {c.key: c for c in catalog.all_clips(out)}
+    kitchen = "kitchen cam (2024-05-01)"
     with verdicts.connect(out) as con:
-        clip = catalog.all_clips(out)[1]
-        verdicts.cast(con, clip, "bob", "accept")
-        verdicts.cast(con, clip, "cat", "accept")
+        for key, votes in (
+            (f"{kitchen}/1", (("bob", "accept"), ("cat", "accept"))),
+            (f"{kitchen}/2", (("bob", "accept"), ("cat", "reject"), ("dan", "accept"))),
+            ("yard/0", (("bob", "reject"), ("cat", "accept"), ("dan", "relabel"))),
+        ):
+            for who, action in votes:
+                label = "sliding_left" if action == "relabel" else None
+                verdicts.cast(con, clips[key], who, action, label)  # type: ignore[arg-type]
     sock = review.open_socket("127.0.0.1", 0)
     with review.background(app, sock), chromium(load_images=True) as driver:
         driver.set_window_size(1200, 800)
@@ -550,6 +598,10 @@ def screenshot(path: Path, work: Path) -> Path:
         if plays_h264(driver):
             wait_for(driver, "document.querySelector('video:not(.hidden)').readyState >= 2")
         wait_for(driver, "document.querySelectorAll('#progress tr').length > 2")
+        if search:
+            press(driver, "l")
+            wait_for(driver, "document.activeElement.id === 'label-search'")
+            press(driver, search)
         time.sleep(1.0)
         driver.save_screenshot(str(path))
     return path
@@ -583,3 +635,11 @@ def test_the_page_is_files_served_from_the_package_and_runs_no_inline_code(out: 
         assert len(served.text) > 1000
     for name in ("review.html", "__init__.py", "..%2F__init__.py", ".hidden.js", "nope.js"):
         assert c.get(f"/static/{name}").status_code == 404, name
+
+
+if __name__ == "__main__":  # python -m tests.test_review docs/review.png
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        print(screenshot(Path(sys.argv[1]), Path(work), search="play"))

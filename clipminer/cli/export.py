@@ -12,14 +12,14 @@ from rich.text import Text
 
 from clipminer.cli.common import app, console, print_error, progress_bar, settings_options
 from clipminer.config import ExportConfig
-from clipminer.curate.verdicts import Rule
+from clipminer.curate.verdicts import RuleChoice
 
 if TYPE_CHECKING:
     from clipminer.curate.export import ExportReport
 
 
 @app.command("export")
-@settings_options(Rule, into="rule")
+@settings_options(RuleChoice, into="rule")
 @settings_options(ExportConfig, into="settings")
 def export_command(
     out: Annotated[
@@ -36,14 +36,34 @@ def export_command(
     ],
     *,
     settings: ExportConfig,
-    rule: Rule,
+    rule: RuleChoice,
+    override_rule: Annotated[
+        bool,
+        typer.Option(
+            "--override-rule",
+            help="Use the given --votes/--agree for this export even though OUT/review.sqlite "
+            "stores another rule; the dataset records it.",
+            show_default=False,
+        ),
+    ] = False,
+    require_complete: Annotated[
+        bool,
+        typer.Option(
+            "--require-complete",
+            help="Refuse to export (writing nothing) while any clip is pending or disputed; "
+            "clipminer review OUT shows them.",
+            show_default=False,
+        ),
+    ] = False,
 ) -> None:
     """Write the final dataset: reviewed clips in a folder per split and label.
 
     train-video --videos DATASET/train --val-dir DATASET/val and eval-video MODEL --videos
     DATASET/test --val-fraction 0 read it directly. Beside the folders: a Kinetics annotation
-    CSV per split and dataset.json (counts, sources, models, settings, dates). No source
-    video or duplicate group is in two splits. OUT is never changed.
+    CSV per split and dataset.json (counts, sources, models, settings, the review rule and
+    verdicts, dates). No source video or duplicate group is in two splits. OUT is never
+    changed. Verdicts follow the rule stored in OUT/review.sqlite (one vote decides where
+    none is); --votes/--agree that differ from it need --override-rule.
     """
     from clipminer.curate.export import export, parse_splits
 
@@ -54,6 +74,8 @@ def export_command(
             dataset,
             splits=ratios,
             rule=rule,
+            override_rule=override_rule,
+            require_complete=require_complete,
             include=settings.include,
             webdataset=settings.webdataset,
             shard_size=settings.shard_size,
@@ -63,6 +85,7 @@ def export_command(
             progress=update,
         )
     console.print(dataset_table(report.counts))
+    _review_lines(report)
     _notes(report)
 
 
@@ -80,6 +103,27 @@ def dataset_table(counts: Mapping[str, Mapping[str, int]]) -> Table:
     sums = [sum(counts[s].values()) for s in splits]
     table.add_row(Text("total", style="bold"), *(str(n) for n in sums), str(sum(sums)))
     return table
+
+
+def _review_lines(report: ExportReport) -> None:
+    """The rule, what the verdicts made of the clips, and how far the reviewers agree."""
+    console.print(f"rule: {report.rule.describe()} ({report.rule_source})")
+    n, s = report.selection.review_counts(), report.selection
+    console.print(
+        f"verdicts: {n['accepted']} accepted, {n['relabelled']} relabelled, "
+        f"{n['rejected']} rejected, {n['pending']} pending, {n['disputed']} disputed"
+    )
+    console.print(
+        f"left out: {s.rejected} rejected, {s.unreviewed} pending or disputed, "
+        f"{s.duplicates} dropped duplicates, {s.missing_file} without a clip file"
+    )
+    overall = report.agreement.get("all")
+    if overall is not None and overall.percent is not None:
+        kappa = "undefined" if overall.kappa is None else f"{overall.kappa:.2f}"
+        console.print(
+            f"agreement: {overall.percent:.0%} over {overall.clips} clips with 2+ votes "
+            f"(Fleiss' kappa {kappa})"
+        )
 
 
 def _notes(report: ExportReport) -> None:

@@ -12,7 +12,11 @@
 Which clips: with ``include="accepted"`` those reviewers accepted (under the label they
 accepted, which may be a relabel); with ``include="all"`` every clip that is not
 rejected (accepted ones under their verdict's label, the rest under the mined label).
-Clips ``clipminer dedup`` dropped are never exported.
+Clips ``clipminer dedup`` dropped are never exported. Verdicts follow the rule stored in
+``OUT/review.sqlite`` (:func:`~clipminer.curate.verdicts.rule_for_export`): another rule
+only with ``override_rule``, and ``require_complete`` refuses while any clip is pending or
+disputed. ``dataset.json`` records the rule, where it came from, what the verdicts made of
+every clip and how far the reviewers agreed (key ``review``).
 
 Splits leak nothing: all clips of one source video, of one clip duplicate group and of
 one video duplicate group (and, transitively, everything linked to them) go to the same
@@ -60,7 +64,20 @@ from clipminer.curate.catalog import (
     clip_file,
     read_duplicates,
 )
-from clipminer.curate.verdicts import Rule, Verdict, connect, standing_votes, verdicts
+from clipminer.curate.verdicts import (
+    Agreement,
+    Rule,
+    RuleChoice,
+    RuleRecord,
+    Verdict,
+    Vote,
+    agreement,
+    connect,
+    decide,
+    rule_for_export,
+    standing_votes,
+    stored_rule,
+)
 from clipminer.data.videos import VIDEO_SUFFIXES
 from clipminer.errors import UsageError, output_error
 from clipminer.fsutil import (
@@ -113,6 +130,21 @@ class Selection:
     missing_file: int = 0
     """Chosen clips without a clip file (``--cut none``, deleted, or a path outside OUT)."""
     missing_example: str | None = None
+    accepted: int = 0
+    """Clips accepted as their mined label (not dropped duplicates; so are the next three)."""
+    relabelled: int = 0
+    """Clips accepted as another label."""
+    pending: int = 0
+    disputed: int = 0
+
+    def review_counts(self) -> dict[str, int]:
+        """What the verdicts made of OUT's clips: each is in one of the first six
+        (accepted ... dropped_duplicates); ``missing_files`` are chosen ones left out."""
+        return {
+            "accepted": self.accepted, "relabelled": self.relabelled, "rejected": self.rejected,
+            "pending": self.pending, "disputed": self.disputed,
+            "dropped_duplicates": self.duplicates, "missing_files": self.missing_file,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -127,6 +159,12 @@ class ExportReport:
     """Split -> its WebDataset tar files (empty without ``webdataset``)."""
     copied_instead_of_linked: int = 0
     """Files copied because a hard link was impossible (another file system)."""
+    rule: Rule = field(default_factory=Rule)
+    """The rule the verdicts followed."""
+    rule_source: str = "default: no votes yet"
+    """Where ``rule`` came from (:func:`~clipminer.curate.verdicts.rule_for_export`)."""
+    agreement: dict[str, Agreement] = field(default_factory=dict)
+    """Per mined label and ``all``: how far the reviewers agree."""
 
     @property
     def total(self) -> int:
@@ -178,11 +216,14 @@ def select(
     items: list[Item] = []
     rejected = unreviewed = dropped = missing = 0
     example: str | None = None
+    status: Counter[str] = Counter()
     for clip in clips:
         verdict = decided.get(clip.key, Verdict("pending", None, 0))
         if duplicates.dropped(clip):
             dropped += 1
             continue
+        relabelled = verdict.status == "accepted" and verdict.label != clip.label
+        status["relabelled" if relabelled else verdict.status] += 1
         if verdict.status == "rejected":
             rejected += 1
             continue
@@ -199,7 +240,20 @@ def select(
             example = example or f"{clip.key} ({clip.clip_path or 'no clip_path'})"
             continue
         items.append(Item(clip, label, path))
-    return Selection(items, len(clips), rejected, unreviewed, dropped, missing, example)
+    return Selection(
+        items, len(clips), rejected, unreviewed, dropped, missing, example,
+        accepted=status["accepted"], relabelled=status["relabelled"],
+        pending=status["pending"], disputed=status["disputed"],
+    )  # fmt: skip
+
+
+def _incomplete(out: Path, selection: Selection, rule: Rule) -> UsageError:
+    """Why ``require_complete`` refuses, in one line that says where to look."""
+    return UsageError(
+        f"{out}: {selection.pending} clips pending and {selection.disputed} disputed under "
+        f"the rule {rule.describe()}; --require-complete exports only when every clip is "
+        f"decided: see them with clipminer review {out}"
+    )
 
 
 def _nothing_to_export(out: Path, selection: Selection, include: Include) -> UsageError:
@@ -518,6 +572,36 @@ def _last_vote(out: Path, clips: Sequence[Clip]) -> str | None:
     return _iso(max(times)) if times else None
 
 
+def _review_state(
+    out: Path, clips: Sequence[Clip]
+) -> tuple[RuleRecord | None, dict[str, list[Vote]]]:
+    """The stored rule and the standing votes (none without ``OUT/review.sqlite``, which
+    is not created)."""
+    if not (out / REVIEW_DB).is_file():
+        return None, {}
+    with connect(out) as con:
+        return stored_rule(con), standing_votes(con, clips)
+
+
+def _review_info(
+    rule: Rule,
+    source: str,
+    stored: RuleRecord | None,
+    selection: Selection,
+    agreed: Mapping[str, Agreement],
+) -> dict[str, Any]:
+    """``dataset.json``'s ``review``: the rule, its source, the verdicts, the agreement."""
+    return {
+        "rule": asdict(rule),
+        "rule_source": source,
+        "stored_rule": None if stored is None else {
+            **asdict(stored.rule), "set_by": stored.set_by, "set_at": _iso(stored.set_at)
+        },
+        "counts": selection.review_counts(),
+        "agreement": {label: asdict(a) for label, a in agreed.items()},
+    }  # fmt: skip
+
+
 def dataset_card(
     out: Path,
     placed: Sequence[_Placed],
@@ -527,6 +611,7 @@ def dataset_card(
     *,
     settings: Mapping[str, Any],
     shards: Mapping[str, Sequence[str]],
+    review: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``dataset.json``: enough to know what the dataset is and to make it again."""
     videos = sorted({p.item.clip.video for p in placed})
@@ -560,6 +645,7 @@ def dataset_card(
             "annotations": {split: f"{split}.csv" for split in counts},
             "shards": {split: list(names) for split, names in shards.items()},
         },
+        "review": dict(review) if review is not None else None,
     }
 
 
@@ -605,7 +691,9 @@ def export(
     dataset: str | os.PathLike[str],
     *,
     splits: Sequence[float] = (0.8, 0.1, 0.1),
-    rule: Rule | None = None,
+    rule: RuleChoice | Rule | None = None,
+    override_rule: bool = False,
+    require_complete: bool = False,
     include: Include = "accepted",
     webdataset: bool = False,
     shard_size: int = DEFAULT_SHARD_SIZE,
@@ -618,7 +706,12 @@ def export(
 
     Args:
         splits: ratios of train, val and test (0: no such split); they sum to 1.
-        rule: how votes become verdicts (default one vote decides).
+        rule: how votes become verdicts: by default the rule stored in
+            ``OUT/review.sqlite`` (one vote decides when none is); a :class:`Rule` gives
+            both numbers, a :class:`RuleChoice` those that are not None.
+        override_rule: use ``rule`` even where it differs from the stored one.
+        require_complete: refuse while any clip (not a dropped duplicate) is pending
+            or disputed.
         include: ``accepted`` clips only, or ``all`` that are not rejected.
         webdataset: also write tar shards of ``shard_size`` samples per split.
         link: ``copy`` the clip files, or ``hardlink`` them (copied across disks).
@@ -626,9 +719,11 @@ def export(
         progress: called with (done, total) as files are written.
 
     Raises:
-        UsageError: OUT is not mined, nothing is left to export, bad ratios or target.
+        UsageError: OUT is not mined, nothing is left to export, bad ratios or target,
+            a rule other than the stored one, clips undecided with ``require_complete``.
     """
-    rule = rule or Rule()
+    if isinstance(rule, Rule):
+        rule = RuleChoice(rule.votes, rule.agree)
     shares = check_splits(splits)
     if include not in ("accepted", "all"):
         raise UsageError(f"--include must be accepted or all, got {include!r}")
@@ -638,10 +733,15 @@ def export(
         raise UsageError(f"--shard-size must be at least 1, got {shard_size}")
     out_path, target = check_mined(out), Path(dataset)
     _check_target(out_path, target, force)
+    used, source = rule_for_export(out_path, rule or RuleChoice(), override=override_rule)
 
     clips = all_clips(out_path)
     duplicates = read_duplicates(out_path)
-    selection = select(out_path, clips, verdicts(out_path, clips, rule), duplicates, include)
+    stored, standing = _review_state(out_path, clips)
+    decided = {c.key: decide(standing.get(c.key, []), used) for c in clips}
+    selection = select(out_path, clips, decided, duplicates, include)
+    if require_complete and (selection.pending or selection.disputed):
+        raise _incomplete(out_path, selection, used)
     if selection.missing_file:
         log.warning(
             "%s: %d chosen clips have no clip file and are skipped, e.g. %s",
@@ -657,8 +757,10 @@ def export(
     placed = _place(items, chosen)
     counts = {split: dict(sorted(Counter(p.item.label for p in placed if p.split == split).items()))
               for split in shares}  # fmt: skip
+    agreed = agreement(standing, clips)
+    review = _review_info(used, source, stored, selection, agreed)
     settings = {
-        "include": include, "review_rule": asdict(rule), "seed": seed, "splits": shares,
+        "include": include, "review_rule": asdict(used), "seed": seed, "splits": shares,
         "link": link, "webdataset": {"shard_size": shard_size} if webdataset else None,
     }  # fmt: skip
     build = functools.partial(
@@ -668,11 +770,12 @@ def export(
 
     def card(names: dict[str, list[str]]) -> dict[str, Any]:
         return dataset_card(
-            out_path, placed, counts, selection, duplicates, settings=settings, shards=names
-        )
+            out_path, placed, counts, selection, duplicates, settings=settings, shards=names,
+            review=review,
+        )  # fmt: skip
 
     copied, shards = _write_staged(target, build, card)
-    return ExportReport(target, counts, selection, shards, copied)
+    return ExportReport(target, counts, selection, shards, copied, used, source, agreed)
 
 
 def _write_staged(
