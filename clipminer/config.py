@@ -233,8 +233,8 @@ ExportInclude = Literal["accepted", "all"]
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """How ``export`` makes the dataset (the vote rule is :class:`~clipminer.curate.
-    verdicts.Rule`)."""
+    """How ``export`` makes the dataset (the vote rule is stored in ``review.sqlite``;
+    see :func:`clipminer.curate.verdicts.rule_for_export`)."""
 
     splits: str = setting(
         "0.8,0.1,0.1",
@@ -247,6 +247,11 @@ class ExportConfig:
         "accepted: clips reviewers accepted; all: every clip not rejected (the mined label "
         "where nobody voted). Dropped duplicates never go in.",
     )
+    rejected_as: str | None = setting(
+        None, "Also export the clips reviewers rejected, as this class (e.g. background: "
+        "a model trained on the dataset then learns what is not an action, the mistakes "
+        "the miner made; the open-set judge reads that label).", metavar="LABEL",
+    )  # fmt: skip
     webdataset: bool = setting(
         False, "Also write WebDataset tar shards: shards/<split>-000000.tar ..."
     )

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from clipminer.batch import run_batch
 from clipminer.cli import app
-from clipminer.errors import OutputDiskError
+from clipminer.errors import OutputDiskError, UsageError
 
 from .helpers import TINY_FLAGS, batch_config, make_videos, model_flags
 from .test_fetch_videos import site, videos  # noqa: F401 (fixtures)
@@ -208,15 +208,21 @@ def test_a_read_only_out_is_one_line_for_every_command(
 
 
 def _review_vote_on_read_only_out(out: Path, disk: Disk) -> None:
-    """The page and the queue stay up; a vote that cannot be stored says why (HTTP 503,
-    one line) instead of a server error, and is taken once the disk is writable."""
+    """A server refuses at once to start on an OUT votes cannot go into (one line); when
+    the disk turns read-only under a running server, the page and the queue stay up and a
+    vote that cannot be stored says why (HTTP 503, one line) instead of a server error,
+    and is taken once the disk is writable."""
     from clipminer.curate import review
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from starlette.testclient import TestClient
 
+    with pytest.raises(UsageError, match=r"out: read-only folder, review\.sqlite cannot be"):
+        review.create_app(out, reviewer="ann", rule=review.Rule())
+    disk.read_only(False)
     app_ = review.create_app(out, reviewer="ann", rule=review.Rule())
+    disk.read_only()
     client = TestClient(app_, base_url="http://127.0.0.1", raise_server_exceptions=False)
     assert client.get("/").status_code == 200
     queue = client.get("/api/queue")  # reading needs no writes

@@ -734,3 +734,25 @@ def test_train_split_loads_as_a_folder_per_class_video_set(tmp_path: Path) -> No
     assert evaluated.exit_code == 0, evaluated.output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert "video_top1" in json.dumps(metrics)
+
+
+def test_rejected_clips_can_be_exported_as_the_background_class(tmp_path: Path) -> None:
+    """--rejected-as background: the miner's mistakes become a class a model can learn
+    (train-video --videos DATASET/train reads it as one more class folder)."""
+    out = tmp_path / "out"
+    make_out(out, {"v": [("run", 0, 2), ("run", 3, 5)], "w": [("walk", 0, 2)]})
+    vote(out, [("v/0", "ann", "accept", None), ("v/1", "ann", "reject", None),
+               ("w/0", "ann", "reject", None)])  # fmt: skip
+    export(out, tmp_path / "plain", splits=(1.0,))
+    assert exported(tmp_path / "plain") == {"v 0.000": ("run", "train")}
+    report = export(out, tmp_path / "ds", splits=(1.0,), rejected_as="background")
+    assert exported(tmp_path / "ds") == {
+        "v 0.000": ("run", "train"), "v 3.000": ("background", "train"),
+        "w 0.000": ("background", "train"),
+    }  # fmt: skip
+    assert report.counts["train"] == {"background": 2, "run": 1}
+    assert len(list((tmp_path / "ds" / "train" / "background").glob("*.mp4"))) == 2
+    card = json.loads((tmp_path / "ds" / DATASET_JSON).read_text())
+    assert card["review"]["counts"]["rejected"] == 2
+    with pytest.raises(UsageError, match="--rejected-as"):
+        export(out, tmp_path / "bad", splits=(1.0,), rejected_as=" ")

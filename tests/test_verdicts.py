@@ -346,3 +346,17 @@ def test_agreement_edge_cases(
     overall = agreement(votes, clips)["all"]
     assert overall.percent == (None if percent is None else pytest.approx(percent))
     assert overall.kappa == (None if kappa is None else pytest.approx(kappa))
+
+
+def test_reading_for_export_leaves_a_version_1_database_as_it_was(tmp_path: Path) -> None:
+    """Export never changes OUT: its reads neither migrate nor create review.sqlite."""
+    clip = _clip()
+    assert verdicts(tmp_path, [clip], Rule())["v/0"].status == "pending"
+    assert not (tmp_path / "review.sqlite").exists()
+    _version_1_database(tmp_path, clip)
+    before = (tmp_path / "review.sqlite").read_bytes()
+    assert rule_for_export(tmp_path, RuleChoice(), override=False)[1] == "default: no rule stored"
+    assert verdicts(tmp_path, [clip], Rule(2, 1))["v/0"].status == "disputed"
+    assert (tmp_path / "review.sqlite").read_bytes() == before
+    with connect(tmp_path, readonly=True) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 1

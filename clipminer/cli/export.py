@@ -77,6 +77,7 @@ def export_command(
             override_rule=override_rule,
             require_complete=require_complete,
             include=settings.include,
+            rejected_as=settings.rejected_as,
             webdataset=settings.webdataset,
             shard_size=settings.shard_size,
             seed=settings.seed,

@@ -211,8 +211,10 @@ def select(
     decided: Mapping[str, Verdict],
     duplicates: Duplicates,
     include: Include,
+    rejected_as: str | None = None,
 ) -> Selection:
-    """The clips to export with their labels (see the module doc), and counts of the rest."""
+    """The clips to export with their labels (see the module doc), and counts of the rest;
+    with ``rejected_as``, the rejected clips too, as that label."""
     items: list[Item] = []
     rejected = unreviewed = dropped = missing = 0
     example: str | None = None
@@ -226,8 +228,10 @@ def select(
         status["relabelled" if relabelled else verdict.status] += 1
         if verdict.status == "rejected":
             rejected += 1
-            continue
-        if verdict.status == "accepted" and verdict.label:
+            if rejected_as is None:
+                continue
+            label = rejected_as
+        elif verdict.status == "accepted" and verdict.label:
             label = verdict.label
         elif include == "all":
             label = clip.label
@@ -566,7 +570,7 @@ def _last_vote(out: Path, clips: Sequence[Clip]) -> str | None:
     """When the latest standing vote on an exported clip was cast."""
     if not clips or not (out / REVIEW_DB).is_file():
         return None
-    with connect(out) as con:
+    with connect(out, readonly=True) as con:
         standing = standing_votes(con, clips)
     times = [v.cast_at for votes in standing.values() for v in votes]
     return _iso(max(times)) if times else None
@@ -579,7 +583,7 @@ def _review_state(
     is not created)."""
     if not (out / REVIEW_DB).is_file():
         return None, {}
-    with connect(out) as con:
+    with connect(out, readonly=True) as con:
         return stored_rule(con), standing_votes(con, clips)
 
 
@@ -695,6 +699,7 @@ def export(
     override_rule: bool = False,
     require_complete: bool = False,
     include: Include = "accepted",
+    rejected_as: str | None = None,
     webdataset: bool = False,
     shard_size: int = DEFAULT_SHARD_SIZE,
     seed: int = 0,
@@ -713,6 +718,7 @@ def export(
         require_complete: refuse while any clip (not a dropped duplicate) is pending
             or disputed.
         include: ``accepted`` clips only, or ``all`` that are not rejected.
+        rejected_as: also export the rejected clips, as this label (``background``).
         webdataset: also write tar shards of ``shard_size`` samples per split.
         link: ``copy`` the clip files, or ``hardlink`` them (copied across disks).
         force: replace a DATASET written before (only once the new one is complete).
@@ -739,7 +745,11 @@ def export(
     duplicates = read_duplicates(out_path)
     stored, standing = _review_state(out_path, clips)
     decided = {c.key: decide(standing.get(c.key, []), used) for c in clips}
-    selection = select(out_path, clips, decided, duplicates, include)
+    if rejected_as is not None and (
+        not rejected_as.strip() or not rejected_as.isprintable() or "/" in rejected_as
+    ):
+        raise UsageError(f"--rejected-as {rejected_as!r}: give a class name")
+    selection = select(out_path, clips, decided, duplicates, include, rejected_as)
     if require_complete and (selection.pending or selection.disputed):
         raise _incomplete(out_path, selection, used)
     if selection.missing_file:
@@ -760,7 +770,8 @@ def export(
     agreed = agreement(standing, clips)
     review = _review_info(used, source, stored, selection, agreed)
     settings = {
-        "include": include, "review_rule": asdict(used), "seed": seed, "splits": shares,
+        "include": include, "rejected_as": rejected_as, "review_rule": asdict(used),
+        "seed": seed, "splits": shares,
         "link": link, "webdataset": {"shard_size": shard_size} if webdataset else None,
     }  # fmt: skip
     build = functools.partial(

@@ -24,6 +24,7 @@ import logging
 import math
 import sqlite3
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -175,14 +176,19 @@ class Agreement:
 
 
 @contextlib.contextmanager
-def connect(out: Path) -> Iterator[sqlite3.Connection]:
+def connect(out: Path, *, readonly: bool = False) -> Iterator[sqlite3.Connection]:
     """``OUT/review.sqlite``, created with the schema when absent, brought up to
-    :data:`SCHEMA_VERSION` when older (its votes stay)."""
+    :data:`SCHEMA_VERSION` when older (its votes stay). ``readonly`` (export, which never
+    changes OUT): an existing database, read as it is, older schema included."""
     path = Path(out) / REVIEW_DB
     try:
-        if not path.exists():  # the disk's own reason (read-only, full), not "unable to open"
-            path.touch()
-        con = sqlite3.connect(path, timeout=30, isolation_level=None)
+        if readonly:
+            uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+            con = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+        else:
+            if not path.exists():  # the disk's own reason (read-only, full), not "unable to open"
+                path.touch()
+            con = sqlite3.connect(path, timeout=30, isolation_level=None)
     except OSError as exc:
         raise output_error(exc, path) from None
     except sqlite3.Error as exc:
@@ -191,7 +197,7 @@ def connect(out: Path) -> Iterator[sqlite3.Connection]:
         version = con.execute("PRAGMA user_version").fetchone()[0]
         if version not in _UPGRADES and version != SCHEMA_VERSION:
             raise UsageError(f"{path}: written by a newer clipminer (schema {version})")
-        if version != SCHEMA_VERSION:  # readers of an up-to-date database change nothing
+        if version != SCHEMA_VERSION and not readonly:  # up-to-date: nothing changes
             if version == 0:  # new
                 con.execute("PRAGMA journal_mode=WAL")
             con.executescript(
@@ -250,9 +256,14 @@ def undo_last(con: sqlite3.Connection, reviewer: str) -> str | None:
 
 def stored_rule(con: sqlite3.Connection) -> RuleRecord | None:
     """The rule stored latest (None when none ever was)."""
-    row = con.execute(
-        "SELECT votes, agree, set_by, set_at FROM rules ORDER BY id DESC LIMIT 1"
-    ).fetchone()
+    try:
+        row = con.execute(
+            "SELECT votes, agree, set_by, set_at FROM rules ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    except sqlite3.OperationalError as exc:  # a database from before rules were stored
+        if "no such table" in str(exc):
+            return None
+        raise
     if row is None:
         return None
     votes, agree, set_by, set_at = row
@@ -333,7 +344,7 @@ def rule_for_export(out: Path, choice: RuleChoice, *, override: bool) -> tuple[R
         if choice.given():
             return choice.over(Rule()), "given (no votes yet)"
         return Rule(), "default: no votes yet"
-    with connect(Path(out)) as con:
+    with connect(Path(out), readonly=True) as con:
         stored = stored_rule(con)
     if stored is None:  # votes from before rules were stored
         if choice.given():
@@ -391,7 +402,7 @@ def verdicts(out: Path, clips: Sequence[Clip], rule: Rule) -> dict[str, Verdict]
     """The verdict of every clip in ``clips`` (``pending`` without votes or database)."""
     if not (Path(out) / REVIEW_DB).is_file():
         return {c.key: Verdict("pending", None, 0) for c in clips}
-    with connect(Path(out)) as con:
+    with connect(Path(out), readonly=True) as con:
         standing = standing_votes(con, clips)
     return {c.key: decide(standing.get(c.key, []), rule) for c in clips}
 

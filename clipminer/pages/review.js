@@ -6,6 +6,7 @@ const FRAME_SECONDS = 1 / 25;  // a frame step (the page does not know the clip'
 const SHOWN_LABELS = 12;
 let front = 0;
 let labels = cfg.labels;
+let minedLabels = [...cfg.filters.labels];  // the label filter's: labels clips were mined as
 let list = [];
 let cursor = null;
 let exhausted = false;
@@ -350,7 +351,11 @@ $('label-search').addEventListener('keydown', (ev) => {
 function refresh() {
   return call('/api/progress?' + filterParams()).then((data) => {
     if (JSON.stringify(data.labels) !== JSON.stringify(labels)) {
-      labels = data.labels; renderFilterLabels(); searchLabels();
+      labels = data.labels; searchLabels();
+    }
+    const mined = data.rows.map((r) => r.label);
+    if (JSON.stringify(mined) !== JSON.stringify(minedLabels)) {
+      minedLabels = mined; renderFilterLabels();
     }
     remaining = data.remaining;
     position();
@@ -383,7 +388,7 @@ function renderFilterLabels() {
   const picked = new Set([...select.selectedOptions].map((o) => o.value));
   if (!select.options.length) for (const l of cfg.filters.labels) picked.add(l);
   select.replaceChildren();
-  for (const label of labels) {
+  for (const label of minedLabels) {
     const o = document.createElement('option'); o.value = label; text(o, label);
     o.selected = picked.has(label); select.append(o);
   }
