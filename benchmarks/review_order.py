@@ -1,7 +1,8 @@
 """How many votes ``clipminer review --order uncertain`` saves over ``--order score``.
 
-Mines generated long videos with known actions, using small models trained briefly (so
-the candidates hold mistakes to find: wrong labels and stretches that are no action),
+Mines generated long videos with known actions for recall (small models trained
+briefly, ``--open-set off``, ``--threshold 0.3``: the candidates hold mistakes to find,
+wrong labels and stretches that are no action),
 then walks each review order with a reviewer who votes the truth: accept when the truth
 has the clip's label there, relabel when it has another action, reject when it has none.
 After every vote the dataset is what ``export --include all`` would write (reviewed clips
@@ -86,10 +87,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("bench-out/review_order"))
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--threshold", type=float, default=0.3, help="find-clips --threshold")
     args = parser.parse_args()
     models = train_small_models(args.work, image_arch="resnet18", image_epochs=1, video_epochs=2)
+    # mined for recall, as a team that reviews every candidate would: no open-set
+    # rejection and a low threshold, so the candidates hold the miner's mistakes
+    settings = {"cut": "none", "open_set": "off", "threshold": args.threshold}
     miner = ClipMiner(
-        models.image, [models.video], config=findclips_config({"cut": "none"}, where="benchmark")
+        models.image, [models.video], config=findclips_config(settings, where="benchmark")
     )
     every: dict[str, list[Clip]] = {}
     truth: dict[str, str | None] = {}  # by clip key: the videos' names differ per seed

@@ -270,3 +270,28 @@ def test_fetch_videos_stops_on_a_full_disk_and_fetches_the_rest_later(
     assert done.exit_code == 0, done.output
     assert (out / "misc" / "one.mp4").read_bytes() == videos["big"]
     assert (out / "misc" / "two.mp4").read_bytes() == videos["v1"]
+
+
+def test_export_reads_the_votes_of_an_out_on_a_read_only_disk(
+    tiny_models, tmp_path: Path, disk: Disk
+) -> None:
+    """An archived OUT, votes and all, on a disk mounted read-only: export reads the
+    votes (SQLite cannot make its WAL index there) and writes the dataset elsewhere."""
+    from clipminer.curate import catalog, verdicts
+    from clipminer.curate.export import export
+
+    folder = tmp_path / "in"
+    make_videos(folder, 1)
+    out = disk.path / "out"
+    run_batch(folder, out, config=batch_config(tiny_models))
+    clips = catalog.all_clips(out)
+    assert clips, "the tiny models found nothing to vote on"
+    with verdicts.connect(out) as con:
+        for clip in clips:
+            verdicts.cast(con, clip, "ann", "reject")
+    verdicts.settle_rule(out, verdicts.RuleChoice(), who="ann")
+    disk.read_only()
+    report = export(out, tmp_path / "ds", splits=(1.0,), include="all", rejected_as="none")
+    assert report.rule_source == "stored"
+    assert report.selection.rejected == len(clips)
+    assert report.counts["train"] == {"none": len(clips)}

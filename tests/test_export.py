@@ -756,3 +756,11 @@ def test_rejected_clips_can_be_exported_as_the_background_class(tmp_path: Path) 
     assert card["review"]["counts"]["rejected"] == 2
     with pytest.raises(UsageError, match="--rejected-as"):
         export(out, tmp_path / "bad", splits=(1.0,), rejected_as=" ")
+    with pytest.raises(UsageError, match="exported as that label already"):
+        export(out, tmp_path / "bad", splits=(1.0,), rejected_as="run")
+    result = runner.invoke(
+        app, ["export", str(out), "--out", str(tmp_path / "cli"), "--splits", "1,0,0",
+              "--rejected-as", "background"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "left out: 2 rejected (exported as background)" in result.output

@@ -488,7 +488,7 @@ def test_keyboard_review_in_chromium(out: Path, page_of: Any) -> None:
         wait_for(driver, "!document.querySelector('video:not(.hidden)').paused")
     wait_for(driver, "document.querySelector('video.hidden').dataset.key === 'alpha/2'")
     assert driver.find_element("id", "c-image-label").text == "bouncing"
-    assert driver.find_element("id", "h-position").text.startswith("clip 1 of 5")
+    wait_for(driver, "document.getElementById('h-position').textContent === 'clip 1 of 5'")
     press(driver, "3")  # numbers never vote: they say so
     wait_for(driver, "document.getElementById('message').textContent.includes('press l')")
     press(driver, "a")  # alpha/0 accepted

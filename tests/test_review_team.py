@@ -190,41 +190,34 @@ def test_label_search_finds_one_of_700_labels_by_a_few_letters(out: Path, page_o
 
 @pytest.mark.browser
 @browser
-def test_a_missing_clip_says_so_and_takes_no_vote(out: Path, page_of: Any) -> None:
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [("missing", "clip file is missing"), ("unplayable", "the browser cannot play")],
+)
+def test_a_clip_that_cannot_be_shown_says_so_and_takes_no_vote(
+    out: Path, page_of: Any, damage: str, says: str
+) -> None:
     [clip] = [c for c in catalog.all_clips(out) if c.key == "alpha/0"]
-    (out / str(clip.clip_path)).unlink()
+    file = out / str(clip.clip_path)
+    if damage == "missing":
+        file.unlink()
+    else:
+        file.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video at all")
     app = review.create_app(out, reviewer="ann", rule=Rule())
     driver, _ = page_of(app)
     assert shown(driver) == "alpha/0"
     wait_for(driver, "document.body.dataset.playable === 'no'")
-    assert "clip file is missing" in driver.find_element("id", "unplayable").text
-    press(driver, "a")
-    wait_for(driver, "document.getElementById('message').textContent.includes('not taken')")
+    assert says in driver.find_element("id", "unplayable").text
+    for key in "ar":
+        press(driver, key)
+        wait_for(driver, "document.getElementById('message').textContent.includes('not taken')")
+        driver.execute_script("document.getElementById('message').textContent = '';")
     assert driver.execute_script("return document.body.dataset.clip;") == "alpha/0"
     press(driver, "n")  # skipping works
     wait_for(driver, "document.body.dataset.clip === 'alpha/2'")
     wait_for(driver, "document.body.dataset.playable === 'yes'")
     settled(driver)
-    assert (
-        not (out / catalog.REVIEW_DB).exists()
-        or not verdicts.verdicts(out, catalog.all_clips(out), Rule())["alpha/0"].votes
-    )
-
-
-@pytest.mark.browser
-@browser
-def test_a_clip_the_browser_cannot_play_takes_no_vote(out: Path, page_of: Any) -> None:
-    [clip] = [c for c in catalog.all_clips(out) if c.key == "alpha/0"]
-    (out / str(clip.clip_path)).write_bytes(b"\x00\x00\x00\x18ftypmp42 not a video at all")
-    app = review.create_app(out, reviewer="ann", rule=Rule())
-    driver, _ = page_of(app)
-    assert shown(driver) == "alpha/0"
-    wait_for(driver, "document.body.dataset.playable === 'no'")
-    assert "cannot" in driver.find_element("id", "unplayable").text
-    press(driver, "r")
-    wait_for(driver, "document.getElementById('message').textContent.includes('not taken')")
-    settled(driver)
-    assert not (out / catalog.REVIEW_DB).exists()
+    assert not (out / catalog.REVIEW_DB).exists()  # no vote was sent
 
 
 # -- fast keys and concurrent undos ----------------------------------------------------------
@@ -352,3 +345,79 @@ def test_uncertain_order_puts_model_disagreements_and_borderline_scores_first(
     assert keys(client(out, order="score")) == ["v/0", "v/1", "v/3", "v/2"]
     with pytest.raises(UsageError, match="--order"):
         client(out, order="random")
+
+
+def test_team_reads_need_a_link_too(out: Path) -> None:
+    c = team_client(out)
+    assert c.get("/api/progress").status_code == 403
+    ann = token_of(c, "ann")
+    progress = c.get("/api/progress", headers={review.TOKEN_HEADER: ann})
+    assert progress.status_code == 200 and progress.json()["remaining"] == len(ALL)
+    entry = c.get("/api/queue", headers={review.TOKEN_HEADER: ann}).json()["clips"][0]
+    path = entry["url"].split("?")[0]
+    assert c.get(path, params={"as": "not-a-token"}).status_code == 403
+
+
+def test_review_command_with_a_team_a_labels_file_and_the_stored_rule(
+    out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command line: names from several --reviewers, a link each printed, a labels
+    file's labels offered, the rule stored on the first start and refused when another
+    one is given, until --change-rule."""
+    from typer.testing import CliRunner
+
+    from clipminer.cli import app
+
+    served: list[dict[str, Any]] = []
+
+    def fake_serve(out_: Path, **kw: Any) -> None:  # prints its links, serves nothing
+        served.append(kw)
+        app_ = review.create_app(
+            out_, rule=kw["rule"], reviewers=kw["reviewers"], labels=kw["labels"],
+            reviewer=kw["reviewer"],
+        )  # fmt: skip
+        kw["on_ready"]("http://127.0.0.1:8765/", review.team_links(app_, "http://127.0.0.1:8765/"))
+
+    monkeypatch.setattr(review, "serve", fake_serve)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("1 abseiling\n2 air drumming\n")
+    runner = CliRunner()
+    first = runner.invoke(app, [
+        "review", str(out), "--reviewers", "ann,bob", "--reviewers", "cat", "--votes", "3",
+        "--agree", "2", "--labels-file", str(labels),
+    ])  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert served[0]["reviewers"] == ["ann", "bob", "cat"]
+    assert served[0]["labels"] == ("abseiling", "air drumming")
+    assert served[0]["rule"] == Rule(3, 2)
+    for name in ("ann", "bob", "cat"):
+        assert f"  {name}: http://127.0.0.1:8765/?as=" in first.output
+    assert "3 votes, 2 must agree (set by ann" in first.output
+    # a later start with another rule is refused in one line; --change-rule stores it
+    other = runner.invoke(app, ["review", str(out), "--reviewer", "bob", "--votes", "5"])
+    assert other.exit_code == 2 and "--change-rule" in other.output
+    assert other.output.count("\n") == 1, other.output
+    plain = runner.invoke(app, ["review", str(out), "--reviewer", "bob"])
+    assert plain.exit_code == 0 and served[-1]["rule"] == Rule(3, 2)
+    changed = runner.invoke(
+        app, ["review", str(out), "--reviewer", "bob", "--votes", "1", "--agree", "1",
+              "--change-rule"],
+    )  # fmt: skip
+    assert changed.exit_code == 0, changed.output
+    assert served[-1]["rule"] == Rule(1, 1)
+    with verdicts.connect(out) as con:
+        history = con.execute("SELECT votes, agree, set_by FROM rules ORDER BY id").fetchall()
+    assert history == [(3, 2, "ann"), (1, 1, "bob")]
+    remote = runner.invoke(app, ["review", str(out), "--host", "0.0.0.0", "--allow-remote"])
+    assert remote.exit_code == 2 and "only with --reviewers" in remote.output
+
+
+def test_a_running_server_follows_a_rule_changed_by_another(out: Path) -> None:
+    c = client(out, "ann", Rule(1, 1))
+    verdicts.settle_rule(out, verdicts.RuleChoice(1, 1), who="ann")
+    post(c, "/api/vote", {"clip": "alpha/0", "action": "accept"})
+    assert "alpha/0" not in keys(c, all=0)
+    verdicts.settle_rule(out, verdicts.RuleChoice(2, 2), who="bob", change=True)
+    # one accept no longer decides: pending, and open to bob (not to ann, who voted)
+    entry = c.get("/api/queue", params={"all": 1}).json()["clips"][0]
+    assert entry["key"] == "alpha/0" and entry["verdict"]["status"] == "pending"

@@ -108,15 +108,21 @@ def dataset_table(counts: Mapping[str, Mapping[str, int]]) -> Table:
 
 def _review_lines(report: ExportReport) -> None:
     """The rule, what the verdicts made of the clips, and how far the reviewers agree."""
-    console.print(f"rule: {report.rule.describe()} ({report.rule_source})")
+    console.print(Text(f"rule: {report.rule.describe()} ({report.rule_source})"))
     n, s = report.selection.review_counts(), report.selection
     console.print(
         f"verdicts: {n['accepted']} accepted, {n['relabelled']} relabelled, "
         f"{n['rejected']} rejected, {n['pending']} pending, {n['disputed']} disputed"
     )
+    rejected = (
+        f"{s.rejected} rejected (exported as {report.rejected_as})"
+        if report.rejected_as else f"{s.rejected} rejected"
+    )  # fmt: skip
     console.print(
-        f"left out: {s.rejected} rejected, {s.unreviewed} pending or disputed, "
-        f"{s.duplicates} dropped duplicates, {s.missing_file} without a clip file"
+        Text(
+            f"left out: {rejected}, {s.unreviewed} pending or disputed, "
+            f"{s.duplicates} dropped duplicates, {s.missing_file} without a clip file"
+        )
     )
     overall = report.agreement.get("all")
     if overall is not None and overall.percent is not None:

@@ -165,6 +165,8 @@ class ExportReport:
     """Where ``rule`` came from (:func:`~clipminer.curate.verdicts.rule_for_export`)."""
     agreement: dict[str, Agreement] = field(default_factory=dict)
     """Per mined label and ``all``: how far the reviewers agree."""
+    rejected_as: str | None = None
+    """The label the rejected clips were exported as (None: left out)."""
 
     @property
     def total(self) -> int:
@@ -737,6 +739,8 @@ def export(
         raise UsageError(f"link must be copy or hardlink, got {link!r}")
     if shard_size < 1:
         raise UsageError(f"--shard-size must be at least 1, got {shard_size}")
+    if rejected_as is not None and (not rejected_as.strip() or not rejected_as.isprintable()):
+        raise UsageError(f"--rejected-as {rejected_as!r}: give a class name")
     out_path, target = check_mined(out), Path(dataset)
     _check_target(out_path, target, force)
     used, source = rule_for_export(out_path, rule or RuleChoice(), override=override_rule)
@@ -745,11 +749,15 @@ def export(
     duplicates = read_duplicates(out_path)
     stored, standing = _review_state(out_path, clips)
     decided = {c.key: decide(standing.get(c.key, []), used) for c in clips}
-    if rejected_as is not None and (
-        not rejected_as.strip() or not rejected_as.isprintable() or "/" in rejected_as
-    ):
-        raise UsageError(f"--rejected-as {rejected_as!r}: give a class name")
     selection = select(out_path, clips, decided, duplicates, include, rejected_as)
+    if rejected_as is not None and any(
+        item.label == rejected_as and decided[item.clip.key].status != "rejected"
+        for item in selection.items
+    ):
+        raise UsageError(
+            f"--rejected-as {rejected_as!r}: clips are exported as that label already; the "
+            "rejected ones would pass for them (choose another name, e.g. background)"
+        )
     if require_complete and (selection.pending or selection.disputed):
         raise _incomplete(out_path, selection, used)
     if selection.missing_file:
@@ -786,7 +794,9 @@ def export(
         )  # fmt: skip
 
     copied, shards = _write_staged(target, build, card)
-    return ExportReport(target, counts, selection, shards, copied, used, source, agreed)
+    return ExportReport(
+        target, counts, selection, shards, copied, used, source, agreed, rejected_as
+    )
 
 
 def _write_staged(

@@ -113,6 +113,10 @@ class StaleClipError(UsageError):
     """A vote on a clip the page showed before its video was mined again."""
 
 
+class NoSuchClipError(UsageError):
+    """A vote on a key OUT does not have (any more)."""
+
+
 class MissingClipError(UsageError):
     """A vote on a clip whose file is gone (nobody could have watched it)."""
 
@@ -454,7 +458,17 @@ class Review:
 
     def state(self) -> tuple[Snapshot, dict[str, list[Vote]]]:
         snapshot = self.catalogue.get()
+        self.follow_rule()
         return snapshot, standing(self.out, snapshot.clips)
+
+    def follow_rule(self) -> None:
+        """Take the rule stored in ``review.sqlite`` now: another server's
+        ``--change-rule`` holds here from the next request on."""
+        if (self.out / catalog.REVIEW_DB).is_file():
+            with verdicts.connect(self.out, readonly=True) as con:
+                stored = verdicts.stored_rule(con)
+            if stored is not None:
+                self.rule = stored.rule
 
     def entry(
         self, snapshot: Snapshot, votes: dict[str, list[Vote]], key: str, reviewer: str
@@ -497,9 +511,10 @@ class Review:
         """Record a vote on ``key``; ``shown`` is the range the page showed (a re-mined
         video can give the key to another clip: then the vote is refused)."""
         snapshot = self.catalogue.get()
+        self.follow_rule()
         clip = snapshot.by_key.get(key)
         if clip is None:
-            raise UsageError(f"no clip {key!r} to vote on")
+            raise NoSuchClipError(f"no clip {key!r} to vote on")
         if shown is not None and (
             abs(shown[0] - clip.time_start) > 1e-3 or abs(shown[1] - clip.time_end) > 1e-3
         ):
@@ -695,6 +710,7 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
 
 
 def _page(review: Review) -> Endpoint:
+    from starlette.concurrency import run_in_threadpool
     from starlette.responses import HTMLResponse
 
     async def page(request: Request) -> Response:
@@ -714,7 +730,7 @@ def _page(review: Review) -> Endpoint:
             "rule_note": review.rule_note,
             "order": review.order,
             "filters": asdict(review.filters),
-            "labels": list(review.labels(review.catalogue.get())),
+            "labels": list(review.labels(await run_in_threadpool(review.catalogue.get))),
         }
         html = pages.render("review.html", config=config)
         return HTMLResponse(html, headers=headers)
@@ -861,8 +877,10 @@ def _vote(review: Review) -> Endpoint:
             return _json(await run_in_threadpool(review.vote, reviewer, key, action, label, shown))
         except (StaleClipError, MissingClipError) as exc:
             return _error(str(exc), 409)
+        except NoSuchClipError as exc:
+            return _error(str(exc), 404)
         except UsageError as exc:
-            return _error(str(exc), 404 if str(exc).startswith("no clip") else 400)
+            return _error(str(exc), 400)
 
     return handler
 
@@ -1042,7 +1060,10 @@ def serve(
     try:
         if on_ready:
             url = url_of(sock, host)
-            on_ready(url, team_links(app, url) if reviewers else {})
+            base = url
+            if host.strip("[]") in ("0.0.0.0", "::"):  # links others can open
+                base = f"http://{socket.gethostname()}:{sock.getsockname()[1]}/"
+            on_ready(url, team_links(app, base) if reviewers else {})
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import sqlite3
 import time
 import urllib.parse
@@ -182,8 +183,10 @@ def connect(out: Path, *, readonly: bool = False) -> Iterator[sqlite3.Connection
     changes OUT): an existing database, read as it is, older schema included."""
     path = Path(out) / REVIEW_DB
     try:
-        if readonly:
+        if readonly:  # on a read-only disk SQLite cannot make its WAL index: immutable
             uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+            if not os.access(path.parent, os.W_OK):
+                uri += "&immutable=1"
             con = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
         else:
             if not path.exists():  # the disk's own reason (read-only, full), not "unable to open"
@@ -241,14 +244,16 @@ def cast(
 def undo_last(con: sqlite3.Connection, reviewer: str) -> str | None:
     """Undo ``reviewer``'s latest standing vote; returns its clip key (None if none).
 
-    One statement finds and marks the vote, so undos sent at the same moment each undo
-    a different vote (a read, then a write, let two of them pick the same one)."""
-    row = con.execute(
-        "UPDATE votes SET undone = 1 WHERE id = (SELECT id FROM votes WHERE reviewer = ?"
-        " AND undone = 0 ORDER BY id DESC LIMIT 1) RETURNING clip",
-        (reviewer,),
-    ).fetchone()
-    return None if row is None else str(row[0])
+    The vote is found and marked in one write transaction, so undos sent at the same
+    moment each undo a different vote (a read, then a write, let two pick the same one)."""
+    with _immediate(con):
+        row = con.execute(
+            "SELECT id, clip FROM votes WHERE reviewer = ? AND undone = 0 ORDER BY id DESC LIMIT 1",
+            (reviewer,),
+        ).fetchone()
+        if row is not None:
+            con.execute("UPDATE votes SET undone = 1 WHERE id = ?", (row[0],))
+    return None if row is None else str(row[1])
 
 
 # -- the stored rule ----------------------------------------------------------------------
@@ -367,9 +372,16 @@ def standing_votes(con: sqlite3.Connection, clips: Sequence[Clip]) -> dict[str, 
     current range."""
     ranges = {c.key: (c.time_start, c.time_end) for c in clips}
     latest: dict[tuple[str, str], Vote] = {}
-    for clip, start, end, reviewer, action, label, cast_at in con.execute(
+    query = (
         "SELECT clip, time_start, time_end, reviewer, action, label, cast_at FROM votes"
-        " WHERE undone = 0 ORDER BY id"
+        " WHERE undone = 0"
+    )
+    keys: tuple[str, ...] = ()
+    if len(ranges) <= 50:  # a few clips (a vote, an undo): through the index
+        keys = tuple(ranges)
+        query += f" AND clip IN ({', '.join('?' * len(keys))})" if keys else " AND 0"
+    for clip, start, end, reviewer, action, label, cast_at in con.execute(
+        query + " ORDER BY id", keys
     ):
         span = ranges.get(clip)
         if span is None or abs(span[0] - start) > 1e-3 or abs(span[1] - end) > 1e-3:

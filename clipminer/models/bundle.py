@@ -268,12 +268,9 @@ def safe_load(path: str | os.PathLike[str], *, shown_as: Path | None = None) -> 
     if not path.is_file():
         raise BundleError(f"{shown_as}: no such file")
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=True)
+        # torch's zip format can be mapped; its legacy format only read
+        mapped = zipfile.is_zipfile(path)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except pickle.UnpicklingError as exc:
         detail = _unpickler_detail(str(exc))
         if "global" in detail.lower():

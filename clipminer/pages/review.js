@@ -348,7 +348,13 @@ $('label-search').addEventListener('keydown', (ev) => {
 
 // -- progress --------------------------------------------------------------------------------
 
-function refresh() {
+let refreshTimer = null;
+function refresh() {  // at most every 300 ms: a burst of votes asks once
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => { refreshTimer = null; loadProgress(); }, 300);
+}
+
+function loadProgress() {
   return call('/api/progress?' + filterParams()).then((data) => {
     if (JSON.stringify(data.labels) !== JSON.stringify(labels)) {
       labels = data.labels; searchLabels();
@@ -407,7 +413,7 @@ document.addEventListener('keydown', (ev) => {
   let handled = true;
   if (k === 'a') enqueue(() => vote('accept', null));
   else if (k === 'r') enqueue(() => vote('reject', null));
-  else if (k === 'l' || k === '/') keys = keys.then(openPicker);
+  else if (k === 'l' || k === '/') openPicker();  // at once: what follows is the search
   else if (k === 'u') enqueue(undo);
   else if (k === 'n') enqueue(skip);
   else if (k === ' ') playPause();
