@@ -410,6 +410,11 @@ class ImageTrainConfig:
     background_label: str = setting(
         "background", "Name of the background class (--background adds to it).", metavar="LABEL"
     )
+    frames_per_clip: int = setting(
+        4, "Class folders may hold video clips besides images (an export's DATASET/train "
+        "and DATASET/val): this many frames evenly spaced in each clip are trained on, the "
+        "frames of one clip on one side of the split.", min=4, metavar="N",
+    )  # fmt: skip
     background_images: int | None = setting(
         None,
         "Background images to take from --background (default: twice the mean action "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -19,7 +20,12 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from clipminer import __version__
 from clipminer.config import ImageTrainConfig
-from clipminer.data.background import find_background, hold_out_a_video, sample_background
+from clipminer.data.background import (
+    BackgroundFiles,
+    find_background,
+    hold_out_a_video,
+    sample_background,
+)
 from clipminer.data.images import (
     ImageDataset,
     ImageFolder,
@@ -27,6 +33,7 @@ from clipminer.data.images import (
     scan_image_folder,
     split_by_hash,
 )
+from clipminer.data.videos import VIDEO_SUFFIXES
 from clipminer.devices import resolve_device
 from clipminer.errors import UsageError
 from clipminer.metrics import ClassificationMetrics
@@ -73,7 +80,7 @@ def _check_classes(folder: ImageFolder) -> None:
     empty = [label for label, n in counts.items() if n == 0]
     if empty:
         raise UsageError(
-            f"{folder.root}: class folder(s) {empty} contain no readable images "
+            f"{folder.root}: class folder(s) {empty} contain no readable images or video clips "
             f"({len(folder.skipped)} unreadable files skipped)"
         )
     if len(folder.labels) < 2:
@@ -103,12 +110,58 @@ def train_image(
     device = resolve_device(config.device)
     if config.fit.tensorboard is not None:
         require_tensorboard()
-    folder = scan_image_folder(data_dir)
-    scratch = tempfile.TemporaryDirectory(prefix="clipminer-background-")
+    scratch = tempfile.TemporaryDirectory(prefix="clipminer-frames-")
     with scratch:
+        frames = functools.partial(
+            add_clip_frames, scratch=Path(scratch.name), per_clip=config.frames_per_clip,
+            short_side=2 * config.image_size,
+        )  # fmt: skip
+        folder = frames(scan_image_folder(data_dir))
         if config.background:
             folder = add_background(folder, config, Path(scratch.name))
-        return _train_image(folder, data_dir, out, config, val_dir, resume, reporter, device)
+        val_folder = None
+        if val_dir is not None:
+            val_folder = frames(scan_image_folder(val_dir, labels=folder.labels))
+        return _train_image(
+            folder, data_dir, out, config, val_dir, resume, reporter, device, val_folder
+        )
+
+
+def add_clip_frames(
+    folder: ImageFolder, *, scratch: Path, per_clip: int, short_side: int
+) -> ImageFolder:
+    """``folder`` with frames of the video clips in its class folders (an export's
+    ``DATASET/train``, say): ``per_clip`` frames evenly spaced in each, written to
+    ``scratch``; the frames of one clip fall on one side of the split together."""
+    items = list(folder.items)
+    for index, label in enumerate(folder.labels):
+        class_dir = folder.root / label
+        clips = (
+            tuple(
+                sorted(
+                    p for p in class_dir.iterdir()
+                    if p.is_file() and not p.name.startswith(".")
+                    and p.suffix.lower() in VIDEO_SUFFIXES
+                )
+            )
+            if class_dir.is_dir() else ()
+        )  # fmt: skip
+        if not clips:
+            continue
+        target = scratch / "clips" / f"{folder.root.name}-{index}"
+        try:
+            sampled = sample_background(
+                BackgroundFiles(clips, ()), target, count=per_clip * len(clips),
+                short_side=short_side,
+            )  # fmt: skip
+        except UsageError:
+            log.warning("%s: none of its %d video clips could be read", class_dir, len(clips))
+            continue
+        for image in sampled:
+            digest = hashlib.sha256(image.path.read_bytes()).hexdigest()
+            items.append(ImageItem(image.path, index, digest, group=image.group))
+        log.info("%s: %d frames of %d clips", class_dir, len(sampled), len(clips))
+    return replace(folder, items=items)
 
 
 def add_background(folder: ImageFolder, config: ImageTrainConfig, scratch: Path) -> ImageFolder:
@@ -144,10 +197,11 @@ def _train_image(
     resume: bool,
     reporter: Reporter | None,
     device: torch.device,
+    val_folder: ImageFolder | None = None,
 ) -> ImageTrainResult:
     _check_classes(folder)
     labels = folder.labels
-    train_items, val_items = _split(folder, data_dir, config, val_dir)
+    train_items, val_items = _split(folder, data_dir, config, val_dir, val_folder)
     size = (config.image_size, config.image_size)
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     train_loader, val_loader = _loaders(train_items, val_items, config, device)
@@ -247,9 +301,10 @@ def _split(
     data_dir: str | os.PathLike[str],
     config: ImageTrainConfig,
     val_dir: str | os.PathLike[str] | None,
+    val_folder: ImageFolder | None = None,
 ) -> tuple[list[ImageItem], list[ImageItem]]:
     """(train, validation) images: a hashed split of the folder (a whole background
-    video held out), or the folder and ``val_dir``."""
+    video held out), or the folder and ``val_dir`` (scanned already: ``val_folder``)."""
     labels = folder.labels
     if val_dir is None:
         train_items, val_items = split_by_hash(folder.items, config.val_fraction)
@@ -259,7 +314,7 @@ def _split(
         if not val_items:
             raise UsageError("--val-fraction 0 leaves no validation images; give --val-dir")
         return train_items, val_items
-    val_folder = scan_image_folder(val_dir, labels=labels)
+    val_folder = val_folder or scan_image_folder(val_dir, labels=labels)
     if val_folder.unknown:
         raise UsageError(f"{val_dir}: classes not in {data_dir}: {sorted(val_folder.unknown)}")
     return folder.items, val_folder.items

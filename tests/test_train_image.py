@@ -185,3 +185,28 @@ def test_cli_bad_data(tmp_path: Path, layout: dict[str, int], message: str) -> N
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_an_exported_dataset_of_clips_trains_directly(tmp_path: Path) -> None:
+    """train-image DATASET/train --val-dir DATASET/val on an export's clip folders: frames
+    of each clip, the frames of one clip never on both sides of a split."""
+    labels = ("bouncing", "pulsing")
+    synth.make_clips(tmp_path / "ds" / "train", per_class=4, seconds=1.0, fps=8,
+                     size=(48, 64), labels=labels, seed=0)  # fmt: skip
+    synth.make_clips(tmp_path / "ds" / "val", per_class=2, seconds=1.0, fps=8,
+                     size=(48, 64), labels=labels, seed=1)  # fmt: skip
+    (tmp_path / "ds" / "train" / "pulsing" / "broken.mp4").write_bytes(b"not a video")
+    config = ImageTrainConfig(
+        arch="resnet18", weights="none", image_size=32, batch_size=8, workers=0,
+        device="cpu", fit=FitConfig(epochs=1, seed=0),
+    )  # fmt: skip
+    result = train_image(
+        tmp_path / "ds" / "train", tmp_path / "m.pt", config=config,
+        val_dir=tmp_path / "ds" / "val",
+    )  # fmt: skip
+    assert load_bundle(result.model_path).labels == labels
+    assert (result.train_images, result.val_images) == (32, 16)  # 4 frames a clip
+    # held out by clip: with no --val-dir the frames of one clip stay together
+    config = ImageTrainConfig(**{**config.__dict__, "val_fraction": 0.5})
+    split = train_image(tmp_path / "ds" / "train", tmp_path / "h.pt", config=config)
+    assert split.val_images % 4 == 0 and split.val_images > 0

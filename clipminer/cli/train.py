@@ -30,7 +30,12 @@ from clipminer.cli.common import (
 from clipminer.config import ImageTrainConfig, VideoSource, VideoTrainConfig
 
 ImageFolderArg = Annotated[
-    Path, typer.Argument(metavar="DATA_DIR", help="Folder with one sub-folder of images per class.")
+    Path,
+    typer.Argument(
+        metavar="DATA_DIR",
+        help="Folder with one sub-folder of images (or video clips: an export's "
+        "DATASET/train) per class.",
+    ),
 ]
 Resume = Annotated[bool, flag("Continue an interrupted run from MODEL.pt.train-state.")]
 VIDEO_METRICS = ("clip_top1", "video_top1", "video_top5", "video_top10", "mean_class_accuracy")
