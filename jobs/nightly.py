@@ -1,9 +1,11 @@
 """The nightly cron entry: read ``nightly.toml``, run the night, log to a rotating file.
 
-A night has four stages, each skippable (``[night] stages`` or ``--skip STAGE``):
+A night has five stages, each skippable (``[night] stages`` or ``--skip STAGE``):
 ``search`` (with a ``[watch]`` table: search-videos for new candidates of the watched
 actions), ``fetch`` (fetch-videos of the candidates not seen before, capped by
-``[fetch] max_videos``, into the mined folder), ``mine`` (the batch, as before) and
+``[fetch] max_videos``, into the mined folder), ``retrain`` (with a ``[retrain]`` table:
+the video models fine-tuned on the clips reviewers decided, put in place only where they
+do no worse: :mod:`clipminer.curate.retrain`), ``mine`` (the batch, as before) and
 ``dedup`` (near-duplicates of tonight's clips among everything mined, incrementally;
 ``[dedup]`` takes the command's options; nothing is deleted). A failing stage never
 stops the later ones; every stage's outcome and failures are in
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from clipminer.config import BatchConfig, DedupConfig, findclips_config
+from clipminer.curate.retrain import RetrainConfig
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import atomic_path
 from clipminer.settings import flat_fields, from_flat, setting
@@ -46,8 +49,8 @@ log = logging.getLogger("clipminer.nightly")
 
 
 T = TypeVar("T")
-STAGES = ("search", "fetch", "mine", "dedup")
-TABLES = ("batch", "findclips", "log", "night", "watch", "search", "fetch", "dedup")
+STAGES = ("search", "fetch", "retrain", "mine", "dedup")
+TABLES = ("batch", "findclips", "log", "night", "watch", "search", "fetch", "dedup", "retrain")
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class NightTable:
     """``[night]``: which stages run."""
 
     stages: tuple[str, ...] = setting(
-        STAGES, "The stages to run, in order: search, fetch, mine, dedup."
+        STAGES, "The stages to run, in order: search, fetch, retrain, mine, dedup."
     )
 
 
@@ -329,7 +332,7 @@ def setup_logging(settings: LogTable, base: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="clipminer nightly: search, fetch, mine")
+    parser = argparse.ArgumentParser(description="clipminer nightly: search, fetch, retrain, mine, dedup")
     parser.add_argument("--config", type=Path, default=Path(__file__).with_name("nightly.toml"))
     parser.add_argument(
         "--skip", action="append", choices=STAGES, default=[], help="skip a stage tonight"
@@ -340,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         stages = load_stages(args.config, args.skip)
         watch = load_watch(args.config, folder)
         dedup_settings = load_dedup(args.config)
+        retrain = load_retrain(args.config)
         setup_logging(log_settings, args.config.parent)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -367,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         for problem in report.problems:
             log.warning("%s: %s", name, problem)
         reports.append(report)
+    if retrain is not None and "retrain" in stages:
+        reports.append(_retrain(out, config, retrain))
     if "mine" in stages:
         code, mined = _mine(config, folder, out)
         reports.append(mined)
@@ -380,6 +386,46 @@ def main(argv: list[str] | None = None) -> int:
     if code == EXIT_OK and any(r.status == "failed" for r in reports):
         code = EXIT_FAILED_VIDEOS
     return code
+
+
+def load_retrain(path: Path) -> RetrainConfig | None:
+    """The ``[retrain]`` table (None without one: no retrain stage); ``dataset`` is
+    relative to nightly.toml's folder."""
+    data = _read_toml(path)
+    if "retrain" not in data:
+        return None
+    settings = _table(RetrainConfig, data, "retrain", path)
+    if settings.dataset is None:
+        raise UsageError(f"{path} [retrain]: missing setting dataset")
+    return replace(settings, dataset=Path(_path(path.parent, str(settings.dataset))))
+
+
+def _retrain(out: Path, config: BatchConfig, settings: RetrainConfig) -> StageReport:
+    """The re-labeller learns from the reviewers' votes (the retrain stage): one round
+    per video model when enough new clips were decided; tonight's mining uses the result."""
+    from clipminer.curate.retrain import retrain_video
+
+    started = time.monotonic()
+    if not (out / "videos").is_dir() or not config.video_models:
+        return StageReport("retrain", "skipped", "nothing mined yet, or no video model")
+    details, problems = [], []
+    for model in config.video_models:
+        try:
+            found = retrain_video(out, Path(model), settings)
+            details.append(f"{Path(model).name}: {found.status}, {found.detail}")
+        except ClipminerError as exc:
+            problems.append(f"{model}: {exc}")
+        except Exception as exc:
+            log.exception("retrain crashed")
+            problems.append(f"{model}: crashed: {exc!r} (see the log)")
+    for line in details:
+        log.info("retrain: %s", line)
+    for problem in problems:
+        log.error("retrain: %s", problem)
+    status: Literal["ok", "failed"] = "failed" if problems else "ok"
+    return StageReport(
+        "retrain", status, "; ".join(details or problems), problems, time.monotonic() - started
+    )
 
 
 def load_dedup(path: Path) -> DedupConfig:

@@ -81,3 +81,23 @@ def test_nightly_refuses_an_unknown_dedup_setting(tiny_models, tmp_path: Path) -
     with config.open("a") as handle:
         handle.write("[dedup]\ntreshold = 0.9\n")
     assert nightly.main(["--config", str(config)]) == nightly.EXIT_CONFIG
+
+
+def test_nightly_retrain_stage_waits_for_votes_and_refuses_a_bad_table(
+    tiny_models, tmp_path: Path
+) -> None:
+    """With a [retrain] table the night's retrain stage runs before mining; without
+    enough decided clips it does nothing and says why. A bad table is a config error."""
+    folder = tmp_path / "in"
+    make_videos(folder, 1, seconds=4)
+    config = _write_config(tmp_path, tiny_models, folder)
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_OK  # mined, no table
+    config.write_text(config.read_text() + '\n[retrain]\ndataset = "ds"\nevery_clips = 50\n')
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_OK
+    log_text = (tmp_path / "logs" / "nightly.log").read_text()
+    assert "retrain: video.pt: skipped, 0 clips decided since the last round" in log_text
+    assert not (tmp_path / "ds").exists()
+    config.write_text(config.read_text().replace("every_clips = 50", "every_clips = 0"))
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_CONFIG
+    config.write_text(config.read_text().replace('dataset = "ds"\n', ""))
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_CONFIG
