@@ -42,14 +42,17 @@ SHARES = (0.10, 0.25, 0.50)
 
 def truth_label(clip: Clip, truth: Sequence[synth.TruthSegment]) -> str | None:
     """The action the truth has over most of the clip; None when no action covers half."""
+    return truth_at(clip.time_start, clip.time_end, truth)
+
+
+def truth_at(start: float, end: float, truth: Sequence[synth.TruthSegment]) -> str | None:
+    """The action the truth has over most of ``start``-``end``; None when none covers half."""
     best, covered = None, 0.0
     for s in truth:
-        overlap = min(clip.time_end, s.time_end_seconds) - max(
-            clip.time_start, s.time_start_seconds
-        )
+        overlap = min(end, s.time_end_seconds) - max(start, s.time_start_seconds)
         if overlap > covered:
             best, covered = s.label, overlap
-    return best if covered >= 0.5 * (clip.time_end - clip.time_start) else None
+    return best if covered >= 0.5 * (end - start) else None
 
 
 def curve(clips: Sequence[Clip], truth: dict[str, str | None]) -> list[float]:

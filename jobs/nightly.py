@@ -332,7 +332,9 @@ def setup_logging(settings: LogTable, base: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="clipminer nightly: search, fetch, retrain, mine, dedup")
+    parser = argparse.ArgumentParser(
+        description="clipminer nightly: search, fetch, retrain, mine, dedup"
+    )
     parser.add_argument("--config", type=Path, default=Path(__file__).with_name("nightly.toml"))
     parser.add_argument(
         "--skip", action="append", choices=STAGES, default=[], help="skip a stage tonight"

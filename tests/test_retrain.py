@@ -39,7 +39,9 @@ def test_a_round_fine_tunes_guards_and_waits_for_new_votes(
     model.parent.mkdir()
     shutil.copy(tiny_models[1], model)
     before = model.read_bytes()
-    config = RetrainConfig(dataset=tmp_path / "ds", every_clips=20, epochs=1, device="cpu")
+    config = RetrainConfig(
+        dataset=tmp_path / "ds", every_clips=20, epochs=1, device="cpu", min_val_clips=1
+    )
     first = retrain_video(out, model, config)
     assert first.status in ("kept", "promoted"), first.detail
     assert first.decided == 60 and first.old_top1 is not None and first.new_top1 is not None
@@ -77,3 +79,16 @@ def test_no_round_while_the_votes_miss_a_label_of_the_model(
     assert not list(tmp_path.glob("video.candidate-*"))  # nothing trained
     with pytest.raises(UsageError, match="dataset"):
         retrain_video(out, model, RetrainConfig(every_clips=1))
+
+
+def test_a_small_validation_split_never_promotes(
+    tiny_models: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = _reviewed_out(tmp_path)
+    model = tmp_path / "video.pt"
+    shutil.copy(tiny_models[1], model)
+    before = model.read_bytes()
+    config = RetrainConfig(dataset=tmp_path / "ds", every_clips=1, epochs=1, device="cpu")
+    found = retrain_video(out, model, config)  # 2 of 10 videos: 12 validation clips < 50
+    assert found.status == "kept" and "a promotion needs 50" in found.detail
+    assert model.read_bytes() == before
