@@ -101,7 +101,8 @@ def test_three_nights_of_the_watch_list(
     # Night 1: one new candidate per action; one download (the cap); it is mined.
     assert nightly.main(["--config", str(config)]) == nightly.EXIT_OK
     stages = _night(tmp_path)
-    assert [stages[s]["status"] for s in nightly.STAGES] == ["ok", "ok", "ok", "ok"]
+    assert list(stages) == ["search", "fetch", "mine", "dedup"]  # retrain: no [retrain]
+    assert [stages[s]["status"] for s in stages] == ["ok", "ok", "ok", "ok"]
     assert "2 new candidates for 2 actions" in str(stages["search"]["detail"])
     assert "1 fetched" in str(stages["fetch"]["detail"]) and "1 left" in str(
         stages["fetch"]["detail"]
@@ -158,4 +159,4 @@ def test_watch_list_configuration_errors(
         assert nightly.main(["--config", str(config)]) == nightly.EXIT_CONFIG, message
         assert message in capsys.readouterr().err
     config.write_text(text)
-    assert nightly.load_stages(config, ["search"]) == ("fetch", "mine", "dedup")
+    assert nightly.load_stages(config, ["search"]) == ("fetch", "retrain", "mine", "dedup")
