@@ -45,7 +45,7 @@ RESERVED_NAMES = frozenset(
     {"kinetics.csv", "summary.csv", "report.html", "state.sqlite", "state.sqlite-wal",
      "state.sqlite-shm", "state.sqlite-journal", ".batch.lock", VIDEOS_DIR, "clips",
      "duplicates.csv", "review.sqlite", "review.sqlite-wal", "review.sqlite-shm",
-     "review.sqlite-journal"}
+     "review.sqlite-journal", "review.key", "retrain.json"}
 )  # fmt: skip
 """OUT's own files: no per-video name may be one of these (even under ``videos/``)."""
 RUN_JSON = "run.json"

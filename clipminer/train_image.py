@@ -157,9 +157,10 @@ def add_clip_frames(
         except UsageError:
             log.warning("%s: none of its %d video clips could be read", class_dir, len(clips))
             continue
-        for image in sampled:
+        for image in sampled:  # "clip:": never taken for a held-out background source
             digest = hashlib.sha256(image.path.read_bytes()).hexdigest()
-            items.append(ImageItem(image.path, index, digest, group=image.group))
+            group = "clip:" + image.group.removeprefix("video:")
+            items.append(ImageItem(image.path, index, digest, group=group))
         log.info("%s: %d frames of %d clips", class_dir, len(sampled), len(clips))
     return replace(folder, items=items)
 

@@ -35,6 +35,7 @@ from clipminer.config import BatchConfig, DedupConfig, findclips_config
 from clipminer.curate.retrain import RetrainConfig
 from clipminer.errors import ClipminerError, UsageError
 from clipminer.fsutil import atomic_path
+from clipminer.layout import VIDEOS_DIR
 from clipminer.settings import flat_fields, from_flat, setting
 from clipminer.sources.fetch import FetchConfig
 from clipminer.sources.youtube import API_KEY_ENV, SearchConfig
@@ -408,7 +409,7 @@ def _retrain(out: Path, config: BatchConfig, settings: RetrainConfig) -> StageRe
     from clipminer.curate.retrain import retrain_video
 
     started = time.monotonic()
-    if not (out / "videos").is_dir() or not config.video_models:
+    if not (out / VIDEOS_DIR).is_dir() or not config.video_models:
         return StageReport("retrain", "skipped", "nothing mined yet, or no video model")
     details, problems = [], []
     for model in config.video_models:

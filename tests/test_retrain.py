@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -31,37 +33,53 @@ def _reviewed_out(root: Path) -> Path:
     return out
 
 
-def test_a_round_fine_tunes_guards_and_waits_for_new_votes(
-    tiny_models: tuple[Path, Path], tmp_path: Path
+def test_rounds_per_model_promote_the_better_keep_the_worse_and_wait_for_new_votes(
+    tiny_models: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Two video models, one round each: the test-split scores (injected) promote one
+    fine-tuned model and keep the other; a second night without new votes does nothing."""
+    import clipminer.train_video
+
     out = _reviewed_out(tmp_path)
-    model = tmp_path / "models" / "video.pt"
-    model.parent.mkdir()
-    shutil.copy(tiny_models[1], model)
-    before = model.read_bytes()
+    models = tmp_path / "models"
+    models.mkdir()
+    better, worse = models / "a.pt", models / "b.pt"
+    for path in (better, worse):
+        shutil.copy(tiny_models[1], path)
+    before = better.read_bytes()
+    real = clipminer.train_video.evaluate_video_bundle
+
+    def scored(bundle: Any, videos: Any, **kw: Any) -> Any:
+        result = real(bundle, videos, **kw)
+        name = Path(str(bundle.source)).name
+        top1 = 0.5 if ".candidate-" not in name else 0.75 if name.startswith("a.") else 0.25
+        return SimpleNamespace(video=SimpleNamespace(top1=top1), real=result)
+
+    monkeypatch.setattr(clipminer.train_video, "evaluate_video_bundle", scored)
     config = RetrainConfig(
         dataset=tmp_path / "ds", every_clips=20, epochs=1, device="cpu", min_val_clips=1
     )
-    first = retrain_video(out, model, config)
-    assert first.status in ("kept", "promoted"), first.detail
-    assert first.decided == 60 and first.old_top1 is not None and first.new_top1 is not None
+    promoted = retrain_video(out, better, config)
+    assert promoted.status == "promoted", promoted.detail
+    assert (promoted.decided, promoted.old_top1, promoted.new_top1) == (60, 0.5, 0.75)
+    assert better.read_bytes() != before
+    assert [b.read_bytes() for b in models.glob("a.before-*.pt")] == [before]
+    assert load_bundle(better).labels == load_bundle(tiny_models[1]).labels
+    assert load_bundle(better).input == load_bundle(tiny_models[1]).input  # clips as before
     assert sorted(p.name for p in (tmp_path / "ds" / "train").iterdir()) == sorted(
-        load_bundle(model).labels
+        load_bundle(better).labels
     )  # every action, and the rejected clips as background
-    backups = list(model.parent.glob("video.before-*.pt"))
-    if first.status == "promoted":
-        assert first.new_top1 >= first.old_top1
-        assert model.read_bytes() != before and [b.read_bytes() for b in backups] == [before]
-        assert load_bundle(model).labels == load_bundle(tiny_models[1]).labels
-    else:
-        assert model.read_bytes() == before and not backups
-        assert Path(str(first.candidate)).is_file()
-    assert not list(model.parent.glob("*.train-state"))
+    kept = retrain_video(out, worse, config)  # its own round: a's does not count for b
+    assert kept.status == "kept" and "did worse" in kept.detail
+    assert worse.read_bytes() == before and Path(str(kept.candidate)).is_file()
+    assert not list(models.glob("*.train-state"))
     rounds = json.loads((out / RETRAIN_JSON).read_text())["rounds"]
-    assert [r["status"] for r in rounds] == [first.status]
-    # no new votes: no round
-    again = retrain_video(out, model, config)
-    assert again.status == "skipped" and "0 clips decided since the last round" in again.detail
+    assert [(r["status"], Path(r["model"]).name) for r in rounds] == [
+        ("promoted", "a.pt"), ("kept", "b.pt")
+    ]  # fmt: skip
+    for model in (better, worse):  # no new votes: no round
+        again = retrain_video(out, model, config)
+        assert again.status == "skipped" and "0 clips decided since the last round" in again.detail
 
 
 def test_no_round_while_the_votes_miss_a_label_of_the_model(
@@ -89,6 +107,7 @@ def test_a_small_validation_split_never_promotes(
     shutil.copy(tiny_models[1], model)
     before = model.read_bytes()
     config = RetrainConfig(dataset=tmp_path / "ds", every_clips=1, epochs=1, device="cpu")
-    found = retrain_video(out, model, config)  # 2 of 10 videos: 12 validation clips < 50
-    assert found.status == "kept" and "a promotion needs 50" in found.detail
+    found = retrain_video(out, model, config)  # 15 % of 10 videos: 6-12 test clips < 50
+    assert found.status == "kept" and "least 50" in found.detail
     assert model.read_bytes() == before
+    assert not list(tmp_path.glob("video.candidate-*"))  # nothing trained

@@ -132,7 +132,10 @@ def eval_image_command(
     model: Annotated[
         Path, typer.Argument(metavar="MODEL", help="An image model bundle (MODEL.pt).")
     ],
-    data_dir: ImageFolderArg,
+    data_dir: Annotated[
+        Path,
+        typer.Argument(metavar="DATA_DIR", help="Folder with one sub-folder of images per class."),
+    ],
     out: Out,
     batch_size: Annotated[int, typer.Option(min=1, metavar="N", help="Images per batch.")] = 32,
     workers: Workers = 2,

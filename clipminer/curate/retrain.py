@@ -1,18 +1,21 @@
 """From votes back to the re-labeller: fine-tune the video model on the verified clips and
 put it in place only where it does no worse.
 
-Once enough clips of OUT were decided by reviewers since the last round
+Once enough clips of OUT were decided by reviewers since this model's last round
 (``every_clips``), one round: export the verified clips (accepted ones under their label,
-rejected ones as ``rejected_as``, usually the background class) to ``dataset`` with a
-validation split, fine-tune the current video model on it (its weights and preprocessing
-kept), score the old and the new model on that validation split, and replace the model
-file with the new one only when its video-level top-1 is at least the old one's (the old
-file is kept beside it as ``<name>.before-<date>.pt``). The replacement is a rename, so a
-run that has the old file open keeps reading the old weights.
+rejected ones as ``rejected_as``, usually the background class) to ``dataset`` split
+70/15/15 with no source video in two splits, fine-tune the current video model on train
+(its weights and clip format kept; the epoch chosen on val), score the old and the new
+model on test, which neither saw, and replace the model file with the new one only when
+test has at least ``min_val_clips`` clips and the new video-level top-1 is at least the
+old one's (the old file is kept beside it as ``<name>.before-<date>.pt``, the newest three
+of them). The replacement is a rename, so a run that has the old file open keeps reading
+the old weights.
 
-A round is refused, with the reason, when the verified clips do not cover every label the
-model has: a model fine-tuned on some of its classes would forget the others. What each
-round found is appended to ``OUT/retrain.json``.
+No round runs, with the reason, while the verified labels differ from the model's: a
+model fine-tuned on some of its classes would forget the others, and one with other
+classes is another model. Rounds (kept, promoted, failed) are appended to
+``OUT/retrain.json``; a failed one leaves no candidate behind.
 """
 
 from __future__ import annotations
@@ -49,9 +52,10 @@ class RetrainConfig:
     )  # fmt: skip
     epochs: int = setting(3, "Fine-tuning epochs.", min=1)
     min_val_clips: int = setting(
-        50, "Put a fine-tuned model in place only when the verified validation split has at "
-        "least this many clips: on fewer, one clip decides (measured: a round promoted on 18 "
-        "clips did worse on new videos).", min=1, metavar="N",
+        50, "Compare the old and the fine-tuned model only on a verified test split of at "
+        "least this many clips (fewer: no round, no training): on fewer, one clip decides "
+        "(measured: a round promoted on 18 clips did worse on new videos).",
+        min=1, metavar="N",
     )  # fmt: skip
     rejected_as: str | None = setting(
         "background", "The class rejected clips are trained as (empty: left out).",
@@ -92,88 +96,142 @@ def _record(out: Path, report: RetrainReport) -> None:
         tmp.write_text(json.dumps({"rounds": rounds}, indent=2), encoding="utf-8")
 
 
-def decided_clips(out: Path) -> int:
-    """Clips of ``out`` that reviewers decided (accepted or rejected) under its stored rule,
-    dropped duplicates left out."""
+def decided_clips(out: Path, rejected_as: str | None) -> tuple[int, set[str]]:
+    """How many clips of ``out`` reviewers decided (accepted or rejected, under its stored
+    rule, dropped duplicates left out), and the labels a round would train them as."""
     rule, _ = verdicts.rule_for_export(out, verdicts.RuleChoice(), override=False)
     clips = catalog.all_clips(out)
     dropped = catalog.read_duplicates(out)
     kept = [c for c in clips if not dropped.dropped(c)]
-    return sum(v.status in DECIDED for v in verdicts.verdicts(out, kept, rule).values())
+    found = verdicts.verdicts(out, kept, rule).values()
+    labels = {v.label for v in found if v.status == "accepted" and v.label}
+    if rejected_as and any(v.status == "rejected" for v in found):
+        labels.add(rejected_as)
+    return sum(v.status in DECIDED for v in found), labels
+
+
+def _labels_problem(model: tuple[str, ...], verified: set[str]) -> str | None:
+    """Why the verified clips cannot fine-tune a model with ``model``'s labels, or None.
+
+    Training names its classes after the dataset's folders, in sorted order, and carries
+    the classifier over row by row: the labels must be the same set, in sorted order, and
+    safe as folder names."""
+    from clipminer.curate.export import label_folders
+
+    missing, extra = sorted(set(model) - verified), sorted(verified - set(model))
+    if missing:
+        return (
+            f"the verified clips cover {len(model) - len(missing)} of the model's "
+            f"{len(model)} labels (none yet for {', '.join(missing[:5])}"
+            f"{', ...' if len(missing) > 5 else ''}): fine-tuned, it would forget them"
+        )
+    if extra:
+        return (
+            f"the verified clips have labels the model lacks ({', '.join(extra[:5])}): "
+            "fine-tuning would change its classes"
+        )
+    if list(model) != sorted(model) or any(k != v for k, v in label_folders(model).items()):
+        return "the model's labels are not sorted, safe folder names, as training makes them"
+    return None
+
+
+def _prune(model: Path, keep: int = 3) -> None:
+    """Keep the newest ``keep`` backups of ``model``."""
+    backups = sorted(model.parent.glob(f"{model.stem}.before-*.pt"))
+    for old in backups[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 def retrain_video(out: Path, video_model: Path, config: RetrainConfig) -> RetrainReport:
     """One round for ``video_model`` when enough new votes came in (module doc)."""
+    from clipminer.models.bundle import load_bundle
+
+    if config.dataset is None:
+        raise UsageError("[retrain] needs dataset = DIR (where the verified clips go)")
+    decided, verified = decided_clips(out, config.rejected_as or None)
+    mine = [
+        r for r in _history(out)
+        if r.get("model") == str(video_model) and r.get("status") in ("kept", "promoted")
+    ]  # fmt: skip
+    since = max(0, decided - (int(mine[-1]["decided"]) if mine else 0))
+    if since < config.every_clips:
+        return RetrainReport(
+            "skipped", f"{since} clips decided since the last round; a round needs "
+            f"{config.every_clips}", decided, model=str(video_model),
+        )  # fmt: skip
+    old = load_bundle(video_model, kind="video")
+    problem = _labels_problem(old.labels, verified)
+    if problem:
+        return RetrainReport("skipped", problem, decided, model=str(video_model))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    candidate = video_model.with_name(f"{video_model.stem}.candidate-{stamp}.pt")
+    try:
+        report = _round(out, video_model, old, candidate, stamp, decided, config)
+    except BaseException as exc:
+        for path in (candidate, candidate.with_name(candidate.name + ".train-state")):
+            path.unlink(missing_ok=True)
+        if isinstance(exc, Exception):
+            _record(out, RetrainReport("failed", str(exc), decided, model=str(video_model)))
+        raise
+    log.info("retrain: %s", report.detail)
+    _record(out, report)
+    return report
+
+
+def _round(
+    out: Path, video_model: Path, old: Any, candidate: Path, stamp: str, decided: int,
+    config: RetrainConfig,
+) -> RetrainReport:  # fmt: skip
+    """Export, fine-tune, compare on the test split, promote or keep."""
     from clipminer.config import VideoFitConfig, VideoSource, VideoTrainConfig
     from clipminer.curate.export import export
     from clipminer.devices import resolve_device
     from clipminer.models.bundle import load_bundle
     from clipminer.train_video import evaluate_video_bundle, load_videos, train_video
 
-    if config.dataset is None:
-        raise UsageError("[retrain] needs dataset = DIR (where the verified clips go)")
-    decided = decided_clips(out)
-    done = [r for r in _history(out) if r.get("status") in ("kept", "promoted")]
-    since = decided - (int(done[-1]["decided"]) if done else 0)
-    if since < config.every_clips:
-        return RetrainReport(
-            "skipped", f"{since} clips decided since the last round; a round needs "
-            f"{config.every_clips}", decided,
-        )  # fmt: skip
-    old = load_bundle(video_model, kind="video")
+    assert config.dataset is not None
     dataset = Path(config.dataset)
-    export(
-        out, dataset, splits=(0.8, 0.2, 0.0), rejected_as=config.rejected_as or None,
+    exported = export(
+        out, dataset, splits=(0.7, 0.15, 0.15), rejected_as=config.rejected_as or None,
         force=dataset.exists(),
     )  # fmt: skip
-    exported = {p.name for p in (dataset / "train").iterdir() if p.is_dir()}
-    missing = sorted(set(old.labels) - exported)
-    if missing:
-        report = RetrainReport(
-            "skipped", f"the verified clips cover {len(old.labels) - len(missing)} of the "
-            f"model's {len(old.labels)} labels (none yet for {', '.join(missing[:5])}"
-            f"{', ...' if len(missing) > 5 else ''}): fine-tuned, it would forget them",
-            decided,
+    tested = sum(exported.counts.get("test", {}).values())
+    if tested < config.min_val_clips:
+        return RetrainReport(
+            "kept", f"only {tested} verified test clips; a round compares the models on at "
+            f"least {config.min_val_clips} (more votes, or a lower min_val_clips)",
+            decided, model=str(video_model),
         )  # fmt: skip
-        _record(out, report)
-        return report
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    candidate = video_model.with_name(f"{video_model.stem}.candidate-{stamp}.pt")
-    source = VideoSource(videos=dataset / "train", val_dir=dataset / "val")
+    # the epoch is chosen on val; the models are compared on test, which neither saw
     train_config = VideoTrainConfig(
         arch=old.arch, weights=str(video_model), device=config.device,
-        fit=VideoFitConfig(epochs=config.epochs),
+        clip=old.input.clip_spec(), fit=VideoFitConfig(epochs=config.epochs),
     )  # fmt: skip
-    train_video(source, candidate, config=train_config)
+    train_video(
+        VideoSource(videos=dataset / "train", val_dir=dataset / "val"), candidate,
+        config=train_config,
+    )  # fmt: skip
     candidate.with_name(candidate.name + ".train-state").unlink(missing_ok=True)  # large
     device = resolve_device(config.device)
+    test = VideoSource(videos=dataset / "train", val_dir=dataset / "test")
     scores = []
     for path in (video_model, candidate):
         bundle = load_bundle(path, kind="video")
-        videos = load_videos(source, labels=bundle.labels)
+        videos = load_videos(test, labels=bundle.labels)
         result = evaluate_video_bundle(bundle, videos, device=device, clips_per_video=3, workers=0)
         scores.append(result.video.top1)
     old_top1, new_top1 = scores
-    if len(videos.val) < config.min_val_clips:
-        report = RetrainReport(
-            "kept", f"only {len(videos.val)} verified validation clips (top-1 {old_top1:.3f} "
-            f"-> {new_top1:.3f}); a promotion needs {config.min_val_clips}; {video_model} stays",
-            decided, old_top1, new_top1, str(video_model), str(candidate),
-        )  # fmt: skip
-    elif new_top1 < old_top1:
-        report = RetrainReport(
-            "kept", f"the fine-tuned model did worse on the verified validation clips "
+    if new_top1 < old_top1:
+        return RetrainReport(
+            "kept", f"the fine-tuned model did worse on {tested} verified test clips "
             f"({new_top1:.3f} against {old_top1:.3f}); {video_model} stays",
             decided, old_top1, new_top1, str(video_model), str(candidate),
         )  # fmt: skip
-    else:
-        shutil.copy2(video_model, video_model.with_name(f"{video_model.stem}.before-{stamp}.pt"))
-        candidate.replace(video_model)  # a rename: runs reading the old file keep it
-        report = RetrainReport(
-            "promoted", f"video top-1 on the verified validation clips {old_top1:.3f} -> "
-            f"{new_top1:.3f}; {video_model} replaced (the old one kept beside it)",
-            decided, old_top1, new_top1, str(video_model), None,
-        )  # fmt: skip
-    log.info("retrain: %s", report.detail)
-    _record(out, report)
-    return report
+    shutil.copy2(video_model, video_model.with_name(f"{video_model.stem}.before-{stamp}.pt"))
+    candidate.replace(video_model)  # a rename: runs reading the old file keep it
+    _prune(video_model)
+    return RetrainReport(
+        "promoted", f"video top-1 on {tested} verified test clips {old_top1:.3f} -> "
+        f"{new_top1:.3f}; {video_model} replaced (the old one kept beside it)",
+        decided, old_top1, new_top1, str(video_model), None,
+    )  # fmt: skip
