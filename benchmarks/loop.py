@@ -28,11 +28,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from benchutil import cpu_model, score_segments, train_small_models
-from review_order import truth_label
+from review_order import truth_label, vote_the_truth
 
 from clipminer import synth
 from clipminer.config import findclips_config
-from clipminer.curate import catalog, verdicts
+from clipminer.curate import catalog
 from clipminer.curate.retrain import RetrainConfig, retrain_video
 from clipminer.findclips import ClipMiner
 
@@ -82,15 +82,7 @@ def main() -> None:
     miner = ClipMiner(models.image, [video_model], config=config)
     for video in train:
         miner.run(video.path, mined)
-    with verdicts.connect(mined) as con:  # a reviewer who knows the truth
-        for clip in catalog.all_clips(mined):
-            actual = truth_label(clip, truth[clip.video])
-            if actual is None:
-                verdicts.cast(con, clip, "truth", "reject")
-            elif actual == clip.label:
-                verdicts.cast(con, clip, "truth", "accept")
-            else:
-                verdicts.cast(con, clip, "truth", "relabel", actual)
+    vote_the_truth(mined, {c.key: truth_label(c, truth[c.video]) for c in catalog.all_clips(mined)})
     before_model = args.work / "video-before.pt"
     shutil.copy(video_model, before_model)
     round_ = retrain_video(

@@ -32,13 +32,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from benchutil import cpu_model
 from open_set import detection, distractor_frames, nonaction_sources, splice, train_models
-from review_order import curve, summary, truth_at, truth_label
+from review_order import curve, summary, truth_at, truth_label, vote_the_truth
 from small_data import make_chunks
 from small_data_findclips import test_parts
 
 from clipminer import synth
 from clipminer.config import findclips_config
-from clipminer.curate import catalog, review, verdicts
+from clipminer.curate import catalog, review
 from clipminer.curate.retrain import RetrainConfig, retrain_video
 from clipminer.findclips import ClipMiner
 
@@ -98,15 +98,7 @@ def main() -> None:
         "score": review.ordered(clips, "score"),
         "uncertain": review.ordered(clips, "uncertain"),
     }
-    with verdicts.connect(mined) as con:  # a reviewer who knows the truth
-        for clip in clips:
-            label = actual[clip.key]
-            if label is None:
-                verdicts.cast(con, clip, "truth", "reject")
-            elif label == clip.label:
-                verdicts.cast(con, clip, "truth", "accept")
-            else:
-                verdicts.cast(con, clip, "truth", "relabel", label)
+    vote_the_truth(mined, actual)
     found = retrain_video(
         mined, video_model,
         RetrainConfig(dataset=work / "verified", every_clips=1, epochs=args.epochs,

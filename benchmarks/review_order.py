@@ -32,7 +32,7 @@ from benchutil import cpu_model, train_small_models
 
 from clipminer import synth
 from clipminer.config import findclips_config
-from clipminer.curate import catalog, review
+from clipminer.curate import catalog, review, verdicts
 from clipminer.curate.catalog import Clip
 from clipminer.findclips import ClipMiner
 
@@ -53,6 +53,21 @@ def truth_at(start: float, end: float, truth: Sequence[synth.TruthSegment]) -> s
         if overlap > covered:
             best, covered = s.label, overlap
     return best if covered >= 0.5 * (end - start) else None
+
+
+def vote_the_truth(out: Path, truth: dict[str, str | None]) -> None:
+    """A reviewer who knows the truth decides every clip of ``out``: accept where the
+    truth (``truth`` by clip key) has the clip's label, relabel where another action,
+    reject where none."""
+    with verdicts.connect(out) as con:
+        for clip in catalog.all_clips(out):
+            actual = truth[clip.key]
+            if actual is None:
+                verdicts.cast(con, clip, "truth", "reject")
+            elif actual == clip.label:
+                verdicts.cast(con, clip, "truth", "accept")
+            else:
+                verdicts.cast(con, clip, "truth", "relabel", actual)
 
 
 def curve(clips: Sequence[Clip], truth: dict[str, str | None]) -> list[float]:

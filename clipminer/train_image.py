@@ -152,7 +152,7 @@ def add_clip_frames(
         try:
             sampled = sample_background(
                 BackgroundFiles(clips, ()), target, count=per_clip * len(clips),
-                short_side=short_side,
+                short_side=short_side, purpose=f"a clip of {label!r}",
             )  # fmt: skip
         except UsageError:
             log.warning("%s: none of its %d video clips could be read", class_dir, len(clips))

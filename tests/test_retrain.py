@@ -82,12 +82,18 @@ def test_rounds_per_model_promote_the_better_keep_the_worse_and_wait_for_new_vot
         assert again.status == "skipped" and "0 clips decided since the last round" in again.detail
 
 
-def test_no_round_while_the_votes_miss_a_label_of_the_model(
-    tiny_models: tuple[Path, Path], tmp_path: Path
-) -> None:
-    out = _reviewed_out(tmp_path)
+@pytest.fixture
+def reviewed(tiny_models: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """(OUT with every clip decided, a copy of the tiny video model to retrain)."""
     model = tmp_path / "video.pt"
     shutil.copy(tiny_models[1], model)
+    return _reviewed_out(tmp_path), model
+
+
+def test_no_round_while_the_votes_miss_a_label_of_the_model(
+    reviewed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out, model = reviewed
     config = RetrainConfig(
         dataset=tmp_path / "ds", every_clips=1, epochs=1, device="cpu", rejected_as=None
     )
@@ -100,11 +106,9 @@ def test_no_round_while_the_votes_miss_a_label_of_the_model(
 
 
 def test_a_small_validation_split_never_promotes(
-    tiny_models: tuple[Path, Path], tmp_path: Path
+    reviewed: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    out = _reviewed_out(tmp_path)
-    model = tmp_path / "video.pt"
-    shutil.copy(tiny_models[1], model)
+    out, model = reviewed
     before = model.read_bytes()
     config = RetrainConfig(dataset=tmp_path / "ds", every_clips=1, epochs=1, device="cpu")
     found = retrain_video(out, model, config)  # 15 % of 10 videos: 6-12 test clips < 50

@@ -27,12 +27,15 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clipminer.curate import catalog, verdicts
 from clipminer.errors import UsageError
 from clipminer.fsutil import atomic_path
 from clipminer.settings import setting
+
+if TYPE_CHECKING:
+    from clipminer.models.bundle import Bundle
 
 log = logging.getLogger(__name__)
 RETRAIN_JSON = "retrain.json"
@@ -179,7 +182,7 @@ def retrain_video(out: Path, video_model: Path, config: RetrainConfig) -> Retrai
 
 
 def _round(
-    out: Path, video_model: Path, old: Any, candidate: Path, stamp: str, decided: int,
+    out: Path, video_model: Path, old: Bundle, candidate: Path, stamp: str, decided: int,
     config: RetrainConfig,
 ) -> RetrainReport:  # fmt: skip
     """Export, fine-tune, compare on the test split, promote or keep."""

@@ -174,6 +174,7 @@ def sample_background(
     count: int,
     short_side: int,
     progress: Callable[[int, int], None] | None = None,
+    purpose: str = "background",
 ) -> list[BackgroundImage]:
     """About ``count`` background images: frames evenly spaced over each video (written
     to ``out_dir`` as JPEG, ``short_side`` pixels on the short side) and images as they
@@ -211,9 +212,9 @@ def sample_background(
                     result.append(BackgroundImage(path, f"video:{video}"))
                     taken += 1
             if not taken:
-                log.warning("%s: no frames decoded, not used as background", video)
+                log.warning("%s: no frames decoded, not used as %s", video, purpose)
         except ClipminerError as exc:
-            log.warning("%s: not used as background (%s)", video, exc)
+            log.warning("%s: not used as %s (%s)", video, purpose, exc)
         if progress:
             progress(done + 1, len(files.videos))
     if not result:
