@@ -188,12 +188,18 @@ class BatchConfig:
 
     def options_hash(self) -> str:
         """Changes when anything that shapes the outputs changes (options or models)."""
-        models = [_file_digest(Path(p)) for p in (self.image_model, *self.video_models)]
+        models = [_file_digest(p) for p in (self.image_model, *self.video_models)]
         settings = json.dumps(asdict(self.findclips), sort_keys=True, default=str)
         return hashlib.sha256(f"{settings}|{models}".encode()).hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
+def _file_digest(name: str) -> str:
+    """A hash of a model file's content; of a model in the store, its fingerprint."""
+    from clipminer import store
+
+    if store.is_url(name):
+        return store.stat(name).fingerprint[:16]
+    path = Path(name)
     if not path.is_file():
         raise UsageError(f"{path}: no such model file")
     digest = hashlib.sha256()

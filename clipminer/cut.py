@@ -29,6 +29,7 @@ from clipminer.decode import _rotation_clockwise, probe, timed_frames
 from clipminer.encode import encode_failure
 from clipminer.errors import DISK_ERRNOS, DecodeError, EncodeError
 from clipminer.fsutil import partial_path
+from clipminer.store import RemoteVideo, VideoPath, as_video
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class CutResult:
 
 
 def _streams(
-    container: av.container.InputContainer, path: Path, stream_index: int | None
+    container: av.container.InputContainer, path: VideoPath, stream_index: int | None
 ) -> tuple[av.video.stream.VideoStream, av.audio.stream.AudioStream | None]:
     videos = list(container.streams.video)
     if not videos:
@@ -69,7 +70,7 @@ def _seconds(value: int | None, time_base: Fraction | None) -> float:
 
 
 def cut_clip(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | RemoteVideo,
     dest: str | os.PathLike[str],
     start_seconds: float,
     end_seconds: float,
@@ -86,28 +87,29 @@ def cut_clip(
     """
     if not 0 <= start_seconds < end_seconds:
         raise ValueError(f"need 0 <= start < end, got {start_seconds}, {end_seconds}")
-    source, dest = Path(source), Path(dest)
+    video, dest = as_video(source), Path(dest)
     tmp = partial_path(dest)
     try:
         try:
-            with av.open(str(source)) as container:
+            opened = video.open() if isinstance(video, RemoteVideo) else str(video)
+            with av.open(opened, "r") as container:
                 if mode == "copy":
-                    result = _copy(container, source, tmp, start_seconds, end_seconds, stream_index)
+                    result = _copy(container, video, tmp, start_seconds, end_seconds, stream_index)
                 else:
                     result = _reencode(
-                        container, source, tmp, start_seconds, end_seconds, stream_index,
+                        container, video, tmp, start_seconds, end_seconds, stream_index,
                         crf, preset,
                     )  # fmt: skip
         except av.error.FFmpegError as exc:
             if getattr(exc, "errno", None) in DISK_ERRNOS:  # the output's disk, not the source
                 raise encode_failure(exc, dest, "cutting failed") from exc
             raise EncodeError(
-                f"{source}: cutting {start_seconds:.2f}-{end_seconds:.2f} s into "
+                f"{video}: cutting {start_seconds:.2f}-{end_seconds:.2f} s into "
                 f"{dest} failed ({exc.strerror})"
             ) from exc
         if result.frames == 0:
             raise DecodeError(
-                f"{source}: no frames between {start_seconds:.2f} and {end_seconds:.2f} s"
+                f"{video}: no frames between {start_seconds:.2f} and {end_seconds:.2f} s"
             )
         tmp.replace(dest)
     finally:
@@ -127,7 +129,7 @@ def _seek(container: av.container.InputContainer, stream: av.stream.Stream, seco
 
 def _reencode(
     container: av.container.InputContainer,
-    source: Path,
+    source: VideoPath,
     dest: Path,
     start: float,
     end: float,
@@ -205,7 +207,7 @@ def _reencode(
 
 
 def _decode(
-    container: av.container.InputContainer, stream: av.stream.Stream, source: Path
+    container: av.container.InputContainer, stream: av.stream.Stream, source: VideoPath
 ) -> Iterator[Any]:
     """Frames of ``stream`` from the current position; corrupt packets are skipped."""
     for packet in container.demux(stream):
@@ -253,7 +255,7 @@ def _cut_audio(
     out_audio: av.audio.stream.AudioStream,
     start: float,
     end: float,
-    source: Path,
+    source: VideoPath,
 ) -> None:
     """The audio samples of [start, end), re-encoded, aligned with the video's origin."""
     origin = _seconds(audio.start_time, audio.time_base)
@@ -308,7 +310,7 @@ def _slice_audio(frame: av.AudioFrame, lo: int, hi: int) -> av.AudioFrame:
 
 def _copy(
     container: av.container.InputContainer,
-    source: Path,
+    source: VideoPath,
     dest: Path,
     start: float,
     end: float,

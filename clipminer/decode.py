@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import av
 import av.container
@@ -26,8 +26,10 @@ import av.video.stream
 import numpy as np
 from av.codec.hwaccel import HWAccel
 
+from clipminer import store
 from clipminer.errors import DecodeError
 from clipminer.sampling import TimestampSampler
+from clipminer.store import RemoteVideo, VideoPath, as_video
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class Frame:
 class VideoInfo:
     """What :func:`probe` learns about a video file without decoding it all."""
 
-    path: Path
+    path: VideoPath
     stream_index: int
     """Index of the chosen video stream among all streams of the container."""
     codec: str
@@ -199,20 +201,22 @@ def _parse_device(decode_device: str) -> tuple[str, str | None]:
     return "cuda", index or None
 
 
-def _open(path: Path, hwaccel: HWAccel | None = None) -> av.container.InputContainer:
-    """Open ``path`` for reading, mapping every failure to DecodeError."""
-    if not path.exists():
-        raise DecodeError(f"{path}: no such file")
-    if path.is_dir():
-        raise DecodeError(f"{path}: is a directory, not a video file")
-    if not path.is_file():  # reading a FIFO or a device would wait for a writer forever
-        raise DecodeError(f"{path}: not a regular file (a FIFO, socket or device)")
-    if path.stat().st_size == 0:
-        raise DecodeError(f"{path}: empty file (0 bytes)")
+def _open(path: VideoPath, hwaccel: HWAccel | None = None) -> av.container.InputContainer:
+    """Open ``path`` (a file, or a video in the store read as a stream) for reading,
+    mapping every failure to DecodeError."""
+    source: str | IO[bytes]
+    if isinstance(path, RemoteVideo):
+        info = store.stat(path.url)
+        if info.size == 0:
+            raise DecodeError(f"{path}: empty object (0 bytes)")
+        source = path.open()
+    else:
+        _check_file(path)
+        source = str(path)
     try:
         if hwaccel is None:
-            return av.open(str(path), mode="r")
-        return av.open(str(path), mode="r", hwaccel=hwaccel)
+            return av.open(source, mode="r")
+        return av.open(source, mode="r", hwaccel=hwaccel)
     except PermissionError:
         if hwaccel is not None:
             raise  # the hardware device refused; the caller falls back to CPU
@@ -221,8 +225,19 @@ def _open(path: Path, hwaccel: HWAccel | None = None) -> av.container.InputConta
         raise DecodeError(f"{path}: not a readable video container ({exc.strerror})") from exc
 
 
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DecodeError(f"{path}: no such file")
+    if path.is_dir():
+        raise DecodeError(f"{path}: is a directory, not a video file")
+    if not path.is_file():  # reading a FIFO or a device would wait for a writer forever
+        raise DecodeError(f"{path}: not a regular file (a FIFO, socket or device)")
+    if path.stat().st_size == 0:
+        raise DecodeError(f"{path}: empty file (0 bytes)")
+
+
 def _video_stream(
-    container: av.container.InputContainer, path: Path, stream_index: int | None
+    container: av.container.InputContainer, path: VideoPath, stream_index: int | None
 ) -> av.video.stream.VideoStream:
     videos = list(container.streams.video)
     if not videos:
@@ -249,14 +264,16 @@ def _rotation_clockwise(frame: av.VideoFrame) -> int:
     return round(-frame.rotation / 90.0) % 4 * 90
 
 
-def probe(path: str | os.PathLike[str], *, stream_index: int | None = None) -> VideoInfo:
+def probe(
+    path: str | os.PathLike[str] | RemoteVideo, *, stream_index: int | None = None
+) -> VideoInfo:
     """Read a video's metadata; decodes only the first frame (for rotation and a check).
 
     Raises:
         DecodeError: the file is missing, empty, not a video, or its first frame
             cannot be decoded.
     """
-    path = Path(path)
+    path = as_video(path)
     with _open(path) as container:
         stream = _video_stream(container, path, stream_index)
         rotation = 0
@@ -324,7 +341,7 @@ class VideoReader:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | RemoteVideo,
         *,
         sample_fps: float | None = None,
         size: tuple[int, int] | None = None,
@@ -338,7 +355,7 @@ class VideoReader:
         end_seconds: float | None = None,
         taps: list[Tap] | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.path = as_video(path)
         self.taps = taps or [Tap(sample_fps=sample_fps, size=size, short_side=short_side)]
         if taps and (sample_fps is not None or size is not None or short_side is not None):
             raise ValueError("give either taps or sample_fps/size/short_side")

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from clipminer import __version__
+from clipminer import __version__, store
 from clipminer.config import FindClipsConfig
 from clipminer.decode import Tap, VideoInfo, probe
 from clipminer.devices import resolve_device
@@ -63,6 +64,7 @@ from clipminer.models.features import weights_id
 from clipminer.models.image import ImageScorer
 from clipminer.precision import report
 from clipminer.segments import OnlineSegmenter, Segment
+from clipminer.store import RemoteVideo, VideoPath, as_video
 from clipminer.transforms import eval_resize_shape
 
 __all__ = [
@@ -188,7 +190,7 @@ class ClipMiner:
 
     def run(
         self,
-        video: str | os.PathLike[str],
+        video: str | os.PathLike[str] | RemoteVideo,
         out_root: str | os.PathLike[str],
         *,
         progress: Progress | None = None,
@@ -204,13 +206,13 @@ class ClipMiner:
 
     def _mine(
         self,
-        video: str | os.PathLike[str],
+        video: str | os.PathLike[str] | RemoteVideo,
         out_root: str | os.PathLike[str],
         progress: Progress | None,
         name: str | None,
         source: SourceId | None,
     ) -> VideoResult:
-        video, out_root = Path(video), Path(out_root)
+        video, out_root = as_video(video), Path(out_root)
         info = probe(video)
         source = source or _source_of(video)
         folder = videos_root(out_root) / (name or folder_name(video, source, out_root))
@@ -247,7 +249,7 @@ class ClipMiner:
 
     def rescore(
         self,
-        video: str | os.PathLike[str],
+        video: str | os.PathLike[str] | RemoteVideo,
         scores_path: str | os.PathLike[str],
         out_root: str | os.PathLike[str],
         *,
@@ -259,12 +261,12 @@ class ClipMiner:
 
     def _rescore(
         self,
-        video: str | os.PathLike[str],
+        video: str | os.PathLike[str] | RemoteVideo,
         scores_path: str | os.PathLike[str],
         out_root: str | os.PathLike[str],
         name: str | None,
     ) -> VideoResult:
-        video, out_root = Path(video), Path(out_root)
+        video, out_root = as_video(video), Path(out_root)
         info = probe(video)
         source = _source_of(video)
         folder = videos_root(out_root) / (name or folder_name(video, source, out_root))
@@ -299,7 +301,7 @@ class ClipMiner:
 
     def _complete(
         self,
-        video: Path,
+        video: VideoPath,
         info: VideoInfo,
         found: Scan,
         folder: Path,
@@ -336,7 +338,7 @@ class ClipMiner:
 
     def _finish(
         self,
-        video: Path,
+        video: VideoPath,
         info: VideoInfo,
         segments: Sequence[tuple[Segment, Relabel | None]],
         folder: Path,
@@ -409,7 +411,7 @@ class ClipMiner:
 
     def _scan(
         self,
-        video: Path,
+        video: VideoPath,
         info: VideoInfo,
         progress: Progress | None,
         stages: StageTimes,
@@ -443,7 +445,10 @@ def _check_fixed_shape(scorer: ImageScorer) -> None:
         )
 
 
-def _source_of(video: Path) -> SourceId:
+def _source_of(video: VideoPath) -> SourceId:
+    if isinstance(video, RemoteVideo):
+        found = store.stat(video.url)
+        return SourceId(str(video), found.size, found.mtime, found.fingerprint)
     try:
         return SourceId.of(video)
     except OSError as exc:
@@ -480,41 +485,76 @@ def find_clips(
     out_root: str | os.PathLike[str],
     *,
     rescore: Path | None = None,
-    progress_for: Callable[[Path], Progress | None] | None = None,
-    on_result: Callable[[Path, VideoResult | ClipminerError], None] | None = None,
-) -> list[tuple[Path, VideoResult | ClipminerError]]:
+    progress_for: Callable[[VideoPath], Progress | None] | None = None,
+    on_result: Callable[[VideoPath, VideoResult | ClipminerError], None] | None = None,
+) -> list[tuple[VideoPath, VideoResult | ClipminerError]]:
     """Mine several videos into ``out_root``; one failing video never stops the others
     (OUT's disk refusing writes, :class:`OutputDiskError`, stops them all).
 
     Each video gets ``out_root/videos/<name>/`` (:mod:`clipminer.layout`). With
     ``rescore`` (the ``scores.parquet`` of an earlier run; one video only), the scores
     are read instead of computed. Writes ``out_root/kinetics.csv`` for the videos of
-    this call.
+    this call. Videos may be URLs (read as streams); ``out_root`` may be a URL too:
+    each video's folder is then made in a temporary folder here and uploaded whole,
+    its ``run.json`` last.
     """
-    out_root = check_out_folder(out_root)
     if rescore is not None and len(videos) != 1:
         raise UsageError("--rescore takes the scores of one video; give one VIDEO")
-    results: list[tuple[Path, VideoResult | ClipminerError]] = []
+    out_url = str(out_root) if store.is_url(out_root) else None
+    with (
+        tempfile.TemporaryDirectory(prefix="clipminer-out-")
+        if out_url
+        else contextlib.nullcontext(str(out_root))
+    ) as local:
+        root = check_out_folder(local)
+        results = _mine_each(miner, videos, root, out_url, rescore, progress_for, on_result)
+        from clipminer.report import write_kinetics_csv
+
+        rows = [
+            (
+                c.final_label,
+                r.out_dir.name,
+                c.segment.time_start_seconds,
+                c.segment.time_end_seconds,
+            )
+            for _, r in results
+            if isinstance(r, VideoResult)
+            for c in r.candidates
+        ]
+        write_kinetics_csv(root / KINETICS_CSV, rows)
+        if out_url:
+            store.put_file(root / KINETICS_CSV, store.join(out_url, KINETICS_CSV))
+    return results
+
+
+def _mine_each(
+    miner: ClipMiner,
+    videos: Sequence[str | os.PathLike[str]],
+    out_root: Path,
+    out_url: str | None,
+    rescore: Path | None,
+    progress_for: Callable[[VideoPath], Progress | None] | None,
+    on_result: Callable[[VideoPath, VideoResult | ClipminerError], None] | None,
+) -> list[tuple[VideoPath, VideoResult | ClipminerError]]:
+    """:func:`find_clips`' loop: each video mined (and with ``out_url`` uploaded) in turn."""
+    results: list[tuple[VideoPath, VideoResult | ClipminerError]] = []
     claimed: dict[str, str] = {}
     for raw in videos:
-        video = Path(raw)
+        video = as_video(raw)
         outcome: VideoResult | ClipminerError
         try:
             source = _source_of(video)
             if source.path in claimed.values():
                 raise UsageError(f"{video}: given twice")
-            name = folder_name(
-                video,
-                source,
-                out_root,
-                owners=claimed,
-            )
+            name = folder_name(video, source, out_root, owners=claimed, out_url=out_url)
             claimed[name] = source.path
             if rescore is not None:
                 outcome = miner.rescore(video, rescore, out_root, name=name)
             else:
                 progress = progress_for(video) if progress_for else None
                 outcome = miner.run(video, out_root, progress=progress, name=name, source=source)
+            if out_url:
+                outputs.upload(outcome.out_dir, out_url)
         except OutputDiskError:
             raise  # OUT takes no more writes: the videos after this one would fail the same way
         except ClipminerError as exc:
@@ -525,13 +565,4 @@ def find_clips(
         results.append((video, outcome))
         if on_result:
             on_result(video, outcome)
-    from clipminer.report import write_kinetics_csv
-
-    rows = [
-        (c.final_label, r.out_dir.name, c.segment.time_start_seconds, c.segment.time_end_seconds)
-        for _, r in results
-        if isinstance(r, VideoResult)
-        for c in r.candidates
-    ]
-    write_kinetics_csv(out_root / KINETICS_CSV, rows)
     return results

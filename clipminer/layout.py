@@ -38,6 +38,7 @@ from typing import Any
 
 from clipminer.errors import UsageError
 from clipminer.fsutil import COMPONENT_MAX_BYTES, atomic_path, safe_component, short_hash
+from clipminer.store import RemoteVideo
 
 VIDEOS_DIR = "videos"
 """The sub-folder of OUT that holds one folder per input video."""
@@ -120,18 +121,20 @@ def check_out_folder(out: str | os.PathLike[str]) -> Path:
     return out
 
 
-def plain_name(video: str | os.PathLike[str]) -> str | None:
+def _stem(video: str | os.PathLike[str] | RemoteVideo) -> str:
+    return video.stem if isinstance(video, RemoteVideo) else Path(video).stem
+
+
+def plain_name(video: str | os.PathLike[str] | RemoteVideo) -> str | None:
     """The file's stem when it can serve as a folder name unchanged, else None."""
-    stem = Path(video).stem
+    stem = _stem(video)
     safe = safe_component(stem, reserved=RESERVED_NAMES)
     return stem if safe == stem else None
 
 
-def hashed_name(video: str | os.PathLike[str], key: str) -> str:
+def hashed_name(video: str | os.PathLike[str] | RemoteVideo, key: str) -> str:
     """The stem made safe, then ``-`` and a hash of ``key``: unique whatever the stem."""
-    base = safe_component(
-        Path(video).stem, reserved=RESERVED_NAMES, max_bytes=COMPONENT_MAX_BYTES - 11
-    )
+    base = safe_component(_stem(video), reserved=RESERVED_NAMES, max_bytes=COMPONENT_MAX_BYTES - 11)
     return f"{base}-{short_hash(key, 10)}"
 
 
@@ -154,27 +157,44 @@ def read_source(folder: Path) -> SourceId | None:
 
 
 def folder_name(
-    video: str | os.PathLike[str],
+    video: str | os.PathLike[str] | RemoteVideo,
     source: SourceId,
     out: str | os.PathLike[str],
     *,
     owners: Mapping[str, str] | None = None,
+    out_url: str | None = None,
 ) -> str:
     """The name of ``video``'s folder under ``OUT/videos``.
 
     The plain stem when it is safe, not held by another source in ``owners`` (folder
     name -> resolved source path, from this run or the state store), and not a folder
-    on disk that belongs to another source; else the hashed name, which is the same
-    on every run for the same resolved path.
+    on disk (or, with ``out_url``, a done folder in the store) that belongs to another
+    source; else the hashed name, which is the same on every run for the same resolved
+    path.
     """
     plain = plain_name(video)
     owner_path = (owners or {}).get(plain or "", source.path)
     if plain is not None and owner_path == source.path:
         existing = videos_root(out) / plain
-        owner = read_source(existing) if existing.exists() else None
-        if not existing.exists() or (owner is not None and owner.same_file(source)):
+        taken, owner = existing.exists(), read_source(existing) if existing.exists() else None
+        if not taken and out_url is not None:
+            taken, owner = _stored_source(out_url, plain)
+        if not taken or (owner is not None and owner.same_file(source)):
             return plain
     return hashed_name(video, source.path)
+
+
+def _stored_source(out_url: str, name: str) -> tuple[bool, SourceId | None]:
+    """Whether OUT in the store has a done folder ``name``, and whose it is."""
+    from clipminer import store
+
+    marker = store.join(out_url, VIDEOS_DIR, name, RUN_JSON)
+    if not store.exists(marker):
+        return False, None
+    try:
+        return True, SourceId(**json.loads(store.read_bytes(marker))["source"])
+    except (ValueError, KeyError, TypeError):
+        return True, None
 
 
 def run_json(source: SourceId, **extra: object) -> dict[str, object]:

@@ -273,6 +273,11 @@ def _plain_text(fig: Any) -> None:
 # -- the nightly batch's HTML report -------------------------------------------------------
 
 
+def thumbnail_path(folder: Path, clip_path: str) -> Path:
+    """Where the report keeps the thumbnail of a clip of the video folder ``folder``."""
+    return folder / "thumbs" / (Path(clip_path).stem + ".jpg")
+
+
 def clip_thumbnail(clip: Path, thumb: Path, *, width: int = 240) -> Path | None:
     """A JPEG of the clip's middle frame (made once); None when the clip cannot be read."""
     if thumb.is_file():
@@ -360,11 +365,11 @@ def _card(out: Path, row: Any, rows: Sequence[SegmentRow]) -> dict[str, Any]:
         clip = {"label": c.final_label, "start": c.time_start, "end": c.time_end,
                 "score": c.score, "video_score": _fmt(c.video_score, 4),
                 "file": None, "thumbnail": None}  # fmt: skip
-        if c.clip_path and (out / c.clip_path).is_file():
+        # OUT in a bucket: the driver's copy has the thumbnails its workers made, not the clips
+        made = c.clip_path and thumbnail_path(folder, c.clip_path).is_file()
+        if c.clip_path and ((out / c.clip_path).is_file() or made):
             clip["file"], clip["file_name"] = c.clip_path, Path(c.clip_path).name
-            thumb = clip_thumbnail(
-                out / c.clip_path, folder / "thumbs" / (Path(c.clip_path).stem + ".jpg")
-            )
+            thumb = clip_thumbnail(out / c.clip_path, thumbnail_path(folder, c.clip_path))
             clip["thumbnail"] = thumb.relative_to(out).as_posix() if thumb else None
         clips.append(clip)
     timeline = f"{row.output}/{TIMELINE_PNG}"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from clipminer import store
 from clipminer.cli.common import (
     ImageModel,
     VideoModels,
@@ -26,18 +26,22 @@ if TYPE_CHECKING:
 @settings_options(BatchConfig, into="config")
 def batch(
     folder: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="Folder to mine, recursively (files without a video suffix are probed)."
+            help="Folder to mine, recursively (files without a video suffix are probed); or "
+            "a bucket prefix or one video as an s3://, gs:// (fsspec) URL, or one video as "
+            "an http(s):// URL (objects are chosen by suffix, not probed)."
         ),
     ],
     out: Annotated[
-        Path,
+        str,
         typer.Option(
             "--out",
             "-o",
             help="Output folder: videos/<name>/ per video, state.sqlite, summary.csv, "
-            "kinetics.csv, report.html.",
+            "kinetics.csv, report.html. May be a bucket URL (s3://bucket/prefix): each "
+            "video's folder is uploaded whole, run.json last; the state and reports are "
+            "kept in --work-dir and uploaded after each change.",
         ),
     ],
     image_model: ImageModel,
@@ -56,8 +60,8 @@ def batch(
 
     config = replace(
         config,
-        image_model=str(image_model),
-        video_models=tuple(str(p) for p in video_model or []),
+        image_model=image_model,
+        video_models=tuple(video_model or []),
     )
     summary = run_batch(folder, out, config=config, on_outcome=_report)
     _print_summary(summary, out)
@@ -72,10 +76,11 @@ def _report(outcome: Outcome) -> None:
         print_error(outcome.error, label="failed:")
 
 
-def _print_summary(summary: BatchSummary, out: Path) -> None:
+def _print_summary(summary: BatchSummary, out: str) -> None:
+    report = store.within(out, "report.html")
     console.print(
         f"{summary.done} done, {summary.failed} failed, {summary.already_done} already done, "
-        f"{summary.skipped} skipped; report: {out / 'report.html'}"
+        f"{summary.skipped} skipped; report: {report}"
     )
     if summary.stale:
         print_error(

@@ -173,14 +173,20 @@ Workers = Annotated[
     ),
 ]
 ImageModel = Annotated[
-    Path, typer.Option(metavar="FILE", help="Image model bundle that scores sampled frames.")
+    str,
+    typer.Option(
+        metavar="FILE",
+        help="Image model bundle that scores sampled frames (a path, or an s3:// or other "
+        "fsspec URL: fetched once and cached by content hash).",
+    ),
 ]
 VideoModels = Annotated[
-    list[Path] | None,
+    list[str] | None,
     typer.Option(
         "--video-model",
         metavar="FILE",
-        help="Video model bundle that re-labels each candidate; repeat for several (averaged).",
+        help="Video model bundle that re-labels each candidate; repeat for several "
+        "(averaged). A path or a URL, as --image-model.",
     ),
 ]
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import Progress, TextColumn
 
+from clipminer import store
 from clipminer.cli.common import (
     VideoModels,
     app,
@@ -21,6 +22,7 @@ from clipminer.cli.common import (
 )
 from clipminer.config import FindClipsConfig
 from clipminer.errors import ClipminerError
+from clipminer.store import VideoPath
 
 if TYPE_CHECKING:
     from clipminer.findclips import VideoResult
@@ -29,19 +31,29 @@ if TYPE_CHECKING:
 @app.command("find-clips")
 @settings_options(FindClipsConfig, into="settings")
 def find_clips_command(
-    videos: Annotated[list[Path], typer.Argument(help="Long videos to mine.")],
+    videos: Annotated[
+        list[str],
+        typer.Argument(
+            help="Long videos to mine: paths, or s3://, gs:// (fsspec) and http(s):// URLs, "
+            "read as streams."
+        ),
+    ],
     out: Annotated[
-        Path,
+        str,
         typer.Option(
             "--out",
             "-o",
             help="Output folder: OUT/videos/<name>/ per video (the file stem, with a short "
-            "hash when it is unsafe or taken), OUT/kinetics.csv.",
+            "hash when it is unsafe or taken), OUT/kinetics.csv. May be a bucket URL "
+            "(s3://bucket/prefix): each video's folder is uploaded whole, run.json last.",
         ),
     ],
     image_model: Annotated[
-        Path | None,
-        typer.Option(help="Image model bundle that scores sampled frames (not with --rescore)."),
+        str | None,
+        typer.Option(
+            help="Image model bundle that scores sampled frames (not with --rescore); a path "
+            "or a URL (fetched once, cached by content hash)."
+        ),
     ] = None,
     video_model: VideoModels = None,
     rescore: Annotated[
@@ -78,12 +90,12 @@ def find_clips_command(
             progress_for=lambda video: _video_task(bar, video),
             on_result=lambda video, outcome: _report(bar, video, outcome),
         )
-    console.print(f"manifest: {out / 'kinetics.csv'}")
+    console.print(f"manifest: {store.within(out, 'kinetics.csv')}")
     if any(isinstance(outcome, ClipminerError) for _, outcome in results):
         raise typer.Exit(code=1)
 
 
-def _video_task(bar: Progress, video: Path) -> Callable[[float, float], None]:
+def _video_task(bar: Progress, video: VideoPath) -> Callable[[float, float], None]:
     """A progress line for one video: seconds done, source frames/s and realtime factor."""
     from clipminer.decode import probe
 
@@ -104,7 +116,7 @@ def _video_task(bar: Progress, video: Path) -> Callable[[float, float], None]:
     return update
 
 
-def _report(bar: Progress, video: Path, outcome: VideoResult | ClipminerError) -> None:
+def _report(bar: Progress, video: VideoPath, outcome: VideoResult | ClipminerError) -> None:
     if isinstance(outcome, ClipminerError):
         print_error(outcome)
         return

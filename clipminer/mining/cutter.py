@@ -16,6 +16,7 @@ from clipminer.fsutil import safe_component
 from clipminer.layout import CLIPS_DIR, staging_folder
 from clipminer.mining.results import Candidate
 from clipminer.segments import Segment
+from clipminer.store import VideoPath
 
 
 def clip_name(folder: Path, label: str, seg: Segment) -> tuple[str, str]:
@@ -35,7 +36,7 @@ class EarlyCutter:
 
     def __init__(
         self,
-        video: Path,
+        video: VideoPath,
         folder: Path,
         mode: Literal["reencode", "copy"],
         x264: tuple[int, str] = (18, "veryfast"),
@@ -82,7 +83,7 @@ class EarlyCutter:
 
 def cut_candidate(
     config: FindClipsConfig,
-    video: Path,
+    video: VideoPath,
     candidate: Candidate,
     folder: Path,
     used: set[str],

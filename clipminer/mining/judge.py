@@ -23,6 +23,7 @@ from clipminer.mining.relabel import Relabel, vote_both
 from clipminer.models.image import ImageScorer
 from clipminer.openset import Calibration, open_set_score, similarity, threshold_for
 from clipminer.segments import Segment, clamp, top_segments
+from clipminer.store import VideoPath
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def pick(pairs: Sequence[Pair], duration: float | None, max_clips: int | None) -
 
 
 def choose(
-    video: Path,
+    video: VideoPath,
     pairs: Sequence[Pair],
     duration: float | None,
     judge: OpenSetJudge,

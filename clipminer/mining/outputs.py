@@ -93,6 +93,31 @@ def publish(result: VideoResult, source: SourceId, record: dict[str, Any]) -> No
     swap_folder_in(stage, final)
 
 
+def upload(folder: Path, out_url: str, *, thumbnails: bool = False) -> int:
+    """Send a finished video folder to OUT in the store, its ``run.json`` last
+    (:func:`clipminer.store.upload_folder`), then remove the local copy.
+
+    With ``thumbnails``, the report's clip thumbnails are made first, here, where the
+    clips are (the batch driver that writes the report may have none of them).
+
+    Returns:
+        The bytes uploaded.
+    """
+    from clipminer import report, store
+    from clipminer.layout import VIDEOS_DIR, read_segments
+
+    if thumbnails:
+        out = folder.parent.parent
+        for row in read_segments(folder):
+            if row.clip_path and (out / row.clip_path).is_file():
+                report.clip_thumbnail(
+                    out / row.clip_path, report.thumbnail_path(folder, row.clip_path)
+                )
+    sent = store.upload_folder(folder, store.join(out_url, VIDEOS_DIR, folder.name))
+    shutil.rmtree(folder, ignore_errors=True)
+    return sent
+
+
 def clear_staging(folder: Path) -> None:
     """Remove what a killed or failed run left in ``folder``'s staging folder."""
     stage = staging_folder(folder)

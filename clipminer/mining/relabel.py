@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from clipminer.models.features import HeadInputs, weights_id
 from clipminer.precision import GUARD_ITEMS, Runner, for_bundle, report
 from clipminer.sampling import uniform_window_starts, window_indices
 from clipminer.segments import Segment
+from clipminer.store import VideoPath
 
 VIDEO_TAP = "video"
 """The name of the decode outputs that feed the video models' ring buffers."""
@@ -176,7 +176,7 @@ class VideoRelabeler:
             key=lambda t: (t.sample_fps, t.short_side),
         )
 
-    def decode_and_relabel(self, video: Path, seg: Segment) -> Relabel | None:
+    def decode_and_relabel(self, video: VideoPath, seg: Segment) -> Relabel | None:
         """The re-label of ``seg``, decoding only its range of ``video`` (``--rescore``)."""
         taps = self.taps()
         frames: dict[Tap, list[Frame]] = {tap: [] for tap in taps}

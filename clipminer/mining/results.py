@@ -16,6 +16,7 @@ from clipminer.layout import SegmentRow
 from clipminer.mining.relabel import Relabel
 from clipminer.mining.shots import ShotBoundary
 from clipminer.segments import Segment
+from clipminer.store import VideoPath
 
 Progress = Callable[[float, float], None]
 """Called with (seconds of video done, total seconds or 0 when unknown)."""
@@ -59,7 +60,7 @@ class Candidate:
         """The video model's label when there is one, else the image model's."""
         return self.relabel.label if self.relabel else self.segment.label
 
-    def row(self, video: Path) -> SegmentRow:
+    def row(self, video: VideoPath) -> SegmentRow:
         """This candidate as a row of ``video``'s ``segments.csv``."""
         seg = self.segment
         return SegmentRow(
@@ -102,7 +103,7 @@ class StageTimes:
 class VideoResult:
     """What find-clips did with one video."""
 
-    video: Path
+    video: VideoPath
     out_dir: Path
     """``OUT/videos/<name>``; ``name`` is the video's ``youtube_id`` in ``kinetics.csv``."""
     info: VideoInfo

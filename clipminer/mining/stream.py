@@ -26,7 +26,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -40,6 +39,7 @@ from clipminer.mining.results import Progress, Scan, StageTimes
 from clipminer.mining.shots import THUMBNAIL, ShotConfig, ShotDetector, thumbnail_rate
 from clipminer.models.image import ImageScorer
 from clipminer.segments import OnlineSegmenter, Segment, clamp
+from clipminer.store import VideoPath
 
 IMAGE_TAP, SHOT_TAP = "image", "shots"
 """Names of the decode outputs of the image model and the shot detector."""
@@ -355,7 +355,7 @@ class PassModels:
 
 
 def scan(
-    video: Path,
+    video: VideoPath,
     info: VideoInfo,
     models: PassModels,
     *,
@@ -425,7 +425,7 @@ def scan(
 
 
 def _run(
-    video: Path, consumers: Sequence[FrameConsumer], decode_device: str, stages: StageTimes
+    video: VideoPath, consumers: Sequence[FrameConsumer], decode_device: str, stages: StageTimes
 ) -> None:
     """Decode ``video`` once in a thread and hand every frame to its tap's consumer;
     then tell each consumer, in order, that the video has ended."""

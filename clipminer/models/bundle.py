@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import torch
 
-from clipminer import __version__
+from clipminer import __version__, store
 from clipminer.config import Channels, ClipSpec
 from clipminer.devices import to_channels_last
 from clipminer.errors import BundleError, UsageError
@@ -249,7 +249,7 @@ def _unpickler_detail(message: str) -> str:
     return message.strip().split(". ")[0].splitlines()[0][:200]
 
 
-def safe_load(path: str | os.PathLike[str], *, shown_as: Path | None = None) -> Any:
+def safe_load(path: str | os.PathLike[str], *, shown_as: str | Path | None = None) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, every failure a BundleError.
 
     The tensors are mapped from the file, not read into memory: until something writes
@@ -283,7 +283,7 @@ def safe_load(path: str | os.PathLike[str], *, shown_as: Path | None = None) -> 
         raise BundleError(f"{shown_as}: not a PyTorch checkpoint ({exc})") from None
 
 
-def _load_dict(path: Path, *, shown_as: Path) -> dict[str, Any]:
+def _load_dict(path: Path, *, shown_as: str | Path) -> dict[str, Any]:
     data = safe_load(path, shown_as=shown_as)
     if not isinstance(data, dict):
         raise BundleError(f"{shown_as}: not a clipminer bundle (holds {type(data).__name__})")
@@ -305,8 +305,17 @@ def load_bundle(path: str | os.PathLike[str], *, kind: Kind | None = None) -> Bu
         BundleError: the file is missing, not a checkpoint, needs arbitrary
             unpickling, is not a clipminer bundle, or is of the wrong kind.
     """
-    path = Path(path)
-    data = _load_dict(path, shown_as=path)
+    if store.is_url(path):  # fetched once per machine, kept by content hash
+        url = str(path)
+        path = store.local_model(url)
+        shown: str | Path = store.redact(url)
+    else:
+        path = shown = Path(path)
+    return _bundle_of(_load_dict(path, shown_as=shown), shown, kind)
+
+
+def _bundle_of(data: dict[str, Any], path: str | Path, kind: Kind | None) -> Bundle:
+    """The :class:`Bundle` in a loaded checkpoint; ``path`` names it in messages."""
     if data.get("format") != FORMAT:
         found = data.get("format")
         hint = "a plain state dict?" if found is None else f"format {found!r}"

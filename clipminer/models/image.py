@@ -11,7 +11,6 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -172,9 +171,7 @@ class ImageScorer:
         precision: str = "auto",
         guard: float = 0.98,
     ) -> None:
-        self.bundle = (
-            bundle if isinstance(bundle, Bundle) else load_bundle(Path(bundle), kind="image")
-        )
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, kind="image")
         self.labels = self.bundle.labels
         self.size = self.bundle.input.size
         self.device = resolve_device(device)

@@ -1,0 +1,390 @@
+"""Data in object storage: ``s3://``, ``gs://`` and other fsspec URLs, and ``http(s)://``
+for inputs.
+
+Every path that names data (input videos, model bundles, OUT) may be such a URL; this
+module is the one place that talks to the store. The store is configured the standard
+way, never by a clipminer setting: for S3, ``AWS_ENDPOINT_URL``, ``AWS_PROFILE``,
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, instance roles (the usual chain);
+for GCS, the application default credentials. s3fs and gcsfs are optional extras
+(``clipminer[s3]``, ``clipminer[gcs]``), imported only when a URL needs them.
+
+- A video is read as a stream: PyAV reads a file object whose reads are ranged GETs
+  through a read-ahead buffer (:data:`READ_BLOCK_BYTES`). A container whose index
+  sits at the end (an MP4 with ``moov`` last) costs one more ranged GET, not a
+  download (``benchmarks/store_read.py`` measures it).
+- A model bundle is fetched once per machine and cached by its content hash
+  (:func:`local_model`); it still loads with ``weights_only=True``.
+- A result folder is written locally, then uploaded with its ``run.json`` last
+  (:func:`upload_folder`): a folder without it is absent to every reader.
+- A store that answers 503 (SlowDown) or drops the connection is retried with
+  backoff, a bounded number of times (:data:`MAX_ATTEMPTS`, or ``AWS_MAX_ATTEMPTS``).
+- URLs are shown and recorded with their secrets removed (:func:`redact`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from clipminer.errors import ClipminerError, UsageError
+from clipminer.fsutil import atomic_path
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK_BYTES = 5 << 20
+"""One ranged GET reads this much ahead (S3's smallest multipart size)."""
+MAX_ATTEMPTS = 5
+"""Tries of one request to S3 when ``AWS_MAX_ATTEMPTS`` is not set (botocore's
+``standard`` retry mode: exponential backoff with jitter, at most 20 s a wait)."""
+MODEL_CACHE_ENV = "CLIPMINER_CACHE"
+"""Where fetched model bundles are kept (default ``~/.cache/clipminer``)."""
+RUN_MARKER = "run.json"
+"""Uploaded last: a result folder without it is not done (:mod:`clipminer.layout`)."""
+_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+_SECRET_PARAMS = re.compile(
+    r"(signature|credential|token|key|secret|password|sig|auth|session)", re.IGNORECASE
+)
+_EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "http": "s3", "https": "s3"}
+
+
+def is_url(text: object) -> bool:
+    """Whether ``text`` is a URL (``scheme://...``) rather than a local path."""
+    return isinstance(text, str) and bool(_SCHEME.match(text)) and not text.startswith("file://")
+
+
+def local_or_url(text: str | os.PathLike[str]) -> str | Path:
+    """A URL as it is; anything else as a Path (``file://`` URLs become their path)."""
+    if isinstance(text, str) and text.startswith("file://"):
+        return Path(urlsplit(text).path)
+    return str(text) if is_url(text) else Path(text)
+
+
+def join(url: str, *parts: str) -> str:
+    """``url`` with ``parts`` appended, one ``/`` between each."""
+    return "/".join([url.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def within(base: str | os.PathLike[str], *parts: str) -> str | Path:
+    """``parts`` inside ``base``: a URL under a URL, a path under a path."""
+    return join(str(base), *parts) if is_url(base) else Path(base).joinpath(*parts)
+
+
+def redact(url: str) -> str:
+    """``url`` without its secrets: no password in it, and no value of a query
+    parameter that looks like a signature, credential or token (presigned URLs)."""
+    if not is_url(url):
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':')[0]}:***@{host}" if ":" in user else f"{user}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "***" if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="*"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class StoreError(ClipminerError):
+    """The store refused or failed a request; the message names the (redacted) URL."""
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem of ``url`` and the path within it."""
+    scheme = _SCHEME.match(url)
+    protocol = scheme.group(1).lower() if scheme else "file"
+    try:
+        import fsspec
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise UsageError(f"{redact(url)}: URLs need fsspec: pip install 'clipminer[s3]'") from None
+    options: dict[str, Any] = {}
+    if protocol in ("s3", "s3a"):
+        options = _s3_options()
+    try:
+        fsspec.get_filesystem_class(protocol)
+        return url_to_fs(url, **options)
+    except (ImportError, ValueError) as exc:
+        extra = _EXTRAS.get(protocol)
+        hint = f": pip install 'clipminer[{extra}]'" if extra else ""
+        raise UsageError(f"{redact(url)}: cannot use {protocol}:// URLs ({exc}){hint}") from None
+
+
+def _s3_options() -> dict[str, Any]:
+    """Bounded retries with backoff unless the environment chose its own."""
+    if "AWS_MAX_ATTEMPTS" in os.environ or "AWS_RETRY_MODE" in os.environ:
+        return {}
+    return {"config_kwargs": {"retries": {"max_attempts": MAX_ATTEMPTS, "mode": "standard"}}}
+
+
+@contextlib.contextmanager
+def errors_named(url: str, doing: str) -> Iterator[None]:
+    """Every failure of the store inside as one :class:`StoreError` line naming ``url``."""
+    try:
+        yield
+    except ClipminerError:
+        raise
+    except FileNotFoundError:
+        raise StoreError(f"{redact(url)}: cannot {doing}: no such object") from None
+    except PermissionError:
+        raise StoreError(f"{redact(url)}: cannot {doing}: access denied") from None
+    except Exception as exc:  # botocore, aiohttp and gcsfs each raise their own kinds
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise StoreError(f"{redact(url)}: cannot {doing} ({reason})") from None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the store says about one object, without reading it."""
+
+    url: str
+    size: int
+    mtime: float
+    fingerprint: str
+    """A hash of the size and the object's ETag (or checksum): changes when the object does."""
+
+
+def stat(url: str) -> ObjectInfo:
+    """Size, modification time and fingerprint of the object at ``url``."""
+    fs, path = filesystem(url)
+    with errors_named(url, "read"):
+        info = fs.info(path)
+        if info.get("type") == "directory":
+            raise StoreError(f"{redact(url)}: is a folder (a prefix), not an object")
+    return _object_info(url, info)
+
+
+def _object_info(url: str, info: dict[str, Any]) -> ObjectInfo:
+    size = int(info.get("size") or 0)
+    stamp = next(
+        (info[k] for k in ("LastModified", "updated", "mtime", "last_modified") if info.get(k)),
+        0.0,
+    )
+    mtime = _timestamp(stamp)
+    tag = next(
+        (str(info[k]) for k in ("ETag", "etag", "md5Hash", "crc32c", "checksum") if info.get(k)),
+        f"{mtime}",
+    )
+    digest = hashlib.sha256(f"{size}\0{tag.strip(chr(34))}".encode()).hexdigest()[:24]
+    return ObjectInfo(url, size, mtime, digest)
+
+
+def _timestamp(stamp: object) -> float:
+    """Seconds since the epoch of a store's modification time (a datetime, an ISO text
+    or a number); 0 when it is none of these."""
+    if isinstance(stamp, datetime):
+        return stamp.timestamp()
+    try:
+        if isinstance(stamp, str):
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+        return float(stamp)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def list_objects(url: str) -> list[ObjectInfo]:
+    """Every object under the prefix ``url`` (recursively), by URL; one object when
+    ``url`` names an object. Hidden names (a part starting with ``.``) are left out."""
+    fs, path = filesystem(url)
+    with errors_named(url, "list"):
+        if fs.isfile(path):
+            return [stat(url)]
+        found = fs.find(path, detail=True)
+    base = url.rstrip("/")
+    objects = []
+    for key, info in sorted(found.items()):
+        relative = key[len(path.rstrip("/")) :].strip("/")
+        if info.get("type") == "directory" or any(p.startswith(".") for p in relative.split("/")):
+            continue
+        objects.append(_object_info(join(base, relative), info))
+    return objects
+
+
+def open_read(url: str) -> IO[bytes]:
+    """``url`` as a seekable binary file whose reads are ranged GETs (PyAV reads it)."""
+    fs, path = filesystem(url)
+    with errors_named(url, "read"):
+        return fs.open(path, "rb", block_size=READ_BLOCK_BYTES, cache_type="readahead")
+
+
+def exists(url: str) -> bool:
+    fs, path = filesystem(url)
+    with errors_named(url, "read"):
+        return bool(fs.exists(path))
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = filesystem(url)
+    with errors_named(url, "read"):
+        return bytes(fs.cat_file(path))
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """One object, whole (an object store never shows a half-written object)."""
+    fs, path = filesystem(url)
+    with errors_named(url, "write"):
+        fs.pipe_file(path, data)
+
+
+def put_file(local: Path, url: str) -> None:
+    fs, path = filesystem(url)
+    with errors_named(url, "upload"):
+        fs.put_file(str(local), path)
+
+
+def remove(url: str, *, recursive: bool = False) -> None:
+    """Remove the object (or with ``recursive`` everything under the prefix); a missing
+    one is no error."""
+    fs, path = filesystem(url)
+    with errors_named(url, "remove"), contextlib.suppress(FileNotFoundError):
+        fs.rm(path, recursive=recursive)
+
+
+def upload_folder(folder: Path, url: str) -> int:
+    """Upload ``folder`` to the prefix ``url``: its ``run.json`` last, so that the
+    prefix counts as done only once everything else is there. A ``run.json`` already
+    at ``url`` (an earlier result) is removed first, and objects of the earlier result
+    that the new one does not have are removed before the marker goes up.
+
+    Returns:
+        The bytes uploaded.
+    """
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    marker = folder / RUN_MARKER
+    fs, base = filesystem(url)
+    with errors_named(url, "upload"):
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(f"{base}/{RUN_MARKER}")
+        old = set(fs.find(base)) if fs.exists(base) else set()
+        sent = 0
+        for file in files:
+            if file == marker:
+                continue
+            fs.put_file(str(file), f"{base}/{file.relative_to(folder).as_posix()}")
+            sent += file.stat().st_size
+        stale = old - {f"{base}/{f.relative_to(folder).as_posix()}" for f in files}
+        if stale:
+            fs.rm(sorted(stale))
+        if marker.is_file():
+            fs.put_file(str(marker), f"{base}/{RUN_MARKER}")
+            sent += marker.stat().st_size
+    return sent
+
+
+def download_folder(url: str, folder: Path, *, skip: tuple[str, ...] = ()) -> None:
+    """The objects under the prefix ``url`` into ``folder`` (made whole beside it, then
+    swapped in), leaving out top-level parts named in ``skip``."""
+    from clipminer.fsutil import swap_folder_in
+
+    fs, base = filesystem(url)
+    stage = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    with errors_named(url, "download"):
+        for key in sorted(fs.find(base)):
+            relative = PurePosixPath(key[len(base.rstrip("/")) :].strip("/"))
+            if not relative.parts or relative.parts[0] in skip or ".." in relative.parts:
+                continue
+            dest = stage.joinpath(*relative.parts)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(key, str(dest))
+    swap_folder_in(stage, folder)
+
+
+def cache_root() -> Path:
+    """``$CLIPMINER_CACHE``, else ``$XDG_CACHE_HOME/clipminer``, else ``~/.cache/clipminer``."""
+    if os.environ.get(MODEL_CACHE_ENV):
+        return Path(os.environ[MODEL_CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "clipminer"
+
+
+def local_model(url: str) -> Path:
+    """A local copy of the model bundle at ``url``, fetched once per machine.
+
+    The copy is named by the SHA-256 of its content (``models/<sha256>.pt``); an index
+    maps the object's fingerprint (size and ETag) to that name, so a bundle that has not
+    changed is not fetched again, and one that has is. The copy is written under a
+    temporary name and renamed when complete.
+    """
+    info = stat(url)
+    models = cache_root() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    index = models / f"{info.fingerprint}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        cached = models / f"{json.loads(index.read_text())['sha256']}.pt"
+        if cached.is_file() and cached.stat().st_size == info.size:
+            return cached
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=models, prefix=".fetch-", delete=False) as tmp:
+        try:
+            with open_read(url) as source, errors_named(url, "read"):
+                while chunk := source.read(READ_BLOCK_BYTES):
+                    digest.update(chunk)
+                    tmp.write(chunk)
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    cached = models / f"{digest.hexdigest()}.pt"
+    Path(tmp.name).replace(cached)
+    with atomic_path(index) as tmp_index:
+        tmp_index.write_text(json.dumps({"url": redact(url), "sha256": digest.hexdigest()}))
+    log.info("%s: fetched into %s", redact(url), cached)
+    return cached
+
+
+@dataclass(frozen=True)
+class RemoteVideo:
+    """A video in object storage or behind http(s): read as a stream, never downloaded.
+
+    It stands where a local video's :class:`~pathlib.Path` stands, with the parts of
+    one that mining uses (:attr:`name`, :attr:`stem`, :attr:`suffix`); ``str()`` is
+    the URL with its secrets removed.
+    """
+
+    url: str
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(urlsplit(self.url).path).name
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.name).stem
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name).suffix
+
+    def open(self) -> IO[bytes]:
+        return open_read(self.url)
+
+    def __str__(self) -> str:
+        return redact(self.url)
+
+
+VideoPath = Path | RemoteVideo
+"""A video to mine: a local file, or one in the store."""
+
+
+def as_video(video: str | os.PathLike[str] | RemoteVideo) -> VideoPath:
+    """``video`` as a :class:`~pathlib.Path` or, for a URL, a :class:`RemoteVideo`."""
+    if isinstance(video, RemoteVideo):
+        return video
+    found = local_or_url(video)
+    return RemoteVideo(found) if isinstance(found, str) else found
