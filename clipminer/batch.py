@@ -26,20 +26,22 @@ import signal
 import socket
 import sqlite3
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from clipminer import THREAD_ENV, __version__
+from clipminer import THREAD_ENV, __version__, store
 from clipminer.config import BatchConfig
 from clipminer.data.videos import VIDEO_SUFFIXES
 from clipminer.errors import ClipminerError, OutputDiskError, UsageError, sqlite_disk_error
 from clipminer.findclips import ClipMiner, VideoResult
-from clipminer.fsutil import remove_leftover_stages
+from clipminer.fsutil import atomic_path, remove_leftover_stages, safe_component, short_hash
 from clipminer.layout import (
+    KINETICS_CSV,
     RUN_JSON,
     VIDEOS_DIR,
     SourceId,
@@ -48,8 +50,10 @@ from clipminer.layout import (
     folder_name,
     videos_root,
 )
+from clipminer.mining import outputs
 from clipminer.report import write_batch_reports
 from clipminer.sources.register import REGISTER_NAME
+from clipminer.store import as_video
 
 log = logging.getLogger(__name__)
 
@@ -319,16 +323,16 @@ class Outcome:
 
 
 def _outcome(
-    path: Path, result: VideoResult | ClipminerError, output: str, seconds: float
+    path: str, result: VideoResult | ClipminerError, output: str, seconds: float
 ) -> Outcome:
     if isinstance(result, ClipminerError):
         disk = isinstance(result, OutputDiskError)
-        return Outcome(str(path), False, str(result), seconds=seconds, output_disk=disk)
+        return Outcome(path, False, str(result), seconds=seconds, output_disk=disk)
     clips: dict[str, int] = {}
     for c in result.candidates:
         clips[c.final_label] = clips.get(c.final_label, 0) + 1
     return Outcome(
-        str(path),
+        path,
         True,
         "",
         result.info.duration_seconds,
@@ -348,16 +352,25 @@ class VideoWorker:
         )
 
     def mine(self, video: str, out: str, name: str) -> Outcome:
-        """Mine ``video`` into ``out/videos/<name>``; every failure becomes a failed Outcome."""
+        """Mine ``video`` (a path or a URL) into ``out/videos/<name>``; every failure
+        becomes a failed Outcome. With ``out`` a bucket URL, the folder is made in a
+        temporary folder on this machine and uploaded whole, its ``run.json`` last."""
         started = time.perf_counter()
+        shown = str(as_video(video))
         try:
-            result: VideoResult | ClipminerError = self.miner.run(Path(video), Path(out), name=name)
+            if store.is_url(out):
+                with tempfile.TemporaryDirectory(prefix="clipminer-video-") as local:
+                    mined = self.miner.run(video, local, name=name)
+                    outputs.upload(mined.out_dir, out, thumbnails=True)
+                    result: VideoResult | ClipminerError = mined
+            else:
+                result = self.miner.run(video, out, name=name)
         except ClipminerError as exc:
             result = exc
         except Exception as exc:  # the batch loop: one video's failure is recorded, not raised
-            log.debug("%s: unexpected failure", video, exc_info=True)
-            result = ClipminerError(f"{video}: {type(exc).__name__}: {exc}")
-        return _outcome(Path(video), result, f"{VIDEOS_DIR}/{name}", time.perf_counter() - started)
+            log.debug("%s: unexpected failure", shown, exc_info=True)
+            result = ClipminerError(f"{shown}: {type(exc).__name__}: {exc}")
+        return _outcome(shown, result, f"{VIDEOS_DIR}/{name}", time.perf_counter() - started)
 
 
 _WORKER: VideoWorker | None = None
@@ -393,13 +406,17 @@ def _init_process(config: BatchConfig, parent_pid: int) -> None:
 
 BATCH_FILES = ("state.sqlite", "summary.csv", "report.html", "kinetics.csv")
 """batch's own files in OUT."""
+Job = tuple[str, str]
+"""A video to mine: where to read it (a resolved path or a URL) and its folder name."""
 INFLIGHT_DIR = ".inflight"
 """Under OUT: one file per video a worker process is mining right now (its pid)."""
 
 
-def _mine_in_process(video: str, out: str, name: str) -> Outcome:
+def _mine_in_process(video: str, out: str, local: str, name: str) -> Outcome:
+    """One video in a worker process; ``local`` is this machine's OUT (or work folder),
+    where its in-flight marker goes."""
     assert _WORKER is not None
-    marker = Path(out) / INFLIGHT_DIR / name
+    marker = Path(local) / INFLIGHT_DIR / name
     with contextlib.suppress(OSError):
         marker.write_text(f"{os.getpid()}\n")
     try:
@@ -427,26 +444,47 @@ def run_batch(
     *,
     config: BatchConfig,
     on_outcome: Callable[[Outcome], None] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
 ) -> BatchSummary:
-    """Mine every video under ``root`` that is not done yet; write state and reports."""
-    root, out = Path(root), check_out_folder(out)
-    _check_not_inside_out(root, out)
+    """Mine every video under ``root`` that is not done yet; write state and reports.
+
+    ``root`` and ``out`` may be bucket URLs. With ``out`` in a bucket, the run's own
+    files (``state.sqlite``, the reports) are kept in ``work_dir`` on this machine
+    (default: :func:`work_folder`), uploaded after each change, and taken from the
+    bucket at the start; a video's folder counts as done only when its ``run.json`` is
+    in the bucket, and only this process writes the state and the reports.
+    """
+    out_url = str(out) if store.is_url(out) else None
+    local = check_out_folder(work_dir or (work_folder(out_url) if out_url else out))
+    remote_root = store.is_url(root)
+    if not remote_root and not out_url:
+        _check_not_inside_out(Path(root), local)
     for name in BATCH_FILES:
-        if (out / name).exists() and not (out / name).is_file():
-            raise UsageError(f"{out / name}: is a folder, not the run's {name}; move it away")
-    videos, others = find_videos(root, exclude=[out, videos_root(out)])
+        if (local / name).exists() and not (local / name).is_file():
+            raise UsageError(f"{local / name}: is a folder, not the run's {name}; move it away")
+    stored: tuple[list[store.ObjectInfo], list[str]] = ([], [])
+    found: tuple[list[Path], list[Path]] = ([], [])
+    if remote_root:
+        stored = _list_stored(str(root))
+    else:
+        found = find_videos(Path(root), exclude=[local, videos_root(local)])
     options = config.options_hash()
     summary = BatchSummary()
-    with output_lock(out):
-        _clean_leftovers(out)
-        state = StateStore(out / "state.sqlite")
+    with output_lock(local):
+        _clean_leftovers(local)
+        if out_url:
+            _pull_state(out_url, local)
+        state = StateStore(local / "state.sqlite")
         try:
-            state_file = _identity(out / "state.sqlite")
-            todo = _plan(state, out, videos, others, options, config, summary)
-            for outcome in _execute(todo, out, config):
-                if _identity(out / "state.sqlite") != state_file:
+            state_file = _identity(local / "state.sqlite")
+            done = _stored_done(out_url) if out_url else None
+            plan = _Plan(state, local, options, config, summary, done, out_url)
+            plan.skip_others([*found[1], *stored[1]])
+            todo = plan.stored(stored[0]) if remote_root else plan.local(found[0])
+            for outcome in _execute(todo, out_url or str(local), local, config):
+                if _identity(local / "state.sqlite") != state_file:
                     raise ClipminerError(
-                        f"{out}: the output folder was deleted or replaced during the run "
+                        f"{local}: the output folder was deleted or replaced during the run "
                         f"(its state.sqlite is gone); stopped after {summary.done} done, "
                         "so that nothing is mined into a folder without its state"
                     )
@@ -456,6 +494,8 @@ def run_batch(
                         "queued: run again once the disk takes writes"
                     )
                 _record(state, outcome, options)
+                if out_url:
+                    _after_change(state, local, out_url, outcome)
                 summary.outcomes.append(outcome)
                 if outcome.ok:
                     summary.done += 1
@@ -463,10 +503,96 @@ def run_batch(
                     summary.failed += 1
                 if on_outcome:
                     on_outcome(outcome)
-            write_batch_reports(out, state.all())
+            rows = state.all()
+            if out_url:
+                _mirror_done(rows, local, out_url)
+            write_batch_reports(local, rows)
+            if out_url:
+                _push_run_files(state, local, out_url)
         finally:
             state.close()
     return summary
+
+
+# -- OUT in a bucket ---------------------------------------------------------------------
+
+_NOT_MIRRORED = ("clips", "scores.parquet", "embeddings.npy")
+"""What the driver does not copy of a done video's folder: its small files (run.json,
+segments.csv, shots, timeline, thumbnails) are enough for the reports."""
+
+
+def work_folder(out_url: str) -> Path:
+    """This machine's folder for the run-level files of OUT in a bucket."""
+    label = safe_component(store.redact(out_url).split("://", 1)[-1].replace("/", "_"))[:80]
+    return store.cache_root() / "runs" / f"{label}-{short_hash(store.redact(out_url), 10)}"
+
+
+def _stored_done(out_url: str) -> set[str]:
+    """The names of the video folders in the bucket that are done (have ``run.json``):
+    one listing, whatever the number of videos."""
+    root = store.join(out_url, VIDEOS_DIR)
+    names = set()
+    for found in store.list_objects(root) if store.exists(root) else []:
+        relative = found.url[len(root) :].strip("/").split("/")
+        if len(relative) == 2 and relative[1] == RUN_JSON:
+            names.add(relative[0])
+    return names
+
+
+def _pull_state(out_url: str, local: Path) -> None:
+    """The bucket's ``state.sqlite`` (when there is one) replaces this machine's copy."""
+    url = store.join(out_url, "state.sqlite")
+    if not store.exists(url):
+        return
+    for end in ("-wal", "-shm", "-journal"):
+        (local / f"state.sqlite{end}").unlink(missing_ok=True)
+    with atomic_path(local / "state.sqlite") as tmp:
+        tmp.write_bytes(store.read_bytes(url))
+
+
+def _push_state(state: StateStore, local: Path, out_url: str) -> None:
+    """A consistent copy of ``state.sqlite`` (SQLite's backup) uploaded whole."""
+    copy = local / ".state-upload.sqlite"
+    copy.unlink(missing_ok=True)
+    target = sqlite3.connect(copy)
+    try:
+        state.db.backup(target)
+    finally:
+        target.close()
+    try:
+        store.put_file(copy, store.join(out_url, "state.sqlite"))
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def _after_change(state: StateStore, local: Path, out_url: str, outcome: Outcome) -> None:
+    """After a video: its small files into this machine's copy, the state into the bucket.
+    The store failing here costs nothing mined (the next upload carries it)."""
+    try:
+        if outcome.ok:
+            store.download_folder(
+                store.join(out_url, outcome.output), local / outcome.output, skip=_NOT_MIRRORED
+            )
+        _push_state(state, local, out_url)
+    except ClipminerError as exc:
+        log.warning("%s (the next change uploads the state again)", exc)
+
+
+def _mirror_done(rows: Sequence[VideoRow], local: Path, out_url: str) -> None:
+    """Copies of the done folders this machine lacks (OUT mined from another machine)."""
+    for row in rows:
+        if row.status == "done" and row.output and not (local / row.output / RUN_JSON).is_file():
+            with contextlib.suppress(ClipminerError):
+                store.download_folder(
+                    store.join(out_url, row.output), local / row.output, skip=_NOT_MIRRORED
+                )
+
+
+def _push_run_files(state: StateStore, local: Path, out_url: str) -> None:
+    """The reports and the state into the bucket (the report's links are relative)."""
+    for name in ("summary.csv", KINETICS_CSV, "report.html"):
+        store.put_file(local / name, store.join(out_url, name))
+    _push_state(state, local, out_url)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -501,115 +627,161 @@ def _clean_leftovers(out: Path) -> None:
     shutil.rmtree(out / INFLIGHT_DIR, ignore_errors=True)
 
 
-def _plan(
-    state: StateStore,
-    out: Path,
-    videos: Sequence[Path],
-    others: Sequence[Path],
-    options: str,
-    config: BatchConfig,
-    summary: BatchSummary,
-) -> list[tuple[Path, str]]:
-    """Rows for new and changed videos; the (path, folder name) pairs to mine.
+class _Plan:
+    """Rows for new and changed videos, and the jobs (where to read, folder name) to mine.
 
     A file is one video however many names lead to it (symlinks, hard links: by device
-    and inode); a done row counts only while its folder is complete (``run.json``, written
-    last), else the video is mined again; a file that cannot be read is a failed row with
-    the reason, and the rest goes on.
+    and inode); a done row counts only while its folder is complete (``run.json``,
+    written last; with OUT in a bucket, there), else the video is mined again; a file
+    that cannot be read is a failed row with the reason, and the rest goes on.
     """
-    _skip_others(state, others, summary)
-    owners = {Path(row.output).name: row.path for row in state.all() if row.output}
-    todo = []
-    seen: dict[tuple[int, int], Path] = {}
-    for path in videos:
-        try:
-            resolved = path.resolve()
-            stat = resolved.stat()
-            key = (stat.st_dev, stat.st_ino)
-            if key in seen:
-                log.info("%s: the same file as %s (a link): mined once", path, seen[key])
-                summary.skipped += 1
+
+    def __init__(
+        self,
+        state: StateStore,
+        out: Path,
+        options: str,
+        config: BatchConfig,
+        summary: BatchSummary,
+        done: set[str] | None,
+        out_url: str | None,
+    ) -> None:
+        self.state, self.out, self.options, self.config = state, out, options, config
+        self.summary, self.done, self.out_url = summary, done, out_url
+        self.owners = {Path(row.output).name: row.path for row in state.all() if row.output}
+        """Folder name -> the source it belongs to."""
+
+    def skip_others(self, others: Sequence[Path | str]) -> None:
+        """Rows for the files that are not videos (skipped, with the reason)."""
+        for other in others:
+            with contextlib.suppress(OSError, ClipminerError):
+                if isinstance(other, str):  # an object in the store, by its name
+                    key, size, mtime = store.redact(other), 0, 0.0
+                    error = f"{key}: not a video file (objects are chosen by suffix)"
+                else:
+                    key, info = str(other.resolve()), other.stat()
+                    size, mtime, error = info.st_size, info.st_mtime, f"{other}: not a video file"
+                if self.state.get(key) is None:
+                    self.state.put(VideoRow(key, size, mtime, "", "skipped", error))
+            self.summary.skipped += 1
+
+    def local(self, videos: Sequence[Path]) -> list[Job]:
+        todo = []
+        seen: dict[tuple[int, int], Path] = {}
+        for path in videos:
+            try:
+                resolved = path.resolve()
+                info = resolved.stat()
+                key = (info.st_dev, info.st_ino)
+                if key in seen:
+                    log.info("%s: the same file as %s (a link): mined once", path, seen[key])
+                    self.summary.skipped += 1
+                    continue
+                seen[key] = path
+                row = self.state.get(str(resolved))
+                changed = row is None or row.size != info.st_size or row.mtime != info.st_mtime
+                print_ = fingerprint(resolved) if changed else row.fingerprint  # type: ignore[union-attr]
+            except OSError as exc:
+                self.summary.outcomes.append(_unreadable(path, exc, self.state))
+                self.summary.failed += 1
                 continue
-            seen[key] = path
-            row = state.get(str(resolved))
-            changed = row is None or row.size != stat.st_size or row.mtime != stat.st_mtime
-            print_ = fingerprint(resolved) if changed else row.fingerprint  # type: ignore[union-attr]
-        except OSError as exc:
-            summary.outcomes.append(_unreadable(path, exc, state))
-            summary.failed += 1
-            continue
-        if row is None:
-            row = state.find_moved(stat.st_size, print_)
-            if row is not None:  # the same content, moved or re-mounted: keep its outputs
-                log.info("%s: moved from %s", path, row.path)
-                state.delete(row.path)
-                row.path, row.mtime = str(resolved), stat.st_mtime
-                state.put(row)
-                owners[Path(row.output).name] = row.path
-                changed = False
-        elif changed and row.fingerprint == print_:
-            changed = False  # touched, not modified
-        if row is not None and not changed and _settled(path, row, out, options, config, summary):
-            continue
-        source = SourceId(str(resolved), stat.st_size, stat.st_mtime, print_)
+            if row is None:
+                row = self.state.find_moved(info.st_size, print_)
+                if row is not None:  # the same content, moved or re-mounted: keep its outputs
+                    log.info("%s: moved from %s", path, row.path)
+                    self.state.delete(row.path)
+                    row.path, row.mtime = str(resolved), info.st_mtime
+                    self.state.put(row)
+                    self.owners[Path(row.output).name] = row.path
+                    changed = False
+            elif changed and row.fingerprint == print_:
+                changed = False  # touched, not modified
+            source = SourceId(str(resolved), info.st_size, info.st_mtime, print_)
+            job = self._queue(path, str(resolved), source, row, changed)
+            todo += [job] if job else []
+        return todo
+
+    def stored(self, objects: Sequence[store.ObjectInfo]) -> list[Job]:
+        """Jobs for videos in the store: keyed by their URL without secrets; the
+        fingerprint comes from the listing (size and ETag), so nothing is read here."""
+        todo = []
+        for found in objects:
+            key = store.redact(found.url)
+            row = self.state.get(key)
+            changed = row is None or row.fingerprint != found.fingerprint
+            source = SourceId(key, found.size, found.mtime, found.fingerprint)
+            job = self._queue(store.RemoteVideo(found.url), found.url, source, row, changed)
+            todo += [job] if job else []
+        return todo
+
+    def _queue(
+        self,
+        video: Path | store.RemoteVideo,
+        location: str,
+        source: SourceId,
+        row: VideoRow | None,
+        changed: bool,
+    ) -> Job | None:
+        """A queued row and the job of a video that needs mining; None when it does not."""
+        if row is not None and not changed and self._settled(video, row):
+            return None
         name = (
             Path(row.output).name
             if row is not None and row.output
-            else folder_name(path, source, out, owners=owners)
+            else folder_name(video, source, self.out, owners=self.owners, out_url=self.out_url)
         )
-        owners[name] = source.path
-        state.put(
+        self.owners[name] = source.path
+        self.state.put(
             VideoRow(
                 source.path,
-                stat.st_size,
-                stat.st_mtime,
-                print_,
+                source.size,
+                source.mtime,
+                source.fingerprint,
                 status="queued",
-                options_hash=options,
+                options_hash=self.options,
                 attempts=row.attempts if row else 0,
                 output=f"{VIDEOS_DIR}/{name}",
             )
         )
-        todo.append((resolved, name))
-    return todo
+        return location, name
+
+    def _settled(self, video: object, row: VideoRow) -> bool:
+        """Whether an unchanged video needs nothing tonight: done (and its folder
+        complete; with other options only under ``--force`` is it redone), or failed
+        before (unless ``--retry-failed``). Counts it in the summary."""
+        if row.status == "done" and not self._complete(row):
+            log.warning(
+                "%s: marked done but %s is not complete: mining it again", video, row.output
+            )
+            row.status = "queued"
+        if row.status == "done" and (row.options_hash == self.options or not self.config.force):
+            if row.options_hash != self.options:
+                self.summary.stale += 1
+            self.summary.already_done += 1
+            return True
+        if row.status == "failed" and not self.config.retry_failed:
+            self.summary.skipped += 1
+            return True
+        return False
+
+    def _complete(self, row: VideoRow) -> bool:
+        """Whether a done video's folder is all there (``run.json`` is written last)."""
+        if not row.output:
+            return False
+        if self.done is not None:
+            return Path(row.output).name in self.done
+        return (self.out / row.output / RUN_JSON).is_file()
 
 
-def _skip_others(state: StateStore, others: Sequence[Path], summary: BatchSummary) -> None:
-    """Rows for the files that are not videos (skipped, with the reason)."""
-    for path in others:
-        with contextlib.suppress(OSError):
-            if state.get(str(path.resolve())) is None:
-                stat = path.stat()
-                error = f"{path}: not a video file"
-                state.put(
-                    VideoRow(str(path.resolve()), stat.st_size, stat.st_mtime, "", "skipped", error)
-                )
-        summary.skipped += 1
-
-
-def _settled(
-    path: Path, row: VideoRow, out: Path, options: str, config: BatchConfig, summary: BatchSummary
-) -> bool:
-    """Whether an unchanged video needs nothing tonight: done (and its folder complete;
-    with other options only under ``--force`` is it redone), or failed before (unless
-    ``--retry-failed``). Counts it in ``summary``."""
-    if row.status == "done" and not _complete(out, row):
-        log.warning("%s: marked done but %s is not complete: mining it again", path, row.output)
-        row.status = "queued"
-    if row.status == "done" and (row.options_hash == options or not config.force):
-        if row.options_hash != options:
-            summary.stale += 1
-        summary.already_done += 1
-        return True
-    if row.status == "failed" and not config.retry_failed:
-        summary.skipped += 1
-        return True
-    return False
-
-
-def _complete(out: Path, row: VideoRow) -> bool:
-    """Whether a done video's folder is all there (``run.json`` is written last)."""
-    return bool(row.output) and (out / row.output / RUN_JSON).is_file()
+def _list_stored(root: str) -> tuple[list[store.ObjectInfo], list[str]]:
+    """The videos under a bucket prefix (or the one object ``root`` names), by suffix:
+    objects are not probed (each probe would be a read); and the other objects."""
+    videos: list[store.ObjectInfo] = []
+    others: list[store.ObjectInfo] = []
+    for found in store.list_objects(root):
+        suffix = store.RemoteVideo(found.url).suffix.lower()
+        (videos if suffix in VIDEO_SUFFIXES else others).append(found)
+    return videos, [o.url for o in others if not o.url.endswith(tuple(_BOOKKEEPING))]
 
 
 def _unreadable(path: Path, exc: OSError, state: StateStore) -> Outcome:
@@ -646,7 +818,9 @@ def _record(state: StateStore, outcome: Outcome, options: str) -> None:
     state.put(row)
 
 
-def _execute(todo: list[tuple[Path, str]], out: Path, config: BatchConfig) -> Iterator[Outcome]:
+def _execute(todo: list[Job], out: str, local: Path, config: BatchConfig) -> Iterator[Outcome]:
+    """Outcomes of the jobs, as they finish: results go to ``out`` (a folder or a bucket
+    URL); ``local`` is this machine's folder for the run's own files."""
     if not todo:
         return
     if config.engine == "ray":
@@ -654,14 +828,12 @@ def _execute(todo: list[tuple[Path, str]], out: Path, config: BatchConfig) -> It
     elif config.workers == 1:
         worker = VideoWorker(config)
         for path, name in todo:
-            yield worker.mine(str(path), str(out), name)
+            yield worker.mine(path, out, name)
     else:
-        yield from _execute_pool(todo, out, config)
+        yield from _execute_pool(todo, out, local, config)
 
 
-def _execute_pool(
-    todo: list[tuple[Path, str]], out: Path, config: BatchConfig
-) -> Iterator[Outcome]:
+def _execute_pool(todo: list[Job], out: str, local: Path, config: BatchConfig) -> Iterator[Outcome]:
     """``--workers`` processes. A worker killed by a signal (the out-of-memory killer's
     SIGKILL) breaks the pool and takes the videos then in flight with it (their markers
     in ``OUT/.inflight`` say which). Each of those is mined again alone, in a pool of its
@@ -669,27 +841,27 @@ def _execute_pool(
     started go on in a new pool. A killed worker costs only its own video."""
     pending = list(todo)
     while pending:
-        unfinished: list[tuple[Path, str]] = []
-        yield from _pool_run(pending, out, config, config.workers, unfinished)
+        unfinished: list[Job] = []
+        yield from _pool_run(pending, out, local, config, config.workers, unfinished)
         if not unfinished:
             return
-        running = _inflight(out)
+        running = _inflight(local)
         suspects = [item for item in unfinished if item[1] in running]
         log.warning(
             "a worker process died; %d videos it may have taken are mined again one by one",
             len(suspects),
         )
         for path, name in suspects:
-            again: list[tuple[Path, str]] = []
-            yield from _pool_run([(path, name)], out, config, 1, again)
-            _inflight(out)
+            again: list[Job] = []
+            yield from _pool_run([(path, name)], out, local, config, 1, again)
+            _inflight(local)
             if again:
                 error = (
                     f"{path}: its worker process died while mining it, twice (killed by a "
                     "signal, such as the out-of-memory killer's SIGKILL)"
                 )
                 log.error("%s", error)
-                yield Outcome(str(path), False, error)
+                yield Outcome(str(as_video(path)), False, error)
         pending = [item for item in unfinished if item[1] not in running]
 
 
@@ -705,17 +877,18 @@ def _inflight(out: Path) -> set[str]:
 
 
 def _pool_run(
-    items: list[tuple[Path, str]],
-    out: Path,
+    items: list[Job],
+    out: str,
+    local: Path,
     config: BatchConfig,
     workers: int,
-    unfinished: list[tuple[Path, str]],
+    unfinished: list[Job],
 ) -> Iterator[Outcome]:
     """Outcomes of one process pool; what a broken pool did not finish goes to ``unfinished``."""
     import concurrent.futures as cf
     import multiprocessing
 
-    (out / INFLIGHT_DIR).mkdir(exist_ok=True)
+    (local / INFLIGHT_DIR).mkdir(exist_ok=True)
     pool = cf.ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
@@ -723,7 +896,7 @@ def _pool_run(
         initargs=(config, os.getpid()),
     )
     try:
-        futures = {pool.submit(_mine_in_process, str(p), str(out), n): (p, n) for p, n in items}
+        futures = {pool.submit(_mine_in_process, p, out, str(local), n): (p, n) for p, n in items}
         for future in cf.as_completed(futures):
             try:
                 outcome = future.result()
@@ -753,16 +926,31 @@ def check_reachable(address: str, timeout_seconds: float = RAY_CONNECT_TIMEOUT_S
         ) from None
 
 
-def _execute_ray(todo: list[tuple[Path, str]], out: Path, config: BatchConfig) -> Iterator[Outcome]:
+RAY_RETRIES = 2
+"""How often a video is tried again after its Ray worker died (a node lost mid-video).
+The video goes back to the queue for any live worker, and a new worker is started in
+place of the dead one, wherever the cluster has room."""
+STORE_ENV = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_MAX_ATTEMPTS",
+             "AWS_RETRY_MODE", "AWS_PROFILE")  # fmt: skip
+"""The store's settings that Ray workers get from the driver. Never credentials: each
+node takes those from its own chain (environment, profile files, instance role)."""
+
+
+def _execute_ray(todo: list[Job], out: str, config: BatchConfig) -> Iterator[Outcome]:
+    """One actor per worker, each loading the models once. Only paths and URLs travel:
+    each actor reads its video from the store (or a shared filesystem) and, with OUT in
+    a bucket, uploads its folder from its own node. A video whose actor died (its node
+    lost) goes back to the queue, up to :data:`RAY_RETRIES` times, and is then failed
+    with the reason; a partial upload never counts, as its ``run.json`` goes last."""
     try:
         import ray
     except ImportError:
         raise UsageError("--engine ray needs Ray: pip install 'clipminer[ray]'") from None
-    from ray.util import ActorPool
 
     started_here = not ray.is_initialized()
     if started_here:
-        env = {"env_vars": dict(THREAD_ENV)}
+        forwarded = {k: os.environ[k] for k in STORE_ENV if k in os.environ}
+        env = {"env_vars": {**THREAD_ENV, **forwarded}}
         if config.ray_address:
             check_reachable(config.ray_address)
             ray.init(address=config.ray_address, runtime_env=env, log_to_driver=False)
@@ -774,13 +962,69 @@ def _execute_ray(todo: list[tuple[Path, str]], out: Path, config: BatchConfig) -
                 include_dashboard=False,
             )
     try:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= config.workers else 0
-        actor = ray.remote(num_cpus=1, num_gpus=gpus)(VideoWorker)
-        pool = ActorPool([actor.remote(config) for _ in range(config.workers)])
-        # Only paths travel: each actor reads its video from the shared filesystem.
-        yield from pool.map_unordered(
-            lambda a, job: a.mine.remote(str(job[0]), str(out), job[1]), todo
-        )
+        yield from _RayPool(ray, config).run(todo, out)
     finally:
         if started_here:
             ray.shutdown()
+
+
+class _RayPool:
+    """The Ray actors of one run and the videos they are mining."""
+
+    def __init__(self, ray: Any, config: BatchConfig) -> None:
+        self.ray, self.config = ray, config
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= config.workers else 0
+        self.actor = ray.remote(num_cpus=1, num_gpus=gpus)(VideoWorker)
+        self.idle: list[Any] = []
+        self.starting: dict[Any, Any] = {}
+        """Readiness call -> actor, for actors not yet up (placed where there is room)."""
+        for _ in range(config.workers):
+            self._start()
+
+    def _start(self) -> None:
+        worker = self.actor.remote(self.config)
+        self.starting[worker.__ray_ready__.remote()] = worker
+
+    def run(self, todo: list[Job], out: str) -> Iterator[Outcome]:
+        from ray.exceptions import RayError
+
+        queue = list(todo)
+        tries = dict.fromkeys(todo, 0)
+        running: dict[Any, tuple[Job, Any]] = {}
+        while queue or running:
+            while self.idle and queue:
+                job, worker = queue.pop(0), self.idle.pop()
+                running[worker.mine.remote(job[0], out, job[1])] = (job, worker)
+            ready, _ = self.ray.wait([*running, *self.starting], num_returns=1)
+            if ready[0] in self.starting:
+                worker = self.starting.pop(ready[0])
+                try:
+                    self.ray.get(ready[0])
+                    self.idle.append(worker)
+                except RayError as exc:  # its models would not load there, or its node died
+                    reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+                    log.warning("a Ray worker did not start (%s); starting another", reason)
+                    self._start()
+                continue
+            job, worker = running.pop(ready[0])
+            try:
+                outcome = self.ray.get(ready[0])
+            except RayError as exc:
+                self.ray.kill(worker, no_restart=True)
+                self._start()
+                tries[job] += 1
+                shown = as_video(job[0])
+                if tries[job] <= RAY_RETRIES:
+                    reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+                    log.warning("%s: its Ray worker died (%s); trying it again", shown, reason)
+                    queue.insert(0, job)
+                    continue
+                error = (
+                    f"{shown}: its Ray worker died while mining it, {tries[job]} times "
+                    f"({type(exc).__name__})"
+                )
+                log.error("%s", error)
+                outcome = Outcome(str(shown), False, error)
+            else:
+                self.idle.append(worker)
+            yield outcome

@@ -64,6 +64,11 @@ def is_url(text: object) -> bool:
     return isinstance(text, str) and bool(_SCHEME.match(text)) and not text.startswith("file://")
 
 
+def names_url(text: str | os.PathLike[str]) -> bool:
+    """Whether ``text`` is a URL, also after a Path has folded its ``//`` (``s3:/b/k``)."""
+    return is_url(str(text)) or bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/[^/]", str(text)))
+
+
 def local_or_url(text: str | os.PathLike[str]) -> str | Path:
     """A URL as it is; anything else as a Path (``file://`` URLs become their path)."""
     if isinstance(text, str) and text.startswith("file://"):

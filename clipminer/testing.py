@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
@@ -108,6 +109,8 @@ class Faults:
     """Every n-th request has its connection reset, with no answer (0: none)."""
     fail_all: bool = False
     """Every request is answered 503 SlowDown."""
+    put_delay_seconds: float = 0.0
+    """Every upload (PUT) waits this long first: a window in which to kill a run."""
 
 
 @dataclass
@@ -175,6 +178,8 @@ class FaultyProxy:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         verdict = self._verdict()
+        if handler.command == "PUT" and self.faults.put_delay_seconds:
+            time.sleep(self.faults.put_delay_seconds)
         if verdict == "reset":  # RST, no answer: what a dropped connection looks like
             handler.connection.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
@@ -210,6 +215,68 @@ class FaultyProxy:
             self.traffic.bytes_in += len(body)
             self.traffic.bytes_out += len(data) if handler.command != "HEAD" else 0
             self.traffic.gets += handler.command == "GET"
+
+
+class FileServer:
+    """Files of one folder over HTTP on 127.0.0.1, with ranged reads (``Range: bytes=``)
+    as object stores and CDNs answer them. A context manager; :attr:`url` is its root."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        import functools
+        from http.server import SimpleHTTPRequestHandler
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def send_head(self) -> Any:
+                spec = self.headers.get("Range", "")
+                path = Path(self.translate_path(self.path.split("?", 1)[0]))
+                if not spec.startswith("bytes=") or not path.is_file():
+                    return super().send_head()
+                size = path.stat().st_size
+                first, _, last = spec.removeprefix("bytes=").partition("-")
+                start = int(first) if first else max(0, size - int(last))
+                end = min(int(last), size - 1) if first and last else size - 1
+                handle = path.open("rb")  # the base class closes it
+                handle.seek(start)
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                return _Limited(handle, end - start + 1)
+
+        self._server = ThreadingHTTPServer(
+            (LOOPBACK, 0), functools.partial(Handler, directory=str(root))
+        )
+        self._server.daemon_threads = True
+        self.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Limited:
+    """A file whose reads stop after ``left`` bytes (the body of a ranged answer)."""
+
+    def __init__(self, handle: Any, left: int) -> None:
+        self.handle, self.left = handle, left
+
+    def read(self, size: int = -1) -> bytes:
+        size = self.left if size < 0 else min(size, self.left)
+        data = self.handle.read(size)
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.handle.close()
 
 
 @contextlib.contextmanager

@@ -31,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from clipminer import store
 from clipminer.errors import UsageError
 from clipminer.fsutil import atomic_path
 from clipminer.layout import (
     EMBEDDINGS_NPY,
+    RUN_JSON,
     SEGMENTS_CSV,
     SegmentRow,
     read_run,
@@ -96,18 +98,26 @@ class Embeddings:
 
 
 def video_folders(out: str | os.PathLike[str]) -> list[Path]:
-    """The published per-video folders of OUT (those with a ``segments.csv``), by name."""
+    """The done per-video folders of OUT, by name: those with a ``segments.csv`` and a
+    ``run.json``. ``run.json`` is written (and uploaded) last, so a folder without it,
+    such as one a killed upload left in a bucket and a sync brought down, is absent."""
     root = videos_root(out)
     if not root.is_dir():
         return []
     return sorted(
         p for p in root.iterdir()
         if p.is_dir() and not p.name.startswith(".") and (p / SEGMENTS_CSV).is_file()
+        and (p / RUN_JSON).is_file()
     )  # fmt: skip
 
 
 def check_mined(out: str | os.PathLike[str]) -> Path:
     """OUT as a Path, or a one-line error when it holds no mined videos."""
+    if store.names_url(out):
+        raise UsageError(
+            f"{out}: a URL; dedup, review and export read a local OUT. Copy it here first "
+            "(for S3: aws s3 sync URL DIR); folders without run.json are left out"
+        )
     out = Path(out)
     if not out.is_dir():
         raise UsageError(f"{out}: no such folder")
