@@ -345,6 +345,10 @@ def local_model(url: str) -> Path:
         except BaseException:
             Path(tmp.name).unlink(missing_ok=True)
             raise
+    fetched = Path(tmp.name).stat().st_size
+    if fetched != info.size:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise StoreError(f"{redact(url)}: read {fetched} of {info.size} bytes; not cached")
     cached = models / f"{digest.hexdigest()}.pt"
     Path(tmp.name).replace(cached)
     with atomic_path(index) as tmp_index:

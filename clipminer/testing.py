@@ -125,6 +125,8 @@ class Traffic:
     """Bytes of request bodies received from the client."""
     slowed: int = 0
     reset: int = 0
+    answered: list[tuple[str, str]] = field(default_factory=list)
+    """(method, path) of each request that reached the server, in order."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -145,7 +147,8 @@ class FaultyProxy:
                 pass
 
             def _relay(self) -> None:
-                proxy._relay(self)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    proxy._relay(self)  # a client killed mid-request is no proxy error
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay  # noqa: N815
 
@@ -204,10 +207,14 @@ class FaultyProxy:
         finally:
             upstream.close()
         handler.send_response(answer.status, answer.reason)
+        head = handler.command == "HEAD"  # its Content-Length is the object's, with no body
         for key, value in answer.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+            if key.lower() not in ("transfer-encoding", "connection") and (
+                head or key.lower() != "content-length"
+            ):
                 handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(data)))
+        if not head:
+            handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         if handler.command != "HEAD":
             handler.wfile.write(data)
@@ -215,6 +222,7 @@ class FaultyProxy:
             self.traffic.bytes_in += len(body)
             self.traffic.bytes_out += len(data) if handler.command != "HEAD" else 0
             self.traffic.gets += handler.command == "GET"
+            self.traffic.answered.append((handler.command, handler.path))
 
 
 class FileServer:

@@ -1,0 +1,343 @@
+"""Videos, models and OUT in object storage: a real S3-protocol server (moto's) on
+127.0.0.1, started here, with buckets made by each test; a proxy that answers 503s and
+drops connections; an HTTP server with ranged reads. No traffic leaves 127.0.0.1."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clipminer import store
+from clipminer.batch import run_batch
+from clipminer.cli import app
+from clipminer.curate import catalog
+
+from .helpers import TINY_FLAGS, batch_config, make_videos
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+
+from clipminer.testing import Faults, FaultyProxy, FileServer, LoopbackS3
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with LoopbackS3() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3: LoopbackS3) -> str:
+    return s3.bucket(f"t-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(store.MODEL_CACHE_ENV, str(tmp_path / "cache"))
+
+
+def _fs():
+    import s3fs
+
+    return s3fs.S3FileSystem()
+
+
+def _put(local: Path, url: str) -> None:
+    fs = _fs()
+    if local.is_dir():
+        for file in sorted(p for p in local.rglob("*") if p.is_file()):
+            fs.put_file(str(file), f"{url.removeprefix('s3://')}/{file.relative_to(local)}")
+    else:
+        fs.put_file(str(local), url.removeprefix("s3://"))
+
+
+def _stage(tiny_models, bucket: str, tmp_path: Path, count: int = 2) -> tuple[Path, str, str]:
+    """Videos in tmp_path/in and under bucket/in; the models under bucket/models."""
+    folder = tmp_path / "in"
+    make_videos(folder, count)
+    _put(folder, f"{bucket}/in")
+    _put(tiny_models[0], f"{bucket}/models/image.pt")
+    _put(tiny_models[1], f"{bucket}/models/video.pt")
+    return folder, f"{bucket}/models/image.pt", f"{bucket}/models/video.pt"
+
+
+def _rows(text: str) -> list[tuple[str, ...]]:
+    """segments.csv rows without the video column (a path here, a URL there)."""
+    return [tuple(row[1:]) for row in list(csv.reader(text.splitlines()))[1:]]
+
+
+def _half_done(fs, out: str) -> set[str]:
+    """The video folders under ``out`` in the bucket that have objects but no run.json."""
+    keys = [k for k in fs.find(f"{out[5:]}/videos") if "/videos/" in k]
+    folders = {k.split("/videos/")[1].split("/")[0] for k in keys}
+    return folders - {k.split("/videos/")[1].split("/")[0] for k in keys if k.endswith("/run.json")}
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+# -- URLs --------------------------------------------------------------------------------------
+
+
+def test_urls_are_told_from_paths_and_shown_without_secrets() -> None:
+    assert store.is_url("s3://b/k.mp4") and store.is_url("https://h/x")
+    assert not store.is_url("videos/x.mp4") and not store.is_url("file:///tmp/x.mp4")
+    assert store.local_or_url("file:///tmp/x.mp4") == Path("/tmp/x.mp4")
+    assert store.names_url(Path("s3://b/out")) and not store.names_url(Path("out/s3"))
+    shown = store.redact(
+        "https://ann:hunter2@host/v.mp4?X-Amz-Signature=abc&X-Amz-Credential=def&part=2"
+    )
+    assert "hunter2" not in shown and "abc" not in shown and "def" not in shown
+    assert "ann" in shown and "part=2" in shown
+    assert store.redact("s3://bucket/key.mp4") == "s3://bucket/key.mp4"
+    video = store.RemoteVideo("s3://b/a/clip one.mkv?token=x")
+    assert (video.name, video.stem, video.suffix) == ("clip one.mkv", "clip one", ".mkv")
+    assert "x" not in str(video).split("token=")[1]
+
+
+# -- find-clips ----------------------------------------------------------------------------------
+
+
+def test_find_clips_from_and_to_a_bucket_matches_a_local_run(
+    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+) -> None:
+    folder, image, video = _stage(tiny_models, bucket, tmp_path)
+    urls = [f"{bucket}/in/v0.mp4", f"{bucket}/in/v1.mp4"]
+    code, output = _cli(
+        "find-clips", *urls, "--out", f"{bucket}/out", "--image-model", image,
+        "--video-model", video, *TINY_FLAGS,
+    )  # fmt: skip
+    assert code == 0, output
+    code, output = _cli(
+        "find-clips", folder / "v0.mp4", folder / "v1.mp4", "--out", tmp_path / "local",
+        "--image-model", tiny_models[0], "--video-model", tiny_models[1], *TINY_FLAGS,
+    )  # fmt: skip
+    assert code == 0, output
+    fs = _fs()
+    for name in ("v0", "v1"):
+        remote = fs.cat_file(f"{bucket[5:]}/out/videos/{name}/segments.csv").decode()
+        local = (tmp_path / "local" / "videos" / name / "segments.csv").read_text()
+        assert _rows(remote) == _rows(local) and _rows(local)
+        assert remote.splitlines()[1].startswith(f"{bucket}/in/{name}.mp4,")
+        clips = [row[7] for row in _rows(remote)]
+        assert clips and all(fs.exists(f"{bucket[5:]}/out/{clip}") for clip in clips)
+    assert fs.exists(f"{bucket[5:]}/out/kinetics.csv")
+    record = fs.cat_file(f"{bucket[5:]}/out/videos/v0/run.json").decode()
+    assert image in record and os.environ["AWS_SECRET_ACCESS_KEY"] not in record
+    # the models were fetched once into the cache, by content
+    cached = list((tmp_path / "cache" / "models").glob("*.pt"))
+    assert len(cached) == 2
+
+
+def test_a_folder_is_uploaded_with_run_json_last_and_stale_objects_go(
+    s3: LoopbackS3, bucket: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "v"
+    (folder / "clips" / "a").mkdir(parents=True)
+    (folder / "clips" / "a" / "one.mp4").write_bytes(b"x" * 100)
+    (folder / "segments.csv").write_text("video\n")
+    (folder / "run.json").write_text("{}")
+    target = f"{bucket}/out/videos/v"
+    _put(tmp_path / "v", target)  # an earlier result, with a clip the new one lacks
+    _fs().pipe_file(f"{target[5:]}/clips/a/old.mp4", b"old")
+    with FaultyProxy(s3.endpoint) as proxy:
+        s3.point_at(proxy.endpoint)
+        try:
+            store.upload_folder(folder, target)
+        finally:
+            s3.point_at(s3.endpoint)
+    changes = [(m, p) for m, p in proxy.traffic.answered if m in ("PUT", "DELETE", "POST")]
+    assert changes[0][0] == "DELETE" and changes[0][1].endswith("/v/run.json")
+    assert changes[-1] == ("PUT", f"/{bucket[5:]}/out/videos/v/run.json")
+    found = sorted(_fs().find(f"{target[5:]}"))
+    assert [p.rsplit("/v/", 1)[1] for p in found] == ["clips/a/one.mp4", "run.json", "segments.csv"]
+
+
+def test_a_model_is_fetched_once_and_again_when_it_changes(
+    tiny_models, s3: LoopbackS3, bucket: str
+) -> None:
+    url = f"{bucket}/models/m.pt"
+    _put(tiny_models[0], url)
+    first = store.local_model(url)
+    stamp = first.stat().st_mtime_ns
+    assert store.local_model(url) == first and first.stat().st_mtime_ns == stamp
+    _put(tiny_models[1], url)
+    second = store.local_model(url)
+    assert second != first and second.read_bytes() == tiny_models[1].read_bytes()
+    from clipminer.models.bundle import load_bundle
+
+    assert load_bundle(url, kind="video").source == url
+
+
+def test_http_inputs_are_streamed_and_their_secrets_never_recorded(
+    tiny_models, tmp_path: Path
+) -> None:
+    folder = tmp_path / "served"
+    make_videos(folder, 1)
+    with FileServer(folder) as server:
+        host = server.url.removeprefix("http://")
+        url = f"http://ann:hunter2@{host}/v0.mp4?X-Amz-Signature=topsecret&part=1"
+        code, output = _cli(
+            "find-clips", url, "--out", tmp_path / "out", "--image-model", tiny_models[0],
+            "--video-model", tiny_models[1], *TINY_FLAGS,
+        )  # fmt: skip
+    assert code == 0, output
+    code, local_output = _cli(
+        "find-clips", folder / "v0.mp4", "--out", tmp_path / "local",
+        "--image-model", tiny_models[0], "--video-model", tiny_models[1], *TINY_FLAGS,
+    )  # fmt: skip
+    assert code == 0, local_output
+    out = tmp_path / "out" / "videos" / "v0"
+    assert _rows((out / "segments.csv").read_text()) == _rows(
+        (tmp_path / "local" / "videos" / "v0" / "segments.csv").read_text()
+    )
+    written = [p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    for secret in (b"hunter2", b"topsecret"):
+        assert secret not in output.encode() and not any(secret in data for data in written)
+
+
+# -- batch -----------------------------------------------------------------------------------------
+
+
+def test_batch_from_and_to_a_bucket_matches_local_and_resumes_from_the_bucket(
+    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+) -> None:
+    folder, image, video = _stage(tiny_models, bucket, tmp_path, count=3)
+    _fs().pipe_file(f"{bucket[5:]}/in/notes.txt", b"not a video")
+    config = batch_config((image, video))
+    work = tmp_path / "work"
+    summary = run_batch(f"{bucket}/in", f"{bucket}/out", config=config, work_dir=work)
+    assert (summary.done, summary.failed, summary.skipped) == (3, 0, 1)
+    local = run_batch(folder, tmp_path / "local", config=batch_config(tiny_models))
+    assert local.done == 3
+    fs = _fs()
+    for k in range(3):
+        remote = fs.cat_file(f"{bucket[5:]}/out/videos/v{k}/segments.csv").decode()
+        mine = (tmp_path / "local" / "videos" / f"v{k}" / "segments.csv").read_text()
+        assert _rows(remote) == _rows(mine)
+    for name in ("state.sqlite", "summary.csv", "kinetics.csv", "report.html"):
+        assert fs.exists(f"{bucket[5:]}/out/{name}"), name
+    assert (
+        fs.cat_file(f"{bucket[5:]}/out/kinetics.csv")
+        == (tmp_path / "local" / "kinetics.csv").read_bytes()
+    )
+    report = fs.cat_file(f"{bucket[5:]}/out/report.html").decode()
+    assert "videos/v0/thumbs/" in report  # thumbnails made by the worker, uploaded with it
+    # again from this machine, then from another one (no work folder): nothing to do
+    again = run_batch(f"{bucket}/in", f"{bucket}/out", config=config, work_dir=work)
+    elsewhere = run_batch(
+        f"{bucket}/in", f"{bucket}/out", config=config, work_dir=tmp_path / "elsewhere"
+    )
+    assert again.already_done == elsewhere.already_done == 3
+    assert again.done == elsewhere.done == 0
+    # a folder whose marker is gone is not done: only that video is mined again
+    fs.rm_file(f"{bucket[5:]}/out/videos/v1/run.json")
+    third = run_batch(f"{bucket}/in", f"{bucket}/out", config=config, work_dir=work)
+    assert (third.done, third.already_done) == (1, 2)
+    assert [o.path for o in third.outcomes] == [f"{bucket}/in/v1.mp4"]
+
+
+def test_batch_killed_mid_upload_leaves_nothing_counted_as_done(
+    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+) -> None:
+    _folder, image, video = _stage(tiny_models, bucket, tmp_path, count=3)
+    fs = _fs()
+    out = f"{bucket}/out"
+    with FaultyProxy(s3.endpoint, Faults(put_delay_seconds=0.4)) as proxy:
+        env = {**os.environ, **s3.env(proxy.endpoint), "PYTHONPATH": str(ROOT)}
+        command = [
+            sys.executable, "-m", "clipminer", "batch", f"{bucket}/in", "--out", out,
+            "--image-model", image, "--video-model", video, *TINY_FLAGS,
+        ]  # fmt: skip
+        run = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        half: set[str] = set()
+        while time.monotonic() < deadline and run.poll() is None and not half:
+            fs.invalidate_cache()
+            half = _half_done(fs, out)
+            time.sleep(0.05)
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+    assert half, "the run finished before a folder was half uploaded"
+    fs.invalidate_cache()
+    assert _half_done(fs, out) == half
+    # a copy of the bucket's OUT has the half folder, and no reader counts it
+    copy = tmp_path / "copy"
+    fs.get(f"{out[5:]}/videos", str(copy / "videos"), recursive=True)
+    listed = {p.name for p in catalog.video_folders(copy)}
+    assert not (listed & half)
+    # the next run (healthy store) mines what is not done, the half folder included
+    summary = run_batch(
+        f"{bucket}/in", out, config=batch_config((image, video)), work_dir=tmp_path / "w2"
+    )
+    assert summary.failed == 0 and summary.done + summary.already_done == 3
+    assert half <= {Path(o.output).name for o in summary.outcomes}
+    fs.invalidate_cache()
+    assert len(fs.glob(f"{out[5:]}/videos/*/run.json")) == 3
+
+
+# -- a store that misbehaves --------------------------------------------------------------------
+
+
+def test_503s_and_dropped_connections_are_retried(
+    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+) -> None:
+    _folder, image, video = _stage(tiny_models, bucket, tmp_path, count=1)
+    clean = f"{bucket}/clean"
+    code, output = _cli(
+        "find-clips", f"{bucket}/in/v0.mp4", "--out", clean, "--image-model", image,
+        "--video-model", video, *TINY_FLAGS,
+    )  # fmt: skip
+    assert code == 0, output
+    with FaultyProxy(s3.endpoint, Faults(slow_down_every=4, reset_every=7)) as proxy:
+        s3.point_at(proxy.endpoint)
+        try:
+            code, output = _cli(
+                "find-clips", f"{bucket}/in/v0.mp4", "--out", f"{bucket}/faulty",
+                "--image-model", image, "--video-model", video, *TINY_FLAGS,
+            )  # fmt: skip
+        finally:
+            s3.point_at(s3.endpoint)
+    assert code == 0, output
+    assert proxy.traffic.slowed > 3 and proxy.traffic.reset > 1
+    fs = _fs()
+    assert _rows(fs.cat_file(f"{bucket[5:]}/faulty/videos/v0/segments.csv").decode()) == _rows(
+        fs.cat_file(f"{bucket[5:]}/clean/videos/v0/segments.csv").decode()
+    )
+
+
+def test_a_store_that_keeps_failing_is_one_bounded_line(
+    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _folder, image, _video = _stage(tiny_models, bucket, tmp_path, count=1)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    with FaultyProxy(s3.endpoint, Faults(fail_all=True)) as proxy:
+        s3.point_at(proxy.endpoint)
+        started = time.monotonic()
+        try:
+            code, output = _cli(
+                "find-clips", f"{bucket}/in/v0.mp4", "--out", f"{bucket}/o",
+                "--image-model", image, *TINY_FLAGS,
+            )  # fmt: skip
+        finally:
+            s3.point_at(s3.endpoint)
+    assert code != 0
+    assert time.monotonic() - started < 90
+    assert image in output and "Traceback" not in output
+    assert proxy.traffic.slowed >= 2
