@@ -28,7 +28,7 @@ system-deps:
 $(VENV)/.installed: pyproject.toml | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,scrape,videos,ray,curate,background,int8]"
+	$(PY) -m pip install -q -e ".[dev,scrape,videos,ray,s3,curate,background,int8]"
 	touch $@
 
 demo: setup

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from clipminer import store
 from clipminer.config import BatchConfig, DedupConfig, findclips_config
 from clipminer.curate.retrain import RetrainConfig
 from clipminer.errors import ClipminerError, UsageError
@@ -143,8 +144,23 @@ class StageReport:
     seconds: float = 0.0
 
 
+IN_A_BUCKET = (
+    "OUT or the video models are in a bucket: {stage} works on a local OUT and local "
+    "models (copy them here and run it there)"
+)
+
+
 def _path(base: Path, value: str) -> str:
+    """A path of the TOML file, relative to its folder; a URL (a bucket) as it is."""
+    if store.is_url(value):
+        return value
     return str(value if Path(value).is_absolute() else (base / value).resolve())
+
+
+def _location(base: Path, value: str) -> Path | str:
+    """:func:`_path` as a Path, or as the URL it is."""
+    found = _path(base, value)
+    return found if store.is_url(found) else Path(found)
 
 
 def _check_keys(table: dict[str, Any], valid: Any, where: str) -> None:
@@ -155,7 +171,7 @@ def _check_keys(table: dict[str, Any], valid: Any, where: str) -> None:
         )
 
 
-def load_config(path: Path) -> tuple[BatchConfig, Path, Path, LogTable]:
+def load_config(path: Path) -> tuple[BatchConfig, Path | str, Path | str, LogTable]:
     """(BatchConfig, input folder, output root, log settings) from the TOML file.
 
     ``[findclips]`` takes every find-clips setting by its snake_case name (the same
@@ -178,17 +194,20 @@ def load_config(path: Path) -> tuple[BatchConfig, Path, Path, LogTable]:
         video_models=tuple(_path(base, p) for p in paths.video_models),
         findclips=findclips_config(data.get("findclips", {}), where=f"{path} [findclips]"),
     )
-    input_dir = Path(_path(base, paths.input))
+    input_dir = _location(base, paths.input)
     _check_readable(path, config, input_dir)
     log_settings = _table(LogTable, data, "log", path)
-    return config, input_dir, Path(_path(base, paths.output_root)), log_settings
+    return config, input_dir, _location(base, paths.output_root), log_settings
 
 
-def _check_readable(path: Path, config: BatchConfig, input_dir: Path) -> None:
-    """Before any work: the models are files, the input folder can be listed."""
+def _check_readable(path: Path, config: BatchConfig, input_dir: Path | str) -> None:
+    """Before any work: the models are files, the input folder can be listed (what is
+    in a bucket is checked when the mine stage reads it)."""
     for model in (config.image_model, *config.video_models):
-        if not Path(model).is_file():
+        if not store.is_url(model) and not Path(model).is_file():
             raise UsageError(f"{path} [batch]: {model}: no such model file")
+    if isinstance(input_dir, str):
+        return
     try:
         with os.scandir(input_dir):
             pass
@@ -220,7 +239,7 @@ def load_stages(path: Path, skip: list[str] | None = None) -> tuple[str, ...]:
     return tuple(s for s in STAGES if s in stages and s not in (skip or []))
 
 
-def load_watch(path: Path, input_dir: Path) -> WatchList | None:
+def load_watch(path: Path, input_dir: Path | str) -> WatchList | None:
     """The watch list, or None when the file has no ``[watch]`` table."""
     data = _read_toml(path)
     watch = data.get("watch")
@@ -233,9 +252,15 @@ def load_watch(path: Path, input_dir: Path) -> WatchList | None:
     if listed.candidates is None:
         raise UsageError(f"{path} [watch]: missing setting candidates")
     base = path.parent
+    videos = _location(base, listed.videos) if listed.videos else input_dir
+    if isinstance(videos, str):
+        raise UsageError(
+            f"{path} [watch]: videos: fetch-videos writes to a folder on this machine, not "
+            f"to {videos}; give [watch] videos as a folder"
+        )
     return WatchList(
         candidates=Path(_path(base, listed.candidates)),
-        videos=Path(_path(base, listed.videos)) if listed.videos else input_dir,
+        videos=videos,
         actions=Path(_path(base, listed.actions)) if listed.actions else None,
         api_key_env=listed.api_key_env or API_KEY_ENV,
         search=_table(SearchConfig, data, "search", path),
@@ -291,9 +316,13 @@ def run_fetch(watch: WatchList) -> StageReport:
     return StageReport("fetch", "failed" if failed else "ok", detail, problems)
 
 
-def write_night_report(out: Path, stages: list[StageReport]) -> None:
+def write_night_report(target: Path | str, stages: list[StageReport]) -> None:
     """``OUT/night.json``, and ``OUT/report.html`` drawn again with the night's stages
-    (the batch's videos, when it ran)."""
+    (the batch's videos, when it ran). With OUT in a bucket, both are made in the
+    batch's work folder on this machine and uploaded."""
+    from clipminer.batch import work_folder
+
+    out = work_folder(target) if isinstance(target, str) else target
     out.mkdir(parents=True, exist_ok=True)
     night = {
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -312,6 +341,9 @@ def write_night_report(out: Path, stages: list[StageReport]) -> None:
         finally:
             state.close()
     write_batch_html(out, rows, night=stages)
+    if isinstance(target, str):
+        for name in ("night.json", "report.html"):
+            store.put_file(out / name, store.join(target, name))
 
 
 def setup_logging(settings: LogTable, base: Path) -> None:
@@ -403,11 +435,13 @@ def load_retrain(path: Path) -> RetrainConfig | None:
     return replace(settings, dataset=Path(_path(path.parent, str(settings.dataset))))
 
 
-def _retrain(out: Path, config: BatchConfig, settings: RetrainConfig) -> StageReport:
+def _retrain(out: Path | str, config: BatchConfig, settings: RetrainConfig) -> StageReport:
     """The re-labeller learns from the reviewers' votes (the retrain stage): one round
     per video model when enough new clips were decided; tonight's mining uses the result."""
     from clipminer.curate.retrain import retrain_video
 
+    if isinstance(out, str) or any(store.is_url(m) for m in config.video_models):
+        return StageReport("retrain", "skipped", IN_A_BUCKET.format(stage="retrain"))
     started = time.monotonic()
     if not (out / VIDEOS_DIR).is_dir() or not config.video_models:
         return StageReport("retrain", "skipped", "nothing mined yet, or no video model")
@@ -436,10 +470,12 @@ def load_dedup(path: Path) -> DedupConfig:
     return _table(DedupConfig, _read_toml(path), "dedup", path)
 
 
-def _dedup(out: Path, settings: DedupConfig) -> StageReport:
+def _dedup(out: Path | str, settings: DedupConfig) -> StageReport:
     """Near-duplicates among everything mined into ``out`` (the dedup stage)."""
     from clipminer.curate.dedup import dedup
 
+    if isinstance(out, str):
+        return StageReport("dedup", "skipped", IN_A_BUCKET.format(stage="dedup"))
     started = time.monotonic()
     if not (out / "videos").is_dir():
         return StageReport("dedup", "skipped", "nothing mined yet")
@@ -462,7 +498,7 @@ def _dedup(out: Path, settings: DedupConfig) -> StageReport:
     return StageReport("dedup", "ok", detail, list(found.notes), time.monotonic() - started)
 
 
-def _mine(config: BatchConfig, folder: Path, out: Path) -> tuple[int, StageReport]:
+def _mine(config: BatchConfig, folder: Path | str, out: Path | str) -> tuple[int, StageReport]:
     """The batch over ``folder`` (the mine stage): its exit code and report."""
     from clipminer.batch import BatchLocked, run_batch
 
@@ -499,7 +535,7 @@ def _mine(config: BatchConfig, folder: Path, out: Path) -> tuple[int, StageRepor
         f"{summary.done} done, {summary.failed} failed, {summary.already_done} already done, "
         f"{summary.skipped} skipped"
     )
-    log.info("%s; report %s", detail, out / "report.html")
+    log.info("%s; report %s", detail, store.within(out, "report.html"))
     if summary.stale:
         log.warning(
             "%d done videos were mined with other options or models and were left as they "

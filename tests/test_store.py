@@ -341,3 +341,35 @@ def test_a_store_that_keeps_failing_is_one_bounded_line(
     assert time.monotonic() - started < 90
     assert image in output and "Traceback" not in output
     assert proxy.traffic.slowed >= 2
+
+
+def test_nightly_mines_a_bucket_into_a_bucket(
+    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+) -> None:
+    from jobs import nightly
+
+    _folder, image, video = _stage(tiny_models, bucket, tmp_path, count=2)
+    config = tmp_path / "nightly.toml"
+    config.write_text(
+        f"""[batch]
+input = "{bucket}/in"
+output_root = "{bucket}/out"
+image_model = "{image}"
+video_models = ["{video}"]
+
+[findclips]
+segment_on = "action"
+min_seconds = 1.0
+max_seconds = 4.0
+device = "cpu"
+"""
+    )
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_OK
+    fs = _fs()
+    assert len(fs.glob(f"{bucket[5:]}/out/videos/*/run.json")) == 2
+    assert fs.exists(f"{bucket[5:]}/out/report.html")
+    fs.invalidate_cache()
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_OK  # nothing to do
+    # fetch-videos writes to a folder here: a [watch] without one is refused up front
+    config.write_text(config.read_text() + '\n[watch]\ncandidates = "c.csv"\n')
+    assert nightly.main(["--config", str(config)]) == nightly.EXIT_CONFIG
