@@ -41,8 +41,11 @@ from clipminer.errors import ClipminerError, OutputDiskError, UsageError, sqlite
 from clipminer.findclips import ClipMiner, VideoResult
 from clipminer.fsutil import atomic_path, remove_leftover_stages, safe_component, short_hash
 from clipminer.layout import (
+    CLIPS_DIR,
+    EMBEDDINGS_NPY,
     KINETICS_CSV,
     RUN_JSON,
+    SCORES_PARQUET,
     VIDEOS_DIR,
     SourceId,
     check_out_folder,
@@ -361,7 +364,10 @@ class VideoWorker:
             if store.is_url(out):
                 with tempfile.TemporaryDirectory(prefix="clipminer-video-") as local:
                     mined = self.miner.run(video, local, name=name)
-                    outputs.upload(mined.out_dir, out, thumbnails=True)
+                    try:
+                        outputs.upload(mined.out_dir, out, thumbnails=True)
+                    except store.StoreError as exc:  # OUT's fault, not the video's
+                        raise OutputDiskError(str(exc)) from None
                     result: VideoResult | ClipminerError = mined
             else:
                 result = self.miner.run(video, out, name=name)
@@ -491,7 +497,7 @@ def run_batch(
                 if outcome.output_disk:  # not the video's fault: it stays queued
                     raise OutputDiskError(
                         f"{outcome.error}; stopped after {summary.done} done, the rest stay "
-                        "queued: run again once the disk takes writes"
+                        "queued: run again once OUT takes writes"
                     )
                 _record(state, outcome, options)
                 if out_url:
@@ -516,7 +522,7 @@ def run_batch(
 
 # -- OUT in a bucket ---------------------------------------------------------------------
 
-_NOT_MIRRORED = ("clips", "scores.parquet", "embeddings.npy")
+_NOT_MIRRORED = (CLIPS_DIR, SCORES_PARQUET, EMBEDDINGS_NPY)
 """What the driver does not copy of a done video's folder: its small files (run.json,
 segments.csv, shots, timeline, thumbnails) are enough for the reports."""
 

@@ -209,7 +209,7 @@ def _open(path: VideoPath, hwaccel: HWAccel | None = None) -> av.container.Input
         info = store.stat(path.url)
         if info.size == 0:
             raise DecodeError(f"{path}: empty object (0 bytes)")
-        source = path.open()
+        source = path.open(size=info.size)
     else:
         _check_file(path)
         source = str(path)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 LOOPBACK = "127.0.0.1"
 SLOW_DOWN = (
@@ -109,6 +109,8 @@ class Faults:
     """Every n-th request has its connection reset, with no answer (0: none)."""
     fail_all: bool = False
     """Every request is answered 503 SlowDown."""
+    fail_puts: bool = False
+    """Every upload (PUT) is answered 503 SlowDown; reads pass."""
     put_delay_seconds: float = 0.0
     """Every upload (PUT) waits this long first: a window in which to kill a run."""
 
@@ -130,7 +132,25 @@ class Traffic:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-class FaultyProxy:
+class _Served:
+    """An HTTP server on 127.0.0.1 in a thread of its own; a context manager."""
+
+    def __init__(self, handler: Any) -> None:
+        self._server = ThreadingHTTPServer((LOOPBACK, 0), handler)
+        self._server.daemon_threads = True
+        self.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class FaultyProxy(_Served):
     """An HTTP proxy on 127.0.0.1 in front of ``upstream`` that spoils requests as
     :class:`Faults` says and counts the :class:`Traffic`. A context manager."""
 
@@ -152,24 +172,15 @@ class FaultyProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay  # noqa: N815
 
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-        self._server.daemon_threads = True
-        self.endpoint = f"http://{LOOPBACK}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
+        self.endpoint = self.url
 
-    def __enter__(self) -> FaultyProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _verdict(self) -> str:
+    def _verdict(self, method: str) -> str:
         with self.traffic.lock:
             self.traffic.requests += 1
             n, f = self.traffic.requests, self.faults
-            if f.fail_all or (f.slow_down_every and n % f.slow_down_every == 0):
+            spoilt = f.fail_all or (f.fail_puts and method == "PUT")
+            if spoilt or (f.slow_down_every and n % f.slow_down_every == 0):
                 self.traffic.slowed += 1
                 return "slow"
             if f.reset_every and n % f.reset_every == 0:
@@ -180,7 +191,7 @@ class FaultyProxy:
     def _relay(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
-        verdict = self._verdict()
+        verdict = self._verdict(handler.command)
         if handler.command == "PUT" and self.faults.put_delay_seconds:
             time.sleep(self.faults.put_delay_seconds)
         if verdict == "reset":  # RST, no answer: what a dropped connection looks like
@@ -225,7 +236,7 @@ class FaultyProxy:
             self.traffic.answered.append((handler.command, handler.path))
 
 
-class FileServer:
+class FileServer(_Served):
     """Files of one folder over HTTP on 127.0.0.1, with ranged reads (``Range: bytes=``)
     as object stores and CDNs answer them. A context manager; :attr:`url` is its root."""
 
@@ -255,20 +266,7 @@ class FileServer:
                 self.end_headers()
                 return _Limited(handle, end - start + 1)
 
-        self._server = ThreadingHTTPServer(
-            (LOOPBACK, 0), functools.partial(Handler, directory=str(root))
-        )
-        self._server.daemon_threads = True
-        self.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(functools.partial(Handler, directory=str(root)))
 
 
 class _Limited:

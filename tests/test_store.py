@@ -156,7 +156,7 @@ def test_a_folder_is_uploaded_with_run_json_last_and_stale_objects_go(
     with FaultyProxy(s3.endpoint) as proxy:
         s3.point_at(proxy.endpoint)
         try:
-            store.upload_folder(folder, target)
+            store.upload_folder(folder, target, marker="run.json")
         finally:
             s3.point_at(s3.endpoint)
     changes = [(m, p) for m, p in proxy.traffic.answered if m in ("PUT", "DELETE", "POST")]
@@ -373,3 +373,22 @@ device = "cpu"
     # fetch-videos writes to a folder here: a [watch] without one is refused up front
     config.write_text(config.read_text() + '\n[watch]\ncandidates = "c.csv"\n')
     assert nightly.main(["--config", str(config)]) == nightly.EXIT_CONFIG
+
+
+def test_a_store_that_refuses_uploads_stops_the_batch_and_loses_no_video(
+    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clipminer.errors import OutputDiskError
+
+    _folder, image, video = _stage(tiny_models, bucket, tmp_path, count=2)
+    config = batch_config((image, video))
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    with FaultyProxy(s3.endpoint, Faults(fail_puts=True)) as proxy:
+        s3.point_at(proxy.endpoint)
+        try:
+            with pytest.raises(OutputDiskError, match="stay queued"):
+                run_batch(f"{bucket}/in", f"{bucket}/out", config=config, work_dir=tmp_path / "w")
+        finally:
+            s3.point_at(s3.endpoint)
+    summary = run_batch(f"{bucket}/in", f"{bucket}/out", config=config, work_dir=tmp_path / "w")
+    assert (summary.done, summary.failed, summary.already_done) == (2, 0, 0)

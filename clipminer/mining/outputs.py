@@ -113,7 +113,9 @@ def upload(folder: Path, out_url: str, *, thumbnails: bool = False) -> int:
                 report.clip_thumbnail(
                     out / row.clip_path, report.thumbnail_path(folder, row.clip_path)
                 )
-    sent = store.upload_folder(folder, store.join(out_url, VIDEOS_DIR, folder.name))
+    sent = store.upload_folder(
+        folder, store.join(out_url, VIDEOS_DIR, folder.name), marker=RUN_JSON
+    )
     shutil.rmtree(folder, ignore_errors=True)
     return sent
 
