@@ -330,7 +330,8 @@ def _outcome(
 ) -> Outcome:
     if isinstance(result, ClipminerError):
         disk = isinstance(result, OutputDiskError)
-        return Outcome(path, False, str(result), seconds=seconds, output_disk=disk)
+        error = store.scrub(str(result))  # a library's message may hold a signed URL
+        return Outcome(path, False, error, seconds=seconds, output_disk=disk)
     clips: dict[str, int] = {}
     for c in result.candidates:
         clips[c.final_label] = clips.get(c.final_label, 0) + 1
@@ -367,7 +368,7 @@ class VideoWorker:
                     try:
                         outputs.upload(mined.out_dir, out, thumbnails=True)
                     except store.StoreError as exc:  # OUT's fault, not the video's
-                        raise OutputDiskError(str(exc)) from None
+                        raise OutputDiskError(f"{exc} (uploading the results)") from None
                     result: VideoResult | ClipminerError = mined
             else:
                 result = self.miner.run(video, out, name=name)
@@ -460,18 +461,21 @@ def run_batch(
     bucket at the start; a video's folder counts as done only when its ``run.json`` is
     in the bucket, and only this process writes the state and the reports.
     """
-    out_url = str(out) if store.is_url(out) else None
+    out, root = store.local_or_url(out), store.local_or_url(root)
+    out_url = out if isinstance(out, str) else None
     local = check_out_folder(work_dir or (work_folder(out_url) if out_url else out))
-    remote_root = store.is_url(root)
+    remote_root = isinstance(root, str)
     if not remote_root and not out_url:
         _check_not_inside_out(Path(root), local)
+    if remote_root and out_url:
+        _check_not_inside_stored_out(str(root), out_url)
     for name in BATCH_FILES:
         if (local / name).exists() and not (local / name).is_file():
             raise UsageError(f"{local / name}: is a folder, not the run's {name}; move it away")
     stored: tuple[list[store.ObjectInfo], list[str]] = ([], [])
     found: tuple[list[Path], list[Path]] = ([], [])
     if remote_root:
-        stored = _list_stored(str(root))
+        stored = _list_stored(str(root), exclude=out_url)
     else:
         found = find_videos(Path(root), exclude=[local, videos_root(local)])
     options = config.options_hash()
@@ -497,11 +501,11 @@ def run_batch(
                 if outcome.output_disk:  # not the video's fault: it stays queued
                     raise OutputDiskError(
                         f"{outcome.error}; stopped after {summary.done} done, the rest stay "
-                        "queued: run again once OUT takes writes"
+                        "queued: run again once it takes writes"
                     )
                 _record(state, outcome, options)
-                if out_url:
-                    _after_change(state, local, out_url, outcome)
+                if out_url and done is not None:
+                    _after_change(state, local, out_url, outcome, done)
                 summary.outcomes.append(outcome)
                 if outcome.ok:
                     summary.done += 1
@@ -510,8 +514,8 @@ def run_batch(
                 if on_outcome:
                     on_outcome(outcome)
             rows = state.all()
-            if out_url:
-                _mirror_done(rows, local, out_url)
+            if out_url and done is not None:
+                _mirror_done(rows, local, out_url, done)
             write_batch_reports(local, rows)
             if out_url:
                 _push_run_files(state, local, out_url)
@@ -533,22 +537,28 @@ def work_folder(out_url: str) -> Path:
     return store.cache_root() / "runs" / f"{label}-{short_hash(store.redact(out_url), 10)}"
 
 
-def _stored_done(out_url: str) -> set[str]:
-    """The names of the video folders in the bucket that are done (have ``run.json``):
-    one listing, whatever the number of videos."""
+def _stored_done(out_url: str) -> dict[str, str]:
+    """The video folders in the bucket that are done (have ``run.json``), by name, with
+    the fingerprint of their ``run.json``: one listing, whatever the number of videos."""
     root = store.join(out_url, VIDEOS_DIR)
-    names = set()
+    names = {}
     for found in store.list_objects(root) if store.exists(root) else []:
         relative = found.url[len(root) :].strip("/").split("/")
         if len(relative) == 2 and relative[1] == RUN_JSON:
-            names.add(relative[0])
+            names[relative[0]] = found.fingerprint
     return names
 
 
 def _pull_state(out_url: str, local: Path) -> None:
-    """The bucket's ``state.sqlite`` (when there is one) replaces this machine's copy."""
+    """The bucket's ``state.sqlite`` (when there is one) replaces this machine's copy,
+    unless this machine's is newer (an upload that failed last time)."""
     url = store.join(out_url, "state.sqlite")
     if not store.exists(url):
+        return
+    mine = [local / "state.sqlite", local / "state.sqlite-wal"]
+    newest = max((p.stat().st_mtime for p in mine if p.is_file()), default=None)
+    if newest is not None and newest > store.stat(url).mtime + 1:
+        log.warning("%s: kept this machine's newer state.sqlite", local)
         return
     for end in ("-wal", "-shm", "-journal"):
         (local / f"state.sqlite{end}").unlink(missing_ok=True)
@@ -571,27 +581,43 @@ def _push_state(state: StateStore, local: Path, out_url: str) -> None:
         copy.unlink(missing_ok=True)
 
 
-def _after_change(state: StateStore, local: Path, out_url: str, outcome: Outcome) -> None:
+def _after_change(
+    state: StateStore, local: Path, out_url: str, outcome: Outcome, done: dict[str, str]
+) -> None:
     """After a video: its small files into this machine's copy, the state into the bucket.
     The store failing here costs nothing mined (the next upload carries it)."""
     try:
         if outcome.ok:
-            store.download_folder(
-                store.join(out_url, outcome.output), local / outcome.output, skip=_NOT_MIRRORED
-            )
+            name = Path(outcome.output).name
+            done[name] = store.stat(store.join(out_url, outcome.output, RUN_JSON)).fingerprint
+            _mirror(out_url, local, outcome.output, done[name])
         _push_state(state, local, out_url)
     except ClipminerError as exc:
         log.warning("%s (the next change uploads the state again)", exc)
 
 
-def _mirror_done(rows: Sequence[VideoRow], local: Path, out_url: str) -> None:
-    """Copies of the done folders this machine lacks (OUT mined from another machine)."""
+_MIRRORED_FROM = ".mirrored-from"
+"""In a copied folder: the fingerprint of the ``run.json`` it was copied with."""
+
+
+def _mirror(out_url: str, local: Path, output: str, fingerprint: str) -> None:
+    """This machine's copy of a done folder's small files (:data:`_NOT_MIRRORED` aside)."""
+    store.download_folder(store.join(out_url, output), local / output, skip=_NOT_MIRRORED)
+    (local / output / _MIRRORED_FROM).write_text(fingerprint)
+
+
+def _mirror_done(rows: Sequence[VideoRow], local: Path, out_url: str, done: dict[str, str]) -> None:
+    """Copies of the done folders this machine lacks, or has from an earlier result (a
+    video mined again from another machine)."""
     for row in rows:
-        if row.status == "done" and row.output and not (local / row.output / RUN_JSON).is_file():
-            with contextlib.suppress(ClipminerError):
-                store.download_folder(
-                    store.join(out_url, row.output), local / row.output, skip=_NOT_MIRRORED
-                )
+        name = Path(row.output).name
+        if row.status != "done" or not row.output or name not in done:
+            continue
+        with contextlib.suppress(OSError):
+            if (local / row.output / _MIRRORED_FROM).read_text() == done[name]:
+                continue
+        with contextlib.suppress(ClipminerError):
+            _mirror(out_url, local, row.output, done[name])
 
 
 def _push_run_files(state: StateStore, local: Path, out_url: str) -> None:
@@ -649,7 +675,7 @@ class _Plan:
         options: str,
         config: BatchConfig,
         summary: BatchSummary,
-        done: set[str] | None,
+        done: dict[str, str] | None,
         out_url: str | None,
     ) -> None:
         self.state, self.out, self.options, self.config = state, out, options, config
@@ -779,12 +805,29 @@ class _Plan:
         return (self.out / row.output / RUN_JSON).is_file()
 
 
-def _list_stored(root: str) -> tuple[list[store.ObjectInfo], list[str]]:
+def _check_not_inside_stored_out(root: str, out_url: str) -> None:
+    """:func:`_check_not_inside_out` for a bucket: the input may hold OUT (its objects
+    are then left out), never lie inside OUT's videos."""
+    inside = store.join(out_url, VIDEOS_DIR).rstrip("/") + "/"
+    if (root.rstrip("/") + "/").startswith(inside):
+        raise UsageError(
+            f"{store.redact(root)}: the input is inside the output {store.redact(out_url)} "
+            "(its mined clips); give the prefix of the long videos"
+        )
+
+
+def _list_stored(
+    root: str, *, exclude: str | None = None
+) -> tuple[list[store.ObjectInfo], list[str]]:
     """The videos under a bucket prefix (or the one object ``root`` names), by suffix:
-    objects are not probed (each probe would be a read); and the other objects."""
+    objects are not probed (each probe would be a read); and the other objects.
+    Everything under ``exclude`` (OUT, when the input prefix holds it) is left out."""
     videos: list[store.ObjectInfo] = []
     others: list[store.ObjectInfo] = []
+    skip = exclude.rstrip("/") + "/" if exclude else None
     for found in store.list_objects(root):
+        if skip and found.url.startswith(skip):
+            continue
         suffix = store.RemoteVideo(found.url).suffix.lower()
         (videos if suffix in VIDEO_SUFFIXES else others).append(found)
     return videos, [o.url for o in others if not o.url.endswith(tuple(_BOOKKEEPING))]
@@ -863,8 +906,8 @@ def _execute_pool(todo: list[Job], out: str, local: Path, config: BatchConfig) -
             _inflight(local)
             if again:
                 error = (
-                    f"{path}: its worker process died while mining it, twice (killed by a "
-                    "signal, such as the out-of-memory killer's SIGKILL)"
+                    f"{as_video(path)}: its worker process died while mining it, twice "
+                    "(killed by a signal, such as the out-of-memory killer's SIGKILL)"
                 )
                 log.error("%s", error)
                 yield Outcome(str(as_video(path)), False, error)
@@ -982,6 +1025,7 @@ class _RayPool:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= config.workers else 0
         self.actor = ray.remote(num_cpus=1, num_gpus=gpus)(VideoWorker)
         self.idle: list[Any] = []
+        self.failed_starts = 0
         self.starting: dict[Any, Any] = {}
         """Readiness call -> actor, for actors not yet up (placed where there is room)."""
         for _ in range(config.workers):
@@ -990,6 +1034,18 @@ class _RayPool:
     def _start(self) -> None:
         worker = self.actor.remote(self.config)
         self.starting[worker.__ray_ready__.remote()] = worker
+
+    def _start_failed(self, exc: Exception) -> None:
+        """Start another worker, unless as many as the run has failed in a row: then
+        they would fail forever (a model the nodes cannot read, a package missing)."""
+        reason = store.scrub((str(exc).strip().splitlines() or [type(exc).__name__])[-1])
+        self.failed_starts += 1
+        if self.failed_starts > self.config.workers + RAY_RETRIES:
+            raise ClipminerError(
+                f"{self.failed_starts} Ray workers in a row did not start; the last: {reason}"
+            )
+        log.warning("a Ray worker did not start (%s); starting another", reason)
+        self._start()
 
     def run(self, todo: list[Job], out: str) -> Iterator[Outcome]:
         from ray.exceptions import RayError
@@ -1007,10 +1063,9 @@ class _RayPool:
                 try:
                     self.ray.get(ready[0])
                     self.idle.append(worker)
+                    self.failed_starts = 0
                 except RayError as exc:  # its models would not load there, or its node died
-                    reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-                    log.warning("a Ray worker did not start (%s); starting another", reason)
-                    self._start()
+                    self._start_failed(exc)
                 continue
             job, worker = running.pop(ready[0])
             try:

@@ -500,11 +500,12 @@ def find_clips(
     """
     if rescore is not None and len(videos) != 1:
         raise UsageError("--rescore takes the scores of one video; give one VIDEO")
-    out_url = str(out_root) if store.is_url(out_root) else None
+    found = store.local_or_url(out_root)
+    out_url = found if isinstance(found, str) else None
     with (
         tempfile.TemporaryDirectory(prefix="clipminer-out-")
         if out_url
-        else contextlib.nullcontext(str(out_root))
+        else contextlib.nullcontext(str(found))
     ) as local:
         root = check_out_folder(local)
         results = _mine_each(miner, videos, root, out_url, rescore, progress_for, on_result)
@@ -561,7 +562,7 @@ def _mine_each(
             outcome = exc
         except Exception as exc:  # one video's bug must not stop the others
             log.debug("%s: unexpected failure", video, exc_info=True)
-            outcome = ClipminerError(f"{video}: {type(exc).__name__}: {exc}")
+            outcome = ClipminerError(f"{video}: {type(exc).__name__}: {store.scrub(str(exc))}")
         results.append((video, outcome))
         if on_result:
             on_result(video, outcome)

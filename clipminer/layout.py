@@ -111,6 +111,10 @@ def videos_root(out: str | os.PathLike[str]) -> Path:
 
 def check_out_folder(out: str | os.PathLike[str]) -> Path:
     """``out`` as a folder that exists (created when missing); a one-line error otherwise."""
+    from clipminer import store
+
+    if store.names_url(out):  # a URL that lost its // on its way here (Path("s3://b/o"))
+        raise UsageError(f"{out}: a URL cannot be a local folder; give it as text, not a Path")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: --out must be a folder, but it is a file")

@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 READ_BLOCK_BYTES = 5 << 20
 """One ranged GET reads a block of this much (S3's smallest multipart size)."""
+S3FS_TRIES = 2
+"""Tries of s3fs's own loop, each of them botocore's :data:`MAX_ATTEMPTS`."""
 CACHED_BLOCKS = 2
 """Blocks kept per open video: the start and the index at the end, or the last two."""
 MAX_ATTEMPTS = 5
@@ -93,9 +96,9 @@ def redact(url: str) -> str:
         return url
     parts = urlsplit(url)
     netloc = parts.netloc
-    if "@" in netloc:
+    if "@" in netloc:  # a user name alone may be a token (https://TOKEN@host/...)
         user, _, host = netloc.rpartition("@")
-        netloc = f"{user.split(':')[0]}:***@{host}" if ":" in user else f"{user}@{host}"
+        netloc = f"{user.split(':')[0]}:***@{host}" if ":" in user else f"***@{host}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
@@ -103,6 +106,14 @@ def redact(url: str) -> str:
             [(k, "***" if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="*"
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_ANY_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>()]+")
+
+
+def scrub(text: str) -> str:
+    """``text`` (an error message from a library) with every URL in it redacted."""
+    return _ANY_URL.sub(lambda m: redact(m.group(0)), text)
 
 
 class StoreError(ClipminerError):
@@ -123,7 +134,12 @@ def filesystem(url: str) -> tuple[Any, str]:
         options = _s3_options()
     try:
         fsspec.get_filesystem_class(protocol)
-        return url_to_fs(url, **options)
+        fs, path = url_to_fs(url, **options)
+        if protocol in ("s3", "s3a"):
+            # s3fs's own loop around botocore's would multiply the tries (5 x 5): it
+            # keeps one more, for an answer cut short, which botocore does not retry
+            fs.retries = S3FS_TRIES
+        return fs, path
     except (ImportError, ValueError) as exc:
         extra = _EXTRAS.get(protocol)
         hint = f": pip install 'clipminer[{extra}]'" if extra else ""
@@ -134,7 +150,8 @@ def _s3_options() -> dict[str, Any]:
     """Bounded retries with backoff unless the environment chose its own."""
     if "AWS_MAX_ATTEMPTS" in os.environ or "AWS_RETRY_MODE" in os.environ:
         return {}
-    return {"config_kwargs": {"retries": {"max_attempts": MAX_ATTEMPTS, "mode": "standard"}}}
+    retries = {"max_attempts": MAX_ATTEMPTS, "mode": "standard"}
+    return {"config_kwargs": {"retries": retries}}
 
 
 @contextlib.contextmanager
@@ -149,7 +166,7 @@ def errors_named(url: str, doing: str) -> Iterator[None]:
     except PermissionError:
         raise StoreError(f"{redact(url)}: cannot {doing}: access denied") from None
     except Exception as exc:  # botocore, aiohttp and gcsfs each raise their own kinds
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        reason = scrub(str(exc).splitlines()[0])[:200] if str(exc) else type(exc).__name__
         raise StoreError(f"{redact(url)}: cannot {doing} ({reason})") from None
 
 
@@ -236,7 +253,56 @@ def open_read(url: str, *, size: int | None = None) -> IO[bytes]:
     else:
         options = {"cache_options": options}
     with errors_named(url, "read"):
-        return fs.open(path, "rb", block_size=READ_BLOCK_BYTES, cache_type="blockcache", **options)
+        opened = fs.open(
+            path, "rb", block_size=READ_BLOCK_BYTES, cache_type="blockcache", **options
+        )
+    return _Stream(opened, url)  # type: ignore[return-value]
+
+
+class _Stream:
+    """A store's file object as PyAV reads it: every failure a :class:`StoreError` line
+    naming the redacted URL (never an OSError that would read as the output disk's, nor
+    a library's message with a signed URL in it); reads of an ``http(s)`` URL, which
+    fsspec does not retry, are retried with backoff (:data:`MAX_ATTEMPTS`)."""
+
+    def __init__(self, raw: Any, url: str) -> None:
+        self.raw, self.url = raw, url
+        self.tries = MAX_ATTEMPTS if url.lower().startswith(("http://", "https://")) else 1
+
+    def read(self, size: int = -1) -> bytes:
+        where, attempt = self.raw.tell(), 1
+        while True:
+            try:
+                with errors_named(self.url, "read"):
+                    return bytes(self.raw.read(size))
+            except StoreError as exc:
+                if attempt >= self.tries or "no such object" in str(exc):
+                    raise
+            time.sleep(min(0.2 * 2**attempt, 5.0))
+            self.raw.seek(where)
+            attempt += 1
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        with errors_named(self.url, "read"):
+            return int(self.raw.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self.raw.tell())
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> _Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def exists(url: str) -> bool:
@@ -380,6 +446,9 @@ class RemoteVideo:
     """
 
     url: str
+
+    def __repr__(self) -> str:
+        return f"RemoteVideo({str(self)!r})"
 
     @property
     def name(self) -> str:

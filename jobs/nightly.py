@@ -505,8 +505,8 @@ def _mine(config: BatchConfig, folder: Path | str, out: Path | str) -> tuple[int
     started = time.monotonic()
     log.info(
         "nightly batch: %s -> %s (%s engine, %d workers)",
-        folder,
-        out,
+        store.redact(str(folder)),
+        store.redact(str(out)),
         config.engine,
         config.workers,
     )

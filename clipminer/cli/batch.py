@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -46,6 +47,14 @@ def batch(
     ],
     image_model: ImageModel,
     video_model: VideoModels = None,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --out in a bucket: the folder on this machine for the run's own files "
+            "(state.sqlite, reports, copies of each done video's small files). Default: "
+            "~/.cache/clipminer/runs/<bucket_prefix>-<hash> ($CLIPMINER_CACHE moves it).",
+        ),
+    ] = None,
     *,
     config: BatchConfig,
 ) -> None:
@@ -63,7 +72,7 @@ def batch(
         image_model=image_model,
         video_models=tuple(video_model or []),
     )
-    summary = run_batch(folder, out, config=config, on_outcome=_report)
+    summary = run_batch(folder, out, config=config, on_outcome=_report, work_dir=work_dir)
     _print_summary(summary, out)
     if summary.failed:
         raise typer.Exit(code=1)

@@ -121,7 +121,8 @@ def _report(bar: Progress, video: VideoPath, outcome: VideoResult | ClipminerErr
         print_error(outcome)
         return
     labels = sorted({c.final_label for c in outcome.candidates})
+    where = outcome.out_dir if outcome.out_dir.is_dir() else f"videos/{outcome.out_dir.name}"
     bar.console.print(
         f"{video}: {len(outcome.candidates)} clips ({', '.join(labels) or 'none'}) "
-        f"in {outcome.seconds:.1f} s -> {outcome.out_dir}"
+        f"in {outcome.seconds:.1f} s -> {where}"
     )

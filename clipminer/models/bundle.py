@@ -305,8 +305,9 @@ def load_bundle(path: str | os.PathLike[str], *, kind: Kind | None = None) -> Bu
         BundleError: the file is missing, not a checkpoint, needs arbitrary
             unpickling, is not a clipminer bundle, or is of the wrong kind.
     """
-    if store.is_url(path):  # fetched once per machine, kept by content hash
-        url = str(path)
+    path = store.local_or_url(path)
+    if isinstance(path, str):  # a URL: fetched once per machine, kept by content hash
+        url = path
         path = store.local_model(url)
         shown: str | Path = store.redact(url)
     else:
