@@ -89,11 +89,23 @@ def within(base: str | os.PathLike[str], *parts: str) -> str | Path:
     return join(str(base), *parts) if is_url(base) else Path(base).joinpath(*parts)
 
 
+def _is_web(url: str) -> bool:
+    """An ``http(s)`` URL: its ``?`` starts a query and its ``#`` a fragment; in other
+    URLs (bucket keys) they are part of the name."""
+    return url.lower().startswith(("http://", "https://"))
+
+
 def redact(url: str) -> str:
     """``url`` without its secrets: no password in it, and no value of a query
     parameter that looks like a signature, credential or token (presigned URLs)."""
     if not is_url(url):
         return url
+    if not _is_web(url):  # a bucket key may hold ? and #: only a user:password is cut
+        scheme, _, rest = url.partition("://")
+        host, slash, key = rest.partition("/")
+        if "@" in host:
+            host = "***@" + host.rpartition("@")[2]
+        return f"{scheme}://{host}{slash}{key}"
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:  # a user name alone may be a token (https://TOKEN@host/...)
@@ -267,7 +279,7 @@ class _Stream:
 
     def __init__(self, raw: Any, url: str) -> None:
         self.raw, self.url = raw, url
-        self.tries = MAX_ATTEMPTS if url.lower().startswith(("http://", "https://")) else 1
+        self.tries = MAX_ATTEMPTS if _is_web(url) else 1
 
     def read(self, size: int = -1) -> bytes:
         where, attempt = self.raw.tell(), 1
@@ -452,7 +464,8 @@ class RemoteVideo:
 
     @property
     def name(self) -> str:
-        return PurePosixPath(urlsplit(self.url).path).name
+        path = urlsplit(self.url).path if _is_web(self.url) else self.url.partition("://")[2]
+        return PurePosixPath(path).name
 
     @property
     def stem(self) -> str:

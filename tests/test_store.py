@@ -103,9 +103,15 @@ def test_urls_are_told_from_paths_and_shown_without_secrets() -> None:
     assert "hunter2" not in shown and "abc" not in shown and "def" not in shown
     assert "ann" in shown and "part=2" in shown
     assert store.redact("s3://bucket/key.mp4") == "s3://bucket/key.mp4"
-    video = store.RemoteVideo("s3://b/a/clip one.mkv?token=x")
+    video = store.RemoteVideo("https://h/a/clip one.mkv?token=x")
     assert (video.name, video.stem, video.suffix) == ("clip one.mkv", "clip one", ".mkv")
-    assert "x" not in str(video).split("token=")[1]
+    assert str(video).endswith("token=***") and "x" not in repr(video).split("token=")[1]
+    # in a bucket key, ? and # are part of the name, and there is no query to redact
+    key = store.RemoteVideo("s3://b/what?token=x#1.mp4")
+    assert (key.name, str(key)) == ("what?token=x#1.mp4", "s3://b/what?token=x#1.mp4")
+    assert store.redact("s3://id:secret@b/k.mp4") == "s3://***@b/k.mp4"
+    assert "TOKEN" not in store.redact("https://TOKEN@host/v.mp4")
+    assert store.scrub("failed: url='https://h/v?X-Amz-Signature=abc' (403)").count("abc") == 0
 
 
 # -- find-clips ----------------------------------------------------------------------------------
@@ -431,3 +437,30 @@ def test_a_bucket_input_that_holds_out_never_mines_its_clips(
     assert (first.done, again.done, again.already_done, again.skipped) == (2, 0, 2, 0)
     with pytest.raises(UsageError, match="inside the output"):
         run_batch(f"{bucket}/in/mined/videos", f"{bucket}/in/mined", config=config, work_dir=work)
+
+
+def test_odd_object_names_and_bad_objects_in_a_bucket(
+    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+) -> None:
+    names = ["clip one.mp4", "ü é/$x [1].mkv", "a#b.mp4", "what?.mp4", "..mp4", "state.sqlite.mp4"]
+    make_videos(tmp_path / "odd", names=names, seconds=4)
+    (tmp_path / "odd" / "empty.mp4").write_bytes(b"")
+    (tmp_path / "odd" / "text.mp4").write_text("not a video\n")
+    _put(tmp_path / "odd", f"{bucket}/odd")
+    _put(tiny_models[0], f"{bucket}/models/image.pt")
+    _put(tiny_models[1], f"{bucket}/models/video.pt")
+    config = batch_config((f"{bucket}/models/image.pt", f"{bucket}/models/video.pt"))
+    work = tmp_path / "w"
+    summary = run_batch(f"{bucket}/odd", f"{bucket}/out", config=config, work_dir=work)
+    # ..mp4 is a hidden name, left out as in a local folder
+    assert (summary.done, summary.failed) == (5, 2), [o.error for o in summary.outcomes]
+    errors = sorted(o.error for o in summary.outcomes if not o.ok)
+    assert errors[0].startswith(f"{bucket}/odd/empty.mp4: ") and "\n" not in errors[0]
+    assert errors[1].startswith(f"{bucket}/odd/text.mp4: ") and "\n" not in errors[1]
+    folders = {Path(o.output).name for o in summary.outcomes if o.ok}
+    assert len(folders) == 5 and "clip one" in folders and "a#b" in folders
+    fs = _fs()
+    for name in folders:
+        assert fs.exists(f"{bucket[5:]}/out/videos/{name}/run.json"), name
+    again = run_batch(f"{bucket}/odd", f"{bucket}/out", config=config, work_dir=work)
+    assert (again.done, again.already_done, again.skipped) == (0, 5, 2)
