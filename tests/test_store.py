@@ -42,9 +42,26 @@ def bucket(s3: LoopbackS3) -> str:
     return s3.bucket(f"t-{uuid.uuid4().hex[:12]}")
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(store.MODEL_CACHE_ENV, str(tmp_path / "cache"))
+@pytest.fixture(scope="module", autouse=True)
+def model_cache(tmp_path_factory: pytest.TempPathFactory):
+    """One model cache for the module (each test fetching the models again only costs time)."""
+    cache = tmp_path_factory.mktemp("cache")
+    saved = os.environ.get(store.MODEL_CACHE_ENV)
+    os.environ[store.MODEL_CACHE_ENV] = str(cache)
+    yield cache
+    if saved is None:
+        os.environ.pop(store.MODEL_CACHE_ENV, None)
+    else:
+        os.environ[store.MODEL_CACHE_ENV] = saved
+
+
+@pytest.fixture(scope="module")
+def remote_models(s3: LoopbackS3, tiny_models) -> tuple[str, str]:
+    """The tiny bundles in a bucket of their own, uploaded once: (image URL, video URL)."""
+    bucket = s3.bucket(f"models-{uuid.uuid4().hex[:12]}")
+    _put(tiny_models[0], f"{bucket}/image.pt")
+    _put(tiny_models[1], f"{bucket}/video.pt")
+    return f"{bucket}/image.pt", f"{bucket}/video.pt"
 
 
 def _fs():
@@ -62,14 +79,14 @@ def _put(local: Path, url: str) -> None:
         fs.put_file(str(local), url.removeprefix("s3://"))
 
 
-def _stage(tiny_models, bucket: str, tmp_path: Path, count: int = 2) -> tuple[Path, str, str]:
-    """Videos in tmp_path/in and under bucket/in; the models under bucket/models."""
+def _stage(
+    remote_models: tuple[str, str], bucket: str, tmp_path: Path, count: int = 2
+) -> tuple[Path, str, str]:
+    """Videos in tmp_path/in and under bucket/in; with the models' URLs."""
     folder = tmp_path / "in"
     make_videos(folder, count)
     _put(folder, f"{bucket}/in")
-    _put(tiny_models[0], f"{bucket}/models/image.pt")
-    _put(tiny_models[1], f"{bucket}/models/video.pt")
-    return folder, f"{bucket}/models/image.pt", f"{bucket}/models/video.pt"
+    return folder, *remote_models
 
 
 def _rows(text: str) -> list[tuple[str, ...]]:
@@ -118,9 +135,9 @@ def test_urls_are_told_from_paths_and_shown_without_secrets() -> None:
 
 
 def test_find_clips_from_and_to_a_bucket_matches_a_local_run(
-    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+    tiny_models, remote_models, model_cache: Path, s3: LoopbackS3, bucket: str, tmp_path: Path
 ) -> None:
-    folder, image, video = _stage(tiny_models, bucket, tmp_path)
+    folder, image, video = _stage(remote_models, bucket, tmp_path)
     urls = [f"{bucket}/in/v0.mp4", f"{bucket}/in/v1.mp4"]
     code, output = _cli(
         "find-clips", *urls, "--out", f"{bucket}/out", "--image-model", image,
@@ -143,9 +160,12 @@ def test_find_clips_from_and_to_a_bucket_matches_a_local_run(
     assert fs.exists(f"{bucket[5:]}/out/kinetics.csv")
     record = fs.cat_file(f"{bucket[5:]}/out/videos/v0/run.json").decode()
     assert image in record and os.environ["AWS_SECRET_ACCESS_KEY"] not in record
-    # the models were fetched once into the cache, by content
-    cached = list((tmp_path / "cache" / "models").glob("*.pt"))
-    assert len(cached) == 2
+    # the models were fetched into the cache, named by their content
+    import hashlib
+
+    cached = {p.name for p in (model_cache / "models").glob("*.pt")}
+    for model in tiny_models:
+        assert f"{hashlib.sha256(model.read_bytes()).hexdigest()}.pt" in cached
 
 
 def test_a_folder_is_uploaded_with_run_json_last_and_stale_objects_go(
@@ -219,9 +239,9 @@ def test_http_inputs_are_streamed_and_their_secrets_never_recorded(
 
 
 def test_batch_from_and_to_a_bucket_matches_local_and_resumes_from_the_bucket(
-    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+    tiny_models, remote_models, s3: LoopbackS3, bucket: str, tmp_path: Path
 ) -> None:
-    folder, image, video = _stage(tiny_models, bucket, tmp_path, count=3)
+    folder, image, video = _stage(remote_models, bucket, tmp_path, count=3)
     _fs().pipe_file(f"{bucket[5:]}/in/notes.txt", b"not a video")
     config = batch_config((image, video))
     work = tmp_path / "work"
@@ -257,9 +277,9 @@ def test_batch_from_and_to_a_bucket_matches_local_and_resumes_from_the_bucket(
 
 
 def test_batch_killed_mid_upload_leaves_nothing_counted_as_done(
-    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+    remote_models, s3: LoopbackS3, bucket: str, tmp_path: Path
 ) -> None:
-    _folder, image, video = _stage(tiny_models, bucket, tmp_path, count=3)
+    _folder, image, video = _stage(remote_models, bucket, tmp_path, count=3)
     fs = _fs()
     out = f"{bucket}/out"
     with FaultyProxy(s3.endpoint, Faults(put_delay_seconds=0.4)) as proxy:
@@ -302,9 +322,9 @@ def test_batch_killed_mid_upload_leaves_nothing_counted_as_done(
 
 
 def test_503s_and_dropped_connections_are_retried(
-    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+    remote_models, s3: LoopbackS3, bucket: str, tmp_path: Path
 ) -> None:
-    _folder, image, video = _stage(tiny_models, bucket, tmp_path, count=1)
+    _folder, image, video = _stage(remote_models, bucket, tmp_path, count=1)
     clean = f"{bucket}/clean"
     code, output = _cli(
         "find-clips", f"{bucket}/in/v0.mp4", "--out", clean, "--image-model", image,
@@ -329,9 +349,14 @@ def test_503s_and_dropped_connections_are_retried(
 
 
 def test_a_store_that_keeps_failing_is_one_bounded_line(
-    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_models,
+    remote_models,
+    s3: LoopbackS3,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _folder, image, _video = _stage(tiny_models, bucket, tmp_path, count=1)
+    _folder, image, _video = _stage(remote_models, bucket, tmp_path, count=1)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     with FaultyProxy(s3.endpoint, Faults(fail_all=True)) as proxy:
         s3.point_at(proxy.endpoint)
@@ -352,11 +377,11 @@ def test_a_store_that_keeps_failing_is_one_bounded_line(
 
 
 def test_nightly_mines_a_bucket_into_a_bucket(
-    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+    remote_models, s3: LoopbackS3, bucket: str, tmp_path: Path
 ) -> None:
     from jobs import nightly
 
-    _folder, image, video = _stage(tiny_models, bucket, tmp_path, count=2)
+    _folder, image, video = _stage(remote_models, bucket, tmp_path, count=2)
     config = tmp_path / "nightly.toml"
     config.write_text(
         f"""[batch]
@@ -384,11 +409,16 @@ device = "cpu"
 
 
 def test_a_store_that_refuses_uploads_stops_the_batch_and_loses_no_video(
-    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_models,
+    remote_models,
+    s3: LoopbackS3,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from clipminer.errors import OutputDiskError
 
-    _folder, image, video = _stage(tiny_models, bucket, tmp_path, count=2)
+    _folder, image, video = _stage(remote_models, bucket, tmp_path, count=2)
     config = batch_config((image, video))
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
     with FaultyProxy(s3.endpoint, Faults(fail_puts=True)) as proxy:
@@ -425,11 +455,11 @@ def test_http_reads_are_retried_and_a_failing_server_leaks_no_secret(
 
 
 def test_a_bucket_input_that_holds_out_never_mines_its_clips(
-    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+    remote_models, s3: LoopbackS3, bucket: str, tmp_path: Path
 ) -> None:
     from clipminer.errors import UsageError
 
-    _folder, image, video = _stage(tiny_models, bucket, tmp_path, count=2)
+    _folder, image, video = _stage(remote_models, bucket, tmp_path, count=2)
     config = batch_config((image, video))
     work = tmp_path / "w"
     first = run_batch(f"{bucket}/in", f"{bucket}/in/mined", config=config, work_dir=work)
@@ -440,16 +470,14 @@ def test_a_bucket_input_that_holds_out_never_mines_its_clips(
 
 
 def test_odd_object_names_and_bad_objects_in_a_bucket(
-    tiny_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+    remote_models, s3: LoopbackS3, bucket: str, tmp_path: Path
 ) -> None:
     names = ["clip one.mp4", "ü é/$x [1].mkv", "a#b.mp4", "what?.mp4", "..mp4", "state.sqlite.mp4"]
     make_videos(tmp_path / "odd", names=names, seconds=4)
     (tmp_path / "odd" / "empty.mp4").write_bytes(b"")
     (tmp_path / "odd" / "text.mp4").write_text("not a video\n")
     _put(tmp_path / "odd", f"{bucket}/odd")
-    _put(tiny_models[0], f"{bucket}/models/image.pt")
-    _put(tiny_models[1], f"{bucket}/models/video.pt")
-    config = batch_config((f"{bucket}/models/image.pt", f"{bucket}/models/video.pt"))
+    config = batch_config(remote_models)
     work = tmp_path / "w"
     summary = run_batch(f"{bucket}/odd", f"{bucket}/out", config=config, work_dir=work)
     # ..mp4 is a hidden name, left out as in a local folder
