@@ -495,6 +495,7 @@ class _Job:
         done = self._done_urls()
         got = 0
         quiet_pages = 0
+        shown: set[str] = set()  # the images of the pages read here: only these is the end
         for page in range(self.config.max_pages):
             if got >= want or self.stop.is_set():
                 break
@@ -510,11 +511,16 @@ class _Job:
                 log.warning("%s", exc)
                 return got, str(exc)
             self._refuse(plan.name, query, links, done)
+            keys = {url_key(h.image_url) for h in hits}
+            repeated, shown = keys <= shown, shown | keys
             fresh = [h for h in hits if url_key(h.image_url) not in done]
             summary.found += len(fresh)
             if not fresh:
                 quiet_pages += 1
-                if quiet_pages >= 2 or not self.engine.scroll_pages:
+                # a paged engine's page that an earlier run took (a resumed run): the
+                # next page may hold new images; no page, or one seen here, is the end
+                taken_before = bool(hits) and not repeated and not self.engine.scroll_pages
+                if not taken_before and (quiet_pages >= 2 or not self.engine.scroll_pages):
                     break
                 continue
             quiet_pages = 0
