@@ -614,7 +614,8 @@ def strided_thumbnail(frame: av.VideoFrame, long_side: int) -> np.ndarray:
 
 
 def describe(path: str | os.PathLike[str], *, sample_fps: float | None = None) -> dict[str, Any]:
-    """:func:`probe` as a plain dict (``path`` as given), for printing or JSON.
+    """:func:`probe` as a plain dict (``path`` as given; a URL without its secrets), for
+    printing or JSON.
 
     With ``sample_fps`` the whole file is also decoded, keeping that many frames per
     second: ``sampled_frames`` and ``problems`` (what the decoder had to skip) are added.
@@ -622,10 +623,11 @@ def describe(path: str | os.PathLike[str], *, sample_fps: float | None = None) -
     Raises:
         DecodeError: as :func:`probe`, or the decode fails.
     """
-    row: dict[str, Any] = dataclasses.asdict(probe(path))
-    row["path"] = str(path)
+    video = as_video(path)
+    row: dict[str, Any] = dataclasses.asdict(probe(video))
+    row["path"] = str(video)
     if sample_fps:
-        with VideoReader(path, sample_fps=sample_fps) as reader:
+        with VideoReader(video, sample_fps=sample_fps) as reader:
             row["sampled_frames"] = sum(1 for _ in reader)
         row["problems"] = reader.stats.errors
     return row

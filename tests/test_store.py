@@ -5,6 +5,7 @@ drops connections; an HTTP server with ranged reads. No traffic leaves 127.0.0.1
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -492,3 +493,18 @@ def test_odd_object_names_and_bad_objects_in_a_bucket(
         assert fs.exists(f"{bucket[5:]}/out/videos/{name}/run.json"), name
     again = run_batch(f"{bucket}/odd", f"{bucket}/out", config=config, work_dir=work)
     assert (again.done, again.already_done, again.skipped) == (0, 5, 2)
+
+
+def test_probe_reads_a_video_in_a_bucket(
+    remote_models, s3: LoopbackS3, bucket: str, tmp_path: Path
+) -> None:
+    _stage(remote_models, bucket, tmp_path, count=1)
+    code, output = _cli("probe", "--json", f"{bucket}/in/v0.mp4", tmp_path / "in" / "v0.mp4")
+    assert code == 0, output
+    remote, local = (json.loads(line) for line in output.strip().splitlines())
+    assert remote["path"] == f"{bucket}/in/v0.mp4"
+    assert {k: v for k, v in remote.items() if k != "path"} == {
+        k: v for k, v in local.items() if k != "path"
+    }
+    code, output = _cli("probe", f"{bucket}/in/missing.mp4")
+    assert code == 1 and f"{bucket}/in/missing.mp4" in output and "Traceback" not in output

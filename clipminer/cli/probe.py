@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from clipminer import store
 from clipminer.cli.common import app, cell, console, print_error
 from clipminer.errors import ClipminerError
 
@@ -17,7 +18,10 @@ _COLUMNS = ("file", "size", "rot", "fps", "seconds", "frames", "codec", "audio")
 
 @app.command()
 def probe(
-    videos: Annotated[list[Path], typer.Argument(help="Video files to inspect.")],
+    videos: Annotated[
+        list[str],
+        typer.Argument(help="Video files to inspect: paths, or URLs (s3://, gs://, http(s)://)."),
+    ],
     sample_fps: Annotated[
         float | None,
         typer.Option(min=0.001, help="Also decode the whole file, keeping this many frames/s."),
@@ -52,7 +56,9 @@ def _table(rows: list[dict[str, Any]], *, sampled: bool) -> Table:
     table = Table(*_COLUMNS, *(["sampled"] if sampled else []))
     for row in rows:
         table.add_row(
-            Path(row["path"]).name,
+            store.RemoteVideo(row["path"]).name
+            if store.is_url(row["path"])
+            else Path(row["path"]).name,
             f"{row['width']}x{row['height']}",
             str(row["rotation_degrees"]),
             cell(row["average_fps"]),
