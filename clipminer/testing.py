@@ -69,6 +69,16 @@ class LoopbackS3:
             os.environ[key] = value
         _forget_filesystems()
 
+    @contextlib.contextmanager
+    def through(self, faults: Faults | None = None) -> Iterator[FaultyProxy]:
+        """This process's S3 requests go through a :class:`FaultyProxy` inside."""
+        with FaultyProxy(self.endpoint, faults) as proxy:
+            self.point_at(proxy.endpoint)
+            try:
+                yield proxy
+            finally:
+                self.point_at(self.endpoint)
+
     def env(self, endpoint: str | None = None) -> dict[str, str]:
         """The variables another process needs to reach the server (or ``endpoint``)."""
         return {**_AWS_ENV, "AWS_ENDPOINT_URL": endpoint or self.endpoint}
@@ -283,20 +293,3 @@ class _Limited:
 
     def close(self) -> None:
         self.handle.close()
-
-
-@contextlib.contextmanager
-def loopback_s3() -> Iterator[LoopbackS3]:
-    """:class:`LoopbackS3` as a plain context manager (for fixtures)."""
-    with LoopbackS3() as server:
-        yield server
-
-
-def wait_for(predicate: Any, seconds: float = 10.0) -> bool:
-    """Poll ``predicate`` until it is true or ``seconds`` pass (bounded)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())

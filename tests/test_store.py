@@ -180,12 +180,8 @@ def test_a_folder_is_uploaded_with_run_json_last_and_stale_objects_go(
     target = f"{bucket}/out/videos/v"
     _put(tmp_path / "v", target)  # an earlier result, with a clip the new one lacks
     _fs().pipe_file(f"{target[5:]}/clips/a/old.mp4", b"old")
-    with FaultyProxy(s3.endpoint) as proxy:
-        s3.point_at(proxy.endpoint)
-        try:
-            store.upload_folder(folder, target, marker="run.json")
-        finally:
-            s3.point_at(s3.endpoint)
+    with s3.through() as proxy:
+        store.upload_folder(folder, target, marker="run.json")
     changes = [(m, p) for m, p in proxy.traffic.answered if m in ("PUT", "DELETE", "POST")]
     assert changes[0][0] == "DELETE" and changes[0][1].endswith("/v/run.json")
     assert changes[-1] == ("PUT", f"/{bucket[5:]}/out/videos/v/run.json")
@@ -332,15 +328,11 @@ def test_503s_and_dropped_connections_are_retried(
         "--video-model", video, *TINY_FLAGS,
     )  # fmt: skip
     assert code == 0, output
-    with FaultyProxy(s3.endpoint, Faults(slow_down_every=4, reset_every=7)) as proxy:
-        s3.point_at(proxy.endpoint)
-        try:
-            code, output = _cli(
-                "find-clips", f"{bucket}/in/v0.mp4", "--out", f"{bucket}/faulty",
-                "--image-model", image, "--video-model", video, *TINY_FLAGS,
-            )  # fmt: skip
-        finally:
-            s3.point_at(s3.endpoint)
+    with s3.through(Faults(slow_down_every=4, reset_every=7)) as proxy:
+        code, output = _cli(
+            "find-clips", f"{bucket}/in/v0.mp4", "--out", f"{bucket}/faulty",
+            "--image-model", image, "--video-model", video, *TINY_FLAGS,
+        )  # fmt: skip
     assert code == 0, output
     assert proxy.traffic.slowed > 3 and proxy.traffic.reset > 1
     fs = _fs()
@@ -350,7 +342,6 @@ def test_503s_and_dropped_connections_are_retried(
 
 
 def test_a_store_that_keeps_failing_is_one_bounded_line(
-    tiny_models,
     remote_models,
     s3: LoopbackS3,
     bucket: str,
@@ -359,16 +350,12 @@ def test_a_store_that_keeps_failing_is_one_bounded_line(
 ) -> None:
     _folder, image, _video = _stage(remote_models, bucket, tmp_path, count=1)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    with FaultyProxy(s3.endpoint, Faults(fail_all=True)) as proxy:
-        s3.point_at(proxy.endpoint)
+    with s3.through(Faults(fail_all=True)) as proxy:
         started = time.monotonic()
-        try:
-            code, output = _cli(
-                "find-clips", f"{bucket}/in/v0.mp4", "--out", f"{bucket}/o",
-                "--image-model", image, *TINY_FLAGS,
-            )  # fmt: skip
-        finally:
-            s3.point_at(s3.endpoint)
+        code, output = _cli(
+            "find-clips", f"{bucket}/in/v0.mp4", "--out", f"{bucket}/o",
+            "--image-model", image, *TINY_FLAGS,
+        )  # fmt: skip
     assert code != 0
     assert time.monotonic() - started < 90
     assert image in output and "Traceback" not in output
@@ -410,7 +397,6 @@ device = "cpu"
 
 
 def test_a_store_that_refuses_uploads_stops_the_batch_and_loses_no_video(
-    tiny_models,
     remote_models,
     s3: LoopbackS3,
     bucket: str,
@@ -422,13 +408,8 @@ def test_a_store_that_refuses_uploads_stops_the_batch_and_loses_no_video(
     _folder, image, video = _stage(remote_models, bucket, tmp_path, count=2)
     config = batch_config((image, video))
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    with FaultyProxy(s3.endpoint, Faults(fail_puts=True)) as proxy:
-        s3.point_at(proxy.endpoint)
-        try:
-            with pytest.raises(OutputDiskError, match="stay queued"):
-                run_batch(f"{bucket}/in", f"{bucket}/out", config=config, work_dir=tmp_path / "w")
-        finally:
-            s3.point_at(s3.endpoint)
+    with s3.through(Faults(fail_puts=True)), pytest.raises(OutputDiskError, match="stay queued"):
+        run_batch(f"{bucket}/in", f"{bucket}/out", config=config, work_dir=tmp_path / "w")
     summary = run_batch(f"{bucket}/in", f"{bucket}/out", config=config, work_dir=tmp_path / "w")
     assert (summary.done, summary.failed, summary.already_done) == (2, 0, 0)
 
